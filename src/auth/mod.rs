@@ -1,0 +1,353 @@
+//! Who someone is: passwords, the signed cookie, login throttling and the
+//! session service (login, lookup, touch, end). Knows no HTTP.
+
+mod cookies;
+mod password;
+mod throttle;
+mod token;
+
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use cookies::SessionCookies;
+pub use password::Passwords;
+pub use throttle::Throttle;
+pub use token::SessionToken;
+
+use crate::config::{AuthConfig, Config, Registration, SessionConfig};
+use crate::domain::{Email, InvalidField, Password, Role, TokenHash, Username};
+use crate::store::{now_ms, SessionRecord, Store, StoreError, UserRecord};
+
+/// What can go wrong when authenticating.
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    /// Wrong name or password: one answer for both.
+    #[error("invalid username or password")]
+    InvalidCredentials,
+    /// Too many failures; try again after this long.
+    #[error("too many failed attempts")]
+    Throttled(Duration),
+    /// Registration is closed by configuration.
+    #[error("registration is closed")]
+    RegistrationClosed,
+    /// Name registered already.
+    #[error("username is taken")]
+    UsernameTaken,
+    /// E-mail registered already.
+    #[error("email is taken")]
+    EmailTaken,
+    /// An input field breaks a rule.
+    #[error(transparent)]
+    Invalid(#[from] InvalidField),
+    /// Settings that cannot work (missing secret, ...): fatal at start.
+    #[error("{0}")]
+    Config(String),
+    /// The store failed.
+    #[error(transparent)]
+    Store(StoreError),
+    /// Anything else; never shown to a client.
+    #[error("{0}")]
+    Unexpected(String),
+}
+
+impl From<StoreError> for AuthError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::UsernameTaken => AuthError::UsernameTaken,
+            StoreError::EmailTaken => AuthError::EmailTaken,
+            other => AuthError::Store(other),
+        }
+    }
+}
+
+/// How a login names its account.
+#[derive(Debug, Clone)]
+pub enum LoginName {
+    /// By user name, ignoring case.
+    Username(String),
+    /// By e-mail, ignoring case.
+    Email(String),
+}
+
+/// What the client told us about itself, kept with the session.
+#[derive(Debug, Clone)]
+pub struct ClientInfo {
+    /// Address used for throttling and shown in session lists.
+    pub ip: IpAddr,
+    /// `User-Agent`, if sent.
+    pub user_agent: Option<String>,
+}
+
+/// A request's valid session with its user, read fresh on every request.
+#[derive(Debug, Clone)]
+pub struct CurrentSession {
+    /// Which session.
+    pub hash: TokenHash,
+    /// Its record after any touch.
+    pub session: SessionRecord,
+    /// Its user as stored now (role included).
+    pub user: UserRecord,
+}
+
+/// A new session, with the token only its client will hold.
+#[derive(Debug)]
+pub struct NewSession {
+    /// The bearer secret for the cookie.
+    pub token: SessionToken,
+    /// As stored.
+    pub session: SessionRecord,
+    /// Who logged in.
+    pub user: UserRecord,
+}
+
+/// Login outcomes, for `/metrics`.
+#[derive(Debug, Default)]
+pub struct LoginCounts {
+    /// Logged in.
+    pub success: AtomicU64,
+    /// Wrong name or password.
+    pub failure: AtomicU64,
+    /// Refused by throttling.
+    pub throttled: AtomicU64,
+}
+
+/// The session service: a cheap `Clone` shared by every route.
+#[derive(Clone)]
+pub struct Auth {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    store: Store,
+    cookies: SessionCookies,
+    passwords: Passwords,
+    throttle: Throttle,
+    session: SessionConfig,
+    auth: AuthConfig,
+    logins: LoginCounts,
+}
+
+impl Auth {
+    /// Builds the service; fails on settings that cannot work.
+    pub fn new(config: &Config, store: Store) -> Result<Self, AuthError> {
+        Ok(Self {
+            inner: Arc::new(Inner {
+                cookies: SessionCookies::from_config(config)?,
+                passwords: Passwords::new(&config.auth)?,
+                throttle: Throttle::new(
+                    config.auth.max_failed_logins_per_account,
+                    config.auth.max_failed_logins_per_ip,
+                ),
+                session: config.session.clone(),
+                auth: config.auth.clone(),
+                logins: LoginCounts::default(),
+                store,
+            }),
+        })
+    }
+
+    /// The store behind the service, for the layers that read it directly.
+    pub fn store(&self) -> &Store {
+        &self.inner.store
+    }
+
+    /// Issues and reads the session cookie.
+    pub fn cookies(&self) -> &SessionCookies {
+        &self.inner.cookies
+    }
+
+    /// Login outcomes so far.
+    pub fn login_counts(&self) -> &LoginCounts {
+        &self.inner.logins
+    }
+
+    /// Applies the password policy to a new password.
+    pub fn new_password(&self, raw: String, field: &'static str) -> Result<Password, AuthError> {
+        let a = &self.inner.auth;
+        Ok(Password::parse(
+            raw,
+            field,
+            a.min_password_length,
+            a.max_password_length,
+        )?)
+    }
+
+    /// Creates an account from the public route; no session is made.
+    pub async fn register(
+        &self,
+        username: Username,
+        email: Email,
+        password: Password,
+    ) -> Result<UserRecord, AuthError> {
+        if self.inner.auth.registration == Registration::Closed {
+            return Err(AuthError::RegistrationClosed);
+        }
+        self.create_user(username, email, password, Role::User)
+            .await
+    }
+
+    /// Creates an account with any role.
+    pub async fn create_user(
+        &self,
+        username: Username,
+        email: Email,
+        password: Password,
+        role: Role,
+    ) -> Result<UserRecord, AuthError> {
+        create_account(
+            &self.inner.store,
+            &self.inner.passwords,
+            username,
+            email,
+            password,
+            role,
+        )
+        .await
+    }
+
+    /// Checks the password and opens a new session. Any session the client
+    /// came with is ended first, so a planted session id is worth nothing.
+    pub async fn login(
+        &self,
+        name: &LoginName,
+        password: &Password,
+        client: &ClientInfo,
+        previous: Option<&SessionToken>,
+    ) -> Result<NewSession, AuthError> {
+        let inner = &self.inner;
+        let (user, account) = match name {
+            LoginName::Username(n) => {
+                let key = n.to_ascii_lowercase();
+                (inner.store.user_by_name(&key)?, format!("name:{key}"))
+            }
+            LoginName::Email(e) => {
+                let key = e.to_lowercase();
+                (inner.store.user_by_email(&key)?, format!("email:{key}"))
+            }
+        };
+        let account = user.as_ref().map_or(account, |u| format!("id:{}", u.id));
+        let attempt = match inner.throttle.begin(&account, client.ip) {
+            Ok(attempt) => attempt,
+            Err(wait) => {
+                inner.logins.throttled.fetch_add(1, Ordering::Relaxed);
+                return Err(AuthError::Throttled(wait));
+            }
+        };
+        let stored = user.as_ref().map(|u| u.password_hash.as_str());
+        if !inner.passwords.verify(password, stored).await? {
+            attempt.failed();
+            inner.logins.failure.fetch_add(1, Ordering::Relaxed);
+            return Err(AuthError::InvalidCredentials);
+        }
+        attempt.succeeded();
+        let user = user.ok_or(AuthError::InvalidCredentials)?;
+        if let Some(previous) = previous {
+            inner.store.end_session(&previous.hash())?;
+        }
+        let token = SessionToken::generate();
+        let session = self.new_record(&user, client);
+        inner.store.create_session(&token.hash(), &session)?;
+        inner.store.commit_durably().await?;
+        inner.logins.success.fetch_add(1, Ordering::Relaxed);
+        Ok(NewSession {
+            token,
+            session,
+            user,
+        })
+    }
+
+    fn new_record(&self, user: &UserRecord, client: &ClientInfo) -> SessionRecord {
+        let now = now_ms();
+        let cfg = &self.inner.session;
+        let mut user_agent = client.user_agent.clone().unwrap_or_default();
+        if let Some((cut, _)) = user_agent.char_indices().nth(256) {
+            user_agent.truncate(cut);
+        }
+        SessionRecord {
+            user_id: user.id,
+            created_at_ms: now,
+            last_seen_at_ms: now,
+            absolute_expires_at_ms: now.saturating_add(millis(cfg.absolute_timeout)),
+            idle_expires_at_ms: now.saturating_add(millis(cfg.idle_timeout)),
+            user_agent,
+            ip: client.ip.to_string(),
+        }
+    }
+
+    /// The live session behind a token, with its user, or `None`. Refuses
+    /// ended sessions at once, pruned or not; records activity at most once
+    /// per `touch_interval`.
+    pub fn authenticate(&self, token: &SessionToken) -> Result<Option<CurrentSession>, AuthError> {
+        let inner = &self.inner;
+        let hash = token.hash();
+        let Some(mut session) = inner.store.session(&hash)? else {
+            return Ok(None);
+        };
+        let now = now_ms();
+        if session.deadline_ms() <= now {
+            return Ok(None);
+        }
+        let Some(user) = inner.store.user(session.owner())? else {
+            return Ok(None);
+        };
+        if now.saturating_sub(session.last_seen_at_ms) >= millis(inner.session.touch_interval) {
+            match inner
+                .store
+                .touch_session(&hash, now, millis(inner.session.idle_timeout))?
+            {
+                Some(touched) => session = touched,
+                None => return Ok(None),
+            }
+        }
+        Ok(Some(CurrentSession {
+            hash,
+            session,
+            user,
+        }))
+    }
+
+    /// Ends a session (logout); answered once durable.
+    pub async fn end(&self, hash: &TokenHash) -> Result<bool, AuthError> {
+        let ended = self.inner.store.end_session(hash)?.is_some();
+        if ended {
+            self.inner.store.commit_durably().await?;
+        }
+        Ok(ended)
+    }
+
+    /// Seconds a fresh session's cookie should live.
+    pub fn cookie_max_age(&self, session: &SessionRecord) -> u64 {
+        session
+            .absolute_expires_at_ms
+            .saturating_sub(now_ms())
+            .div_ceil(1000)
+    }
+}
+
+/// Creates an account with any role, answered once durable. Needs no
+/// cookie keys, so the offline CLI can use it in any environment.
+pub async fn create_account(
+    store: &Store,
+    passwords: &Passwords,
+    username: Username,
+    email: Email,
+    password: Password,
+    role: Role,
+) -> Result<UserRecord, AuthError> {
+    let password_hash = passwords.hash(&password).await?;
+    let user = store.create_user(crate::store::NewUser {
+        username: &username,
+        email: &email,
+        role,
+        password_hash,
+        now_ms: now_ms(),
+    })?;
+    store.commit_durably().await?;
+    Ok(user)
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}

@@ -1,0 +1,136 @@
+//! argon2id hashing on the blocking pool, at most one hash per core at a
+//! time, so a login storm queues here instead of stalling every request.
+
+use std::sync::Arc;
+
+use argon2::password_hash::{PasswordHash, PasswordHasher as _, PasswordVerifier as _, SaltString};
+use argon2::{Algorithm, Argon2, Params, Version};
+use rand_core::OsRng;
+use tokio::sync::Semaphore;
+
+use super::AuthError;
+use crate::config::AuthConfig;
+use crate::domain::Password;
+
+/// Hashes and verifies passwords with the configured parameters.
+#[derive(Clone)]
+pub struct Passwords {
+    argon: Argon2<'static>,
+    permits: Arc<Semaphore>,
+    /// Verified against when the user does not exist, so both failures cost
+    /// the same time: a valid PHC string with the current parameters.
+    dummy: Arc<str>,
+}
+
+impl Passwords {
+    /// Builds the hasher; computes the dummy hash once.
+    pub fn new(config: &AuthConfig) -> Result<Self, AuthError> {
+        let params = Params::new(
+            config.argon2_memory_kib,
+            config.argon2_iterations,
+            config.argon2_parallelism,
+            None,
+        )
+        .map_err(|e| AuthError::Unexpected(format!("argon2 parameters: {e}")))?;
+        let argon = Argon2::new(Algorithm::Argon2id, Version::V0x13, params);
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let dummy = hash_blocking(&argon, "sessiond dummy password for unknown users")?;
+        Ok(Self {
+            argon,
+            permits: Arc::new(Semaphore::new(cores)),
+            dummy: dummy.into(),
+        })
+    }
+
+    /// A PHC string for a new password.
+    pub async fn hash(&self, password: &Password) -> Result<String, AuthError> {
+        let argon = self.argon.clone();
+        let password = password.clone();
+        self.on_pool(move || hash_blocking(&argon, password.expose()))
+            .await?
+    }
+
+    /// Checks a password against a stored hash, or against the dummy hash
+    /// when there is none, so the answer takes as long either way.
+    pub async fn verify(
+        &self,
+        password: &Password,
+        stored: Option<&str>,
+    ) -> Result<bool, AuthError> {
+        let argon = self.argon.clone();
+        let password = password.clone();
+        let known = stored.is_some();
+        let phc: Arc<str> = stored.map_or_else(|| self.dummy.clone(), Arc::from);
+        let matched = self
+            .on_pool(move || {
+                let Ok(parsed) = PasswordHash::new(&phc) else {
+                    return false;
+                };
+                argon
+                    .verify_password(password.expose().as_bytes(), &parsed)
+                    .is_ok()
+            })
+            .await?;
+        Ok(known && matched)
+    }
+
+    async fn on_pool<T: Send + 'static>(
+        &self,
+        work: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T, AuthError> {
+        let _permit = self
+            .permits
+            .acquire()
+            .await
+            .map_err(|_| AuthError::Unexpected("password pool closed".into()))?;
+        tokio::task::spawn_blocking(work)
+            .await
+            .map_err(|e| AuthError::Unexpected(format!("password task failed: {e}")))
+    }
+}
+
+fn hash_blocking(argon: &Argon2<'_>, password: &str) -> Result<String, AuthError> {
+    let salt = SaltString::generate(&mut OsRng);
+    argon
+        .hash_password(password.as_bytes(), &salt)
+        .map(|h| h.to_string())
+        .map_err(|e| AuthError::Unexpected(format!("hashing failed: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cheap() -> AuthConfig {
+        AuthConfig {
+            argon2_memory_kib: 64,
+            argon2_iterations: 1,
+            ..AuthConfig::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn hash_then_verify() {
+        let p = Passwords::new(&cheap()).unwrap();
+        let pw = Password::unchecked("correct horse battery".into());
+        let phc = p.hash(&pw).await.unwrap();
+        assert!(phc.starts_with("$argon2id$v=19$m=64,t=1,p=1$"));
+        assert!(p.verify(&pw, Some(&phc)).await.unwrap());
+        let wrong = Password::unchecked("wrong horse battery".into());
+        assert!(!p.verify(&wrong, Some(&phc)).await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn unknown_user_never_verifies() {
+        let p = Passwords::new(&cheap()).unwrap();
+        let pw = Password::unchecked("sessiond dummy password for unknown users".into());
+        assert!(!p.verify(&pw, None).await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn damaged_hash_is_a_mismatch_not_a_panic() {
+        let p = Passwords::new(&cheap()).unwrap();
+        let pw = Password::unchecked("whatever whatever".into());
+        assert!(!p.verify(&pw, Some("not a phc string")).await.unwrap());
+    }
+}

@@ -1,0 +1,607 @@
+//! Typed settings: built-in defaults, then `config.toml`, then environment.
+//!
+//! Every problem is reported as one line naming the key or variable, so an
+//! operator can fix it without reading code.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer};
+
+/// A setting that cannot be used, named the way the operator wrote it.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read at all.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// The file named.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// A key is unknown, mistyped or out of range.
+    #[error("config error in {origin}: {key}: {message}")]
+    Invalid {
+        /// The file, or "environment".
+        origin: String,
+        /// The dotted key or variable name.
+        key: String,
+        /// What is wrong, in one line.
+        message: String,
+    },
+}
+
+/// The whole configuration; every key optional with the contract's default.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// `[server]`
+    pub server: ServerConfig,
+    /// `[storage]`
+    pub storage: StorageConfig,
+    /// `[session]`
+    pub session: SessionConfig,
+    /// `[auth]`
+    pub auth: AuthConfig,
+    /// `[chat]`
+    pub chat: ChatConfig,
+    /// Secrets come only from the environment, never from the file.
+    #[serde(skip)]
+    pub secrets: Secrets,
+}
+
+/// How the server faces the network.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Address to bind; port 0 picks a free one (tests).
+    pub listen: SocketAddr,
+    /// Production turns on Secure cookies and requires a real secret.
+    pub environment: Environment,
+    /// Origins trusted besides the server's own host.
+    pub allowed_origins: Vec<String>,
+    /// Believe `X-Forwarded-For` / `-Proto` from a reverse proxy.
+    pub trust_proxy: bool,
+    /// Largest request body accepted.
+    pub max_body_bytes: usize,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            environment: Environment::Development,
+            allowed_origins: Vec::new(),
+            trust_proxy: false,
+            max_body_bytes: 16 * 1024,
+        }
+    }
+}
+
+/// Development generates a secret for you; production insists on one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Environment {
+    /// Local work: generated secret, cookies without Secure.
+    Development,
+    /// Real traffic: Secure cookies, `SESSION_SECRET` required.
+    Production,
+}
+
+impl TryFrom<&str> for Environment {
+    type Error = String;
+    fn try_from(raw: &str) -> Result<Self, String> {
+        match raw {
+            "development" => Ok(Self::Development),
+            "production" => Ok(Self::Production),
+            other => Err(format!(
+                "unknown environment {other:?}; use \"development\" or \"production\""
+            )),
+        }
+    }
+}
+
+/// Where and how safely data is kept.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StorageConfig {
+    /// The database lives in `<data_dir>/db`, the dev secret beside it.
+    pub data_dir: PathBuf,
+    /// sled's page cache.
+    pub cache_capacity_mb: u64,
+    /// Whether an answer waits for the disk.
+    pub durability: Durability,
+    /// How often "periodic" flushes.
+    #[serde(deserialize_with = "duration")]
+    pub flush_interval: Duration,
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        Self {
+            data_dir: PathBuf::from("data"),
+            cache_capacity_mb: 64,
+            durability: Durability::Sync,
+            flush_interval: Duration::from_millis(500),
+        }
+    }
+}
+
+/// The trade between a disk write per login and losing the last moments.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Durability {
+    /// Logins, logouts and revocations are answered once on disk.
+    Sync,
+    /// The disk is written every `flush_interval`.
+    Periodic,
+}
+
+/// The session cookie and the session's lifetime.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SessionConfig {
+    /// Cookie name; `__Host-` forces Secure and Path=/.
+    pub cookie_name: String,
+    /// A session ends this long after login.
+    #[serde(deserialize_with = "duration")]
+    pub absolute_timeout: Duration,
+    /// ... or this long after its last activity.
+    #[serde(deserialize_with = "duration")]
+    pub idle_timeout: Duration,
+    /// Activity is written at most this often per session.
+    #[serde(deserialize_with = "duration")]
+    pub touch_interval: Duration,
+    /// The cookie's SameSite attribute.
+    pub same_site: SameSite,
+    /// The cookie's Secure attribute.
+    pub secure: Secure,
+    /// The longest the pruner sleeps between passes.
+    #[serde(deserialize_with = "duration")]
+    pub prune_interval: Duration,
+}
+
+impl Default for SessionConfig {
+    fn default() -> Self {
+        Self {
+            cookie_name: "connect.sid".into(),
+            absolute_timeout: Duration::from_secs(24 * 3600),
+            idle_timeout: Duration::from_secs(2 * 3600),
+            touch_interval: Duration::from_secs(60),
+            same_site: SameSite::Lax,
+            secure: Secure::Auto,
+            prune_interval: Duration::from_secs(60),
+        }
+    }
+}
+
+impl SessionConfig {
+    /// Whether cookies carry `Secure`, all rules applied.
+    pub fn cookie_secure(&self, env: Environment) -> bool {
+        self.cookie_name.starts_with("__Host-")
+            || self.cookie_name.starts_with("__Secure-")
+            || match self.secure {
+                Secure::Auto => env == Environment::Production,
+                Secure::Always => true,
+                Secure::Never => false,
+            }
+    }
+}
+
+/// The cookie's SameSite attribute.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SameSite {
+    /// Never sent cross-site.
+    Strict,
+    /// Sent on top-level navigation.
+    Lax,
+    /// Always sent (browsers then require Secure).
+    None,
+}
+
+/// `secure = "auto" | true | false`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Secure {
+    /// On in production.
+    Auto,
+    /// Always on.
+    Always,
+    /// Always off.
+    Never,
+}
+
+impl<'de> Deserialize<'de> for Secure {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Bool(bool),
+            Text(String),
+        }
+        match Raw::deserialize(d)
+            .map_err(|_| serde::de::Error::custom("expected \"auto\", true or false"))?
+        {
+            Raw::Bool(true) => Ok(Secure::Always),
+            Raw::Bool(false) => Ok(Secure::Never),
+            Raw::Text(t) if t == "auto" => Ok(Secure::Auto),
+            Raw::Text(t) => Err(serde::de::Error::custom(format!(
+                "expected \"auto\", true or false, found {t:?}"
+            ))),
+        }
+    }
+}
+
+/// Who may register and how passwords are kept.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthConfig {
+    /// "open" lets anyone register; "closed" leaves it to the CLI.
+    pub registration: Registration,
+    /// Shortest password accepted.
+    pub min_password_length: usize,
+    /// Longest password accepted.
+    pub max_password_length: usize,
+    /// argon2id memory cost.
+    pub argon2_memory_kib: u32,
+    /// argon2id time cost.
+    pub argon2_iterations: u32,
+    /// argon2id lanes.
+    pub argon2_parallelism: u32,
+    /// Failed logins per account per 15 minutes before 429.
+    pub max_failed_logins_per_account: u32,
+    /// Failed logins per client IP per 15 minutes before 429.
+    pub max_failed_logins_per_ip: u32,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        Self {
+            registration: Registration::Open,
+            min_password_length: 12,
+            max_password_length: 128,
+            argon2_memory_kib: 19456,
+            argon2_iterations: 2,
+            argon2_parallelism: 1,
+            max_failed_logins_per_account: 10,
+            max_failed_logins_per_ip: 50,
+        }
+    }
+}
+
+/// Whether `POST /api/auth/register` is open.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Registration {
+    /// Anyone may register.
+    Open,
+    /// Only the CLI adds users.
+    Closed,
+}
+
+/// Chat limits.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ChatConfig {
+    /// Longest message text.
+    pub max_message_chars: usize,
+    /// Per connection.
+    pub max_messages_per_second: u32,
+    /// Messages sent with `joined`.
+    pub history_on_join: usize,
+    /// Sockets one user may hold.
+    pub max_sockets_per_user: usize,
+}
+
+impl Default for ChatConfig {
+    fn default() -> Self {
+        Self {
+            max_message_chars: 4000,
+            max_messages_per_second: 20,
+            history_on_join: 50,
+            max_sockets_per_user: 16,
+        }
+    }
+}
+
+/// Secret bytes that never print.
+#[derive(Clone)]
+pub struct Secret(Vec<u8>);
+
+impl Secret {
+    /// Wraps secret material.
+    pub fn new(bytes: Vec<u8>) -> Self {
+        Self(bytes)
+    }
+
+    /// The bytes, for key derivation only.
+    pub fn expose(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret([redacted])")
+    }
+}
+
+/// `SESSION_SECRET` and `SESSION_SECRET_OLD`.
+#[derive(Debug, Clone, Default)]
+pub struct Secrets {
+    /// Signs new cookies.
+    pub current: Option<Secret>,
+    /// Still accepted when verifying, so a rotation logs nobody out.
+    pub old: Vec<Secret>,
+}
+
+impl Config {
+    /// Loads the file (if any) and applies the environment, as the contract
+    /// orders them: `--config` > `SESSIOND_CONFIG` > `./config.toml` > defaults.
+    pub fn load(
+        explicit: Option<&Path>,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Config, ConfigError> {
+        let from_env = env("SESSIOND_CONFIG").map(PathBuf::from);
+        let path = explicit.map(Path::to_path_buf).or(from_env);
+        let mut config = match path {
+            Some(path) => Self::from_file(&path)?,
+            None if Path::new("config.toml").exists() => Self::from_file(Path::new("config.toml"))?,
+            None => Config::default(),
+        };
+        config.apply_env(env)?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn from_file(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::parse(&text, &path.display().to_string())
+    }
+
+    /// Parses TOML text; `origin` names it in errors.
+    pub fn parse(text: &str, origin: &str) -> Result<Config, ConfigError> {
+        let de = toml::Deserializer::new(text);
+        serde_path_to_error::deserialize(de).map_err(|err| {
+            let key = err.path().to_string();
+            let inner = err.into_inner();
+            ConfigError::Invalid {
+                origin: origin.to_owned(),
+                key: if key == "." {
+                    "(top level)".into()
+                } else {
+                    key
+                },
+                message: one_line(inner.message()),
+            }
+        })
+    }
+
+    fn apply_env(&mut self, env: &dyn Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
+        let bad = |key: &str, message: String| ConfigError::Invalid {
+            origin: "environment".into(),
+            key: key.into(),
+            message,
+        };
+        if let Some(v) = env("SESSIOND_LISTEN") {
+            self.server.listen = v.parse().map_err(|_| {
+                bad(
+                    "SESSIOND_LISTEN",
+                    format!("not an address like 127.0.0.1:8080: {v:?}"),
+                )
+            })?;
+        }
+        if let Some(v) = env("SESSIOND_DATA_DIR") {
+            self.storage.data_dir = PathBuf::from(v);
+        }
+        if let Some(v) = env("SESSIOND_ENV") {
+            self.server.environment =
+                Environment::try_from(v.as_str()).map_err(|m| bad("SESSIOND_ENV", m))?;
+        }
+        if let Some(v) = env("SESSION_SECRET").filter(|v| !v.is_empty()) {
+            self.secrets.current = Some(Secret::new(v.into_bytes()));
+        }
+        if let Some(v) = env("SESSION_SECRET_OLD") {
+            self.secrets.old = v
+                .split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(|s| Secret::new(s.as_bytes().to_vec()))
+                .collect();
+        }
+        Ok(())
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |key: &str, message: &str| {
+            Err(ConfigError::Invalid {
+                origin: "config".into(),
+                key: key.into(),
+                message: message.into(),
+            })
+        };
+        let name = &self.session.cookie_name;
+        if name.is_empty()
+            || !name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+        {
+            return bad("session.cookie_name", "must be a non-empty cookie token");
+        }
+        if self.session.idle_timeout.is_zero() {
+            return bad("session.idle_timeout", "must be longer than zero");
+        }
+        if self.session.absolute_timeout.is_zero() {
+            return bad("session.absolute_timeout", "must be longer than zero");
+        }
+        if self.session.prune_interval.is_zero() {
+            return bad("session.prune_interval", "must be longer than zero");
+        }
+        if self.storage.flush_interval.is_zero() {
+            return bad("storage.flush_interval", "must be longer than zero");
+        }
+        if self.server.max_body_bytes == 0 {
+            return bad("server.max_body_bytes", "must be at least 1");
+        }
+        if self.auth.min_password_length > self.auth.max_password_length {
+            return bad(
+                "auth.min_password_length",
+                "must not exceed auth.max_password_length",
+            );
+        }
+        if argon2::Params::new(
+            self.auth.argon2_memory_kib,
+            self.auth.argon2_iterations,
+            self.auth.argon2_parallelism,
+            None,
+        )
+        .is_err()
+        {
+            return bad(
+                "auth.argon2_memory_kib",
+                "argon2 parameters out of range (memory >= 8 x parallelism KiB, iterations >= 1, parallelism >= 1)",
+            );
+        }
+        if self.auth.max_failed_logins_per_account == 0 {
+            return bad("auth.max_failed_logins_per_account", "must be at least 1");
+        }
+        if self.auth.max_failed_logins_per_ip == 0 {
+            return bad("auth.max_failed_logins_per_ip", "must be at least 1");
+        }
+        Ok(())
+    }
+}
+
+fn one_line(message: &str) -> String {
+    message.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    let raw = String::deserialize(d)?;
+    humantime::parse_duration(&raw).map_err(|e| {
+        serde::de::Error::custom(format!(
+            "invalid duration {raw:?} ({e}); write it like \"500ms\", \"90s\" or \"2h\""
+        ))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn no_env(_: &str) -> Option<String> {
+        None
+    }
+
+    fn err_line(text: &str) -> String {
+        Config::parse(text, "test.toml").unwrap_err().to_string()
+    }
+
+    #[test]
+    fn empty_file_gives_defaults() {
+        let c = Config::parse("", "x").unwrap();
+        assert_eq!(c.server.listen.port(), 8080);
+        assert_eq!(c.session.cookie_name, "connect.sid");
+        assert_eq!(c.session.idle_timeout, Duration::from_secs(7200));
+        assert_eq!(c.auth.argon2_memory_kib, 19456);
+    }
+
+    #[test]
+    fn unknown_key_is_named() {
+        let line = err_line("[server]\nlistn = \"1.2.3.4:5\"\n");
+        assert!(line.contains("server.listn"), "{line}");
+        assert!(!line.contains('\n'));
+    }
+
+    #[test]
+    fn unknown_section_is_named() {
+        let line = err_line("[servr]\n");
+        assert!(line.contains("servr"), "{line}");
+    }
+
+    #[test]
+    fn wrong_type_is_named() {
+        let line = err_line("[server]\nmax_body_bytes = \"big\"\n");
+        assert!(line.contains("server.max_body_bytes"), "{line}");
+    }
+
+    #[test]
+    fn bad_duration_is_named() {
+        let line = err_line("[session]\nidle_timeout = \"2 fortnights\"\n");
+        assert!(line.contains("session.idle_timeout"), "{line}");
+        assert!(line.contains("invalid duration"), "{line}");
+    }
+
+    #[test]
+    fn durations_parse() {
+        let c = Config::parse("[storage]\nflush_interval = \"250ms\"\n", "x").unwrap();
+        assert_eq!(c.storage.flush_interval, Duration::from_millis(250));
+    }
+
+    #[test]
+    fn secure_accepts_auto_and_bools() {
+        let c = Config::parse("[session]\nsecure = true\n", "x").unwrap();
+        assert_eq!(c.session.secure, Secure::Always);
+        let c = Config::parse("[session]\nsecure = \"auto\"\n", "x").unwrap();
+        assert_eq!(c.session.secure, Secure::Auto);
+        assert!(err_line("[session]\nsecure = \"yes\"\n").contains("session.secure"));
+    }
+
+    #[test]
+    fn host_prefix_forces_secure() {
+        let mut s = SessionConfig {
+            secure: Secure::Never,
+            ..SessionConfig::default()
+        };
+        assert!(!s.cookie_secure(Environment::Development));
+        s.cookie_name = "__Host-sid".into();
+        assert!(s.cookie_secure(Environment::Development));
+    }
+
+    #[test]
+    fn environment_overrides_file() {
+        let env = |k: &str| match k {
+            "SESSIOND_LISTEN" => Some("127.0.0.1:0".to_owned()),
+            "SESSIOND_ENV" => Some("production".to_owned()),
+            "SESSION_SECRET_OLD" => Some("a, b".to_owned()),
+            _ => None,
+        };
+        let mut c = Config::default();
+        c.apply_env(&env).unwrap();
+        assert_eq!(c.server.listen.port(), 0);
+        assert_eq!(c.server.environment, Environment::Production);
+        assert_eq!(c.secrets.old.len(), 2);
+    }
+
+    #[test]
+    fn bad_environment_variable_is_named() {
+        let env = |k: &str| (k == "SESSIOND_ENV").then(|| "staging".to_owned());
+        let err = Config::default().apply_env(&env).unwrap_err().to_string();
+        assert!(err.contains("SESSIOND_ENV"), "{err}");
+    }
+
+    #[test]
+    fn explicit_missing_file_is_an_error() {
+        let err = Config::load(Some(Path::new("/nonexistent/sessiond.toml")), &no_env);
+        assert!(matches!(err, Err(ConfigError::Read { .. })));
+    }
+
+    #[test]
+    fn validation_names_key() {
+        let mut c = Config::default();
+        c.session.idle_timeout = Duration::ZERO;
+        let err = c.validate().unwrap_err().to_string();
+        assert!(err.contains("session.idle_timeout"), "{err}");
+    }
+
+    #[test]
+    fn secrets_do_not_debug_print() {
+        let s = Secret::new(b"supersecretvalue".to_vec());
+        assert!(!format!("{s:?}").contains("supersecret"));
+    }
+}

@@ -1,0 +1,339 @@
+//! The vocabulary every layer shares: values parsed once at the edge, so no
+//! layer behind it handles a raw, unchecked string.
+//!
+//! Each type has a private field and is built only by `parse`, whose error
+//! names the offending field the way the API reports it.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+/// Why an input value was refused; `field` is the API's name for it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {reason}")]
+pub struct InvalidField {
+    /// The JSON field name the client sent.
+    pub field: &'static str,
+    /// A sentence for a person.
+    pub reason: String,
+}
+
+impl InvalidField {
+    fn new(field: &'static str, reason: impl Into<String>) -> Self {
+        Self {
+            field,
+            reason: reason.into(),
+        }
+    }
+}
+
+/// A user name as registered: 3-32 of `[A-Za-z0-9_.-]`, unique ignoring case.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Username(String);
+
+impl Username {
+    /// Accepts a name the contract allows, or says which rule it breaks.
+    pub fn parse(raw: &str) -> Result<Self, InvalidField> {
+        let len = raw.chars().count();
+        if !(3..=32).contains(&len) {
+            return Err(InvalidField::new(
+                "username",
+                "must be 3 to 32 characters long",
+            ));
+        }
+        if !raw
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
+        {
+            return Err(InvalidField::new(
+                "username",
+                "may contain only letters, digits, '_', '.' and '-'",
+            ));
+        }
+        Ok(Self(raw.to_owned()))
+    }
+
+    /// The form uniqueness is checked in: "Alice" and "alice" are one name.
+    pub fn key(&self) -> String {
+        self.0.to_ascii_lowercase()
+    }
+}
+
+impl AsRef<str> for Username {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
+}
+
+/// An e-mail address, checked only as far as a mail system would agree on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Email(String);
+
+impl Email {
+    /// Accepts `local@domain` with no spaces, at most 254 characters.
+    pub fn parse(raw: &str) -> Result<Self, InvalidField> {
+        let invalid = || InvalidField::new("email", "must be an address like name@example.com");
+        if raw.is_empty() || raw.len() > 254 || raw.chars().any(|c| c.is_whitespace()) {
+            return Err(invalid());
+        }
+        let (local, domain) = raw.rsplit_once('@').ok_or_else(invalid)?;
+        if local.is_empty() || domain.is_empty() || domain.contains('@') {
+            return Err(invalid());
+        }
+        Ok(Self(raw.to_owned()))
+    }
+
+    /// The form uniqueness is checked in.
+    pub fn key(&self) -> String {
+        self.0.to_lowercase()
+    }
+}
+
+impl AsRef<str> for Email {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
+}
+
+/// A password accepted by the length policy; never printed.
+#[derive(Clone)]
+pub struct Password(String);
+
+impl Password {
+    /// Applies the configured bounds, counted in characters (ASVS 2.1.2).
+    pub fn parse(
+        raw: String,
+        field: &'static str,
+        min: usize,
+        max: usize,
+    ) -> Result<Self, InvalidField> {
+        let len = raw.chars().count();
+        if len < min {
+            return Err(InvalidField::new(
+                field,
+                format!("must be at least {min} characters long"),
+            ));
+        }
+        if len > max {
+            return Err(InvalidField::new(
+                field,
+                format!("must be at most {max} characters long"),
+            ));
+        }
+        Ok(Self(raw))
+    }
+
+    /// A password as typed at login: checked against a hash, never against
+    /// the policy, so a policy change does not lock anyone out.
+    pub fn unchecked(raw: String) -> Self {
+        Self(raw)
+    }
+
+    /// The bytes to hash or verify.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Password {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Password([redacted])")
+    }
+}
+
+/// What a user may do; checked on every request against the stored user, so
+/// a change holds from the next request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Uses the service.
+    User,
+    /// Also manages users.
+    Admin,
+}
+
+impl Role {
+    /// Accepts the contract's spelling.
+    pub fn parse(raw: &str) -> Result<Self, InvalidField> {
+        match raw {
+            "user" => Ok(Role::User),
+            "admin" => Ok(Role::Admin),
+            _ => Err(InvalidField::new("role", "must be \"user\" or \"admin\"")),
+        }
+    }
+
+    /// The contract's spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::User => "user",
+            Role::Admin => "admin",
+        }
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A user's id: a number that only grows, so paging by id never skips a user
+/// registered meanwhile. Shown to clients as 16 hex digits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct UserId(u64);
+
+impl UserId {
+    /// Wraps a number handed out by the store.
+    pub fn from_u64(n: u64) -> Self {
+        Self(n)
+    }
+
+    /// The key prefix the store sorts by.
+    pub fn to_be_bytes(self) -> [u8; 8] {
+        self.0.to_be_bytes()
+    }
+
+    /// Reads a key prefix written by `to_be_bytes`.
+    pub fn from_be_slice(bytes: &[u8]) -> Option<Self> {
+        Some(Self(u64::from_be_bytes(bytes.get(..8)?.try_into().ok()?)))
+    }
+
+    /// Reads the public form; anything else is simply no user.
+    pub fn parse(raw: &str) -> Option<Self> {
+        if raw.len() != 16 {
+            return None;
+        }
+        u64::from_str_radix(raw, 16).ok().map(Self)
+    }
+}
+
+impl fmt::Display for UserId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:016x}", self.0)
+    }
+}
+
+/// SHA-256 of a session token: the only form of a token the store ever sees,
+/// so a copy of the database lets nobody in.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct TokenHash([u8; 32]);
+
+impl TokenHash {
+    /// Wraps a digest computed by the auth layer.
+    pub fn from_bytes(bytes: [u8; 32]) -> Self {
+        Self(bytes)
+    }
+
+    /// Reads a digest back from a store key.
+    pub fn from_slice(bytes: &[u8]) -> Option<Self> {
+        bytes.try_into().ok().map(Self)
+    }
+
+    /// The digest, as the store keys it.
+    pub fn as_bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+
+    /// The id the API shows: derived from the hash one more time, so it
+    /// names a session without being usable as any stored key or token.
+    pub fn public_id(&self) -> String {
+        use sha2::{Digest, Sha256};
+        let digest = Sha256::new()
+            .chain_update(b"sessiond public session id\0")
+            .chain_update(self.0)
+            .finalize();
+        hex(&digest[..16])
+    }
+}
+
+impl fmt::Debug for TokenHash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "TokenHash({})", self.public_id())
+    }
+}
+
+/// Lower-case hex, for ids and tokens.
+pub fn hex(bytes: &[u8]) -> String {
+    use fmt::Write;
+    bytes
+        .iter()
+        .fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
+            let _ = write!(s, "{b:02x}");
+            s
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn username_length_bounds() {
+        assert!(Username::parse("ab").is_err());
+        assert!(Username::parse("abc").is_ok());
+        assert!(Username::parse(&"a".repeat(32)).is_ok());
+        assert!(Username::parse(&"a".repeat(33)).is_err());
+    }
+
+    #[test]
+    fn username_charset() {
+        assert!(Username::parse("a.b_c-D9").is_ok());
+        assert!(Username::parse("bad name").is_err());
+        assert!(Username::parse("émile").is_err());
+        assert_eq!(Username::parse("x").unwrap_err().field, "username");
+    }
+
+    #[test]
+    fn username_key_ignores_case() {
+        assert_eq!(Username::parse("Alice").unwrap().key(), "alice");
+    }
+
+    #[test]
+    fn email_shape() {
+        assert!(Email::parse("a@example.com").is_ok());
+        assert!(Email::parse("no-at-sign").is_err());
+        assert!(Email::parse("@example.com").is_err());
+        assert!(Email::parse("a@").is_err());
+        assert!(Email::parse("a b@example.com").is_err());
+        assert_eq!(Email::parse("A@Ex.com").unwrap().key(), "a@ex.com");
+    }
+
+    #[test]
+    fn password_bounds_count_characters() {
+        let ok = |s: &str| Password::parse(s.to_owned(), "password", 3, 4).is_ok();
+        assert!(!ok("ab"));
+        assert!(ok("äöü"));
+        assert!(ok("abcd"));
+        assert!(!ok("abcde"));
+    }
+
+    #[test]
+    fn password_debug_is_redacted() {
+        let p = Password::unchecked("hunter2hunter2".into());
+        assert!(!format!("{p:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn role_round_trip() {
+        assert_eq!(Role::parse("admin").unwrap(), Role::Admin);
+        assert_eq!(Role::parse("user").unwrap().as_str(), "user");
+        assert!(Role::parse("root").is_err());
+    }
+
+    #[test]
+    fn user_id_public_form_round_trips() {
+        let id = UserId::from_u64(42);
+        assert_eq!(id.to_string(), "000000000000002a");
+        assert_eq!(UserId::parse(&id.to_string()), Some(id));
+        assert_eq!(UserId::parse("zz"), None);
+    }
+
+    #[test]
+    fn public_id_is_not_the_hash() {
+        let h = TokenHash::from_bytes([7; 32]);
+        let id = h.public_id();
+        assert_eq!(id.len(), 32);
+        assert!(!hex(h.as_bytes()).contains(&id));
+        assert_eq!(id, TokenHash::from_bytes([7; 32]).public_id());
+    }
+}

@@ -1,0 +1,133 @@
+//! `/api/auth/*`: register, login, logout, me.
+
+use serde::Deserialize;
+use serde_json::json;
+use warp::http::{header, HeaderValue, StatusCode};
+use warp::reply::Response;
+use warp::{Filter, Rejection, Reply};
+
+use super::error::ApiError;
+use super::filters::{
+    check_origin, client_info, json_body, session_token, with_session, with_state,
+};
+use super::views::{json, SessionView, UserView};
+use super::State;
+use crate::auth::{ClientInfo, CurrentSession, LoginName, SessionToken};
+use crate::domain::{Email, Password, Username};
+
+/// Every route of this area, path filters first.
+pub fn routes(state: State) -> warp::filters::BoxedFilter<(Response,)> {
+    let limit = state.config.server.max_body_bytes;
+    let register = warp::path!("api" / "auth" / "register")
+        .and(warp::post())
+        .and(check_origin(state.clone()))
+        .and(with_state(state.clone()))
+        .and(json_body(limit))
+        .and_then(register);
+    let login = warp::path!("api" / "auth" / "login")
+        .and(warp::post())
+        .and(check_origin(state.clone()))
+        .and(with_state(state.clone()))
+        .and(client_info(state.clone()))
+        .and(session_token(state.clone()))
+        .and(json_body(limit))
+        .and_then(login);
+    let logout = warp::path!("api" / "auth" / "logout")
+        .and(warp::post())
+        .and(check_origin(state.clone()))
+        .and(with_state(state.clone()))
+        .and(session_token(state.clone()))
+        .and_then(logout);
+    let me = warp::path!("api" / "auth" / "me")
+        .and(warp::get())
+        .and(with_session(state.clone()))
+        .map(me);
+    register
+        .or(login)
+        .unify()
+        .or(logout)
+        .unify()
+        .or(me)
+        .unify()
+        .boxed()
+}
+
+#[derive(Deserialize)]
+struct RegisterBody {
+    username: String,
+    email: String,
+    password: String,
+}
+
+async fn register(state: State, body: RegisterBody) -> Result<Response, Rejection> {
+    let username = Username::parse(&body.username)?;
+    let email = Email::parse(&body.email)?;
+    let password = state.auth.new_password(body.password, "password")?;
+    let user = state.auth.register(username, email, password).await?;
+    Ok(json(
+        StatusCode::CREATED,
+        &json!({ "user": UserView::from(&user) }),
+    ))
+}
+
+#[derive(Deserialize)]
+struct LoginBody {
+    username: Option<String>,
+    email: Option<String>,
+    password: String,
+}
+
+async fn login(
+    state: State,
+    client: ClientInfo,
+    previous: Option<SessionToken>,
+    body: LoginBody,
+) -> Result<Response, Rejection> {
+    let name = match (body.username, body.email) {
+        (Some(u), _) => LoginName::Username(u),
+        (None, Some(e)) => LoginName::Email(e),
+        (None, None) => {
+            return Err(ApiError::invalid_request("username: required (or email).").into())
+        }
+    };
+    let password = Password::unchecked(body.password);
+    let new = state
+        .auth
+        .login(&name, &password, &client, previous.as_ref())
+        .await?;
+    let cookie = state
+        .auth
+        .cookies()
+        .issue(&new.token, state.auth.cookie_max_age(&new.session));
+    let mut res = json(
+        StatusCode::OK,
+        &json!({ "user": UserView::from(&new.user) }),
+    );
+    set_cookie(&mut res, &cookie);
+    Ok(res)
+}
+
+async fn logout(state: State, token: Option<SessionToken>) -> Result<Response, Rejection> {
+    if let Some(token) = token {
+        state.auth.end(&token.hash()).await?;
+    }
+    let mut res = StatusCode::NO_CONTENT.into_response();
+    set_cookie(&mut res, &state.auth.cookies().clear());
+    Ok(res)
+}
+
+fn me(current: CurrentSession) -> Response {
+    json(
+        StatusCode::OK,
+        &json!({
+            "user": UserView::from(&current.user),
+            "session": SessionView::new(&current.hash, &current.session, true),
+        }),
+    )
+}
+
+fn set_cookie(res: &mut Response, cookie: &str) {
+    if let Ok(value) = HeaderValue::from_str(cookie) {
+        res.headers_mut().append(header::SET_COOKIE, value);
+    }
+}

@@ -1,0 +1,203 @@
+//! The one place a rejection becomes the JSON error shape
+//! `{"error": {"code", "message"}}`. An internal error is logged here and
+//! never shown to the client.
+
+use std::convert::Infallible;
+
+use warp::http::{header, StatusCode};
+use warp::reject::Reject;
+use warp::reply::Response;
+use warp::{Rejection, Reply};
+
+use crate::auth::AuthError;
+use crate::domain::InvalidField;
+
+/// An answer other than success: a status, a stable code and a sentence.
+#[derive(Debug, Clone)]
+pub struct ApiError {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+    retry_after_secs: Option<u64>,
+}
+
+impl Reject for ApiError {}
+
+impl ApiError {
+    /// Any status and code from the contract's table.
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            code,
+            message: message.into(),
+            retry_after_secs: None,
+        }
+    }
+
+    /// 400: the message names the field.
+    pub fn invalid_request(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "invalid_request", message)
+    }
+
+    /// 401: no valid session.
+    pub fn unauthorized() -> Self {
+        Self::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "You need to log in first.",
+        )
+    }
+
+    /// 404.
+    pub fn not_found() -> Self {
+        Self::new(StatusCode::NOT_FOUND, "not_found", "There is nothing here.")
+    }
+
+    fn internal() -> Self {
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal_error",
+            "Something went wrong on our side; try again.",
+        )
+    }
+
+    fn storage_unavailable() -> Self {
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "storage_unavailable",
+            "Storage is unavailable right now; try again shortly.",
+        )
+    }
+
+    /// The HTTP answer.
+    pub fn into_response(self) -> Response {
+        let body = serde_json::json!({
+            "error": { "code": self.code, "message": self.message }
+        });
+        let mut res =
+            warp::reply::with_status(warp::reply::json(&body), self.status).into_response();
+        if let Some(secs) = self.retry_after_secs {
+            res.headers_mut().insert(header::RETRY_AFTER, secs.into());
+        }
+        res
+    }
+}
+
+impl From<InvalidField> for ApiError {
+    fn from(e: InvalidField) -> Self {
+        ApiError::invalid_request(e.to_string())
+    }
+}
+
+impl From<AuthError> for ApiError {
+    fn from(e: AuthError) -> Self {
+        match e {
+            AuthError::InvalidCredentials => ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "invalid_credentials",
+                "Invalid username or password.",
+            ),
+            AuthError::Throttled(wait) => ApiError {
+                retry_after_secs: Some(wait.as_secs_f64().ceil().max(1.0) as u64),
+                ..ApiError::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "too_many_attempts",
+                    "Too many failed logins; try again later.",
+                )
+            },
+            AuthError::RegistrationClosed => ApiError::new(
+                StatusCode::FORBIDDEN,
+                "registration_closed",
+                "Registration is closed.",
+            ),
+            AuthError::UsernameTaken => ApiError::new(
+                StatusCode::CONFLICT,
+                "username_taken",
+                "That username is taken.",
+            ),
+            AuthError::EmailTaken => ApiError::new(
+                StatusCode::CONFLICT,
+                "email_taken",
+                "That email is already registered.",
+            ),
+            AuthError::Invalid(field) => field.into(),
+            AuthError::Store(e) => {
+                tracing::error!(error = %e, "storage error while serving");
+                ApiError::storage_unavailable()
+            }
+            AuthError::Config(e) | AuthError::Unexpected(e) => {
+                tracing::error!(error = %e, "internal error while serving");
+                ApiError::internal()
+            }
+        }
+    }
+}
+
+/// Lets handlers use `?` on any layer's error.
+macro_rules! into_rejection {
+    ($($t:ty),*) => {$(
+        impl From<$t> for Rejection {
+            fn from(e: $t) -> Rejection {
+                warp::reject::custom(ApiError::from(e))
+            }
+        }
+    )*};
+}
+into_rejection!(InvalidField, AuthError);
+
+/// Maps every rejection to the JSON shape; attached once, at the top.
+pub async fn handle_rejection(err: Rejection) -> Result<Response, Infallible> {
+    use warp::reject::{
+        InvalidHeader, InvalidQuery, LengthRequired, MethodNotAllowed, MissingHeader,
+        PayloadTooLarge, UnsupportedMediaType,
+    };
+    let api = if err.is_not_found() {
+        ApiError::not_found()
+    } else if let Some(e) = err.find::<ApiError>() {
+        e.clone()
+    } else if err.find::<MethodNotAllowed>().is_some() {
+        ApiError::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            "This path does not accept that method.",
+        )
+    } else if err.find::<PayloadTooLarge>().is_some() {
+        payload_too_large()
+    } else if err.find::<UnsupportedMediaType>().is_some() {
+        unsupported_media_type()
+    } else if err.find::<LengthRequired>().is_some() {
+        ApiError::new(
+            StatusCode::LENGTH_REQUIRED,
+            "invalid_request",
+            "A Content-Length header is required.",
+        )
+    } else if let Some(e) = err.find::<InvalidQuery>() {
+        ApiError::invalid_request(format!("invalid query string: {e}"))
+    } else if let Some(e) = err.find::<InvalidHeader>() {
+        ApiError::invalid_request(e.to_string())
+    } else if let Some(e) = err.find::<MissingHeader>() {
+        ApiError::invalid_request(e.to_string())
+    } else {
+        tracing::error!(rejection = ?err, "unhandled rejection");
+        ApiError::internal()
+    };
+    Ok(api.into_response())
+}
+
+/// 413.
+pub fn payload_too_large() -> ApiError {
+    ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "payload_too_large",
+        "The request body is too large.",
+    )
+}
+
+/// 415.
+pub fn unsupported_media_type() -> ApiError {
+    ApiError::new(
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        "unsupported_media_type",
+        "The request body must be JSON (Content-Type: application/json).",
+    )
+}

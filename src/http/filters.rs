@@ -1,0 +1,274 @@
+//! Filters every route composes: the session, the JSON body, the Origin
+//! check and the client's address.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+
+use futures_util::{Stream, StreamExt};
+use serde::de::DeserializeOwned;
+use warp::{Buf, Filter, Rejection};
+
+use super::error::{payload_too_large, unsupported_media_type, ApiError};
+use super::State;
+use crate::auth::{ClientInfo, CurrentSession, SessionToken};
+
+/// Hands the shared state to a handler.
+pub fn with_state(
+    state: State,
+) -> impl Filter<Extract = (State,), Error = std::convert::Infallible> + Clone {
+    warp::any().map(move || state.clone())
+}
+
+/// The token of a correctly signed session cookie, if the request has one.
+/// Forged or altered cookies are dropped here, before the database.
+pub fn session_token(
+    state: State,
+) -> impl Filter<Extract = (Option<SessionToken>,), Error = std::convert::Infallible> + Clone {
+    warp::filters::header::headers_cloned().map(move |headers: warp::http::HeaderMap| {
+        headers
+            .get_all(warp::http::header::COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .find_map(|v| state.auth.cookies().token_from_header(v))
+    })
+}
+
+/// The request's live session, or 401. Put it after the path filters, or
+/// unknown paths would answer 401.
+pub fn with_session(
+    state: State,
+) -> impl Filter<Extract = (CurrentSession,), Error = Rejection> + Clone {
+    session_token(state.clone()).and_then(move |token: Option<SessionToken>| {
+        let state = state.clone();
+        async move {
+            let token = token.ok_or_else(ApiError::unauthorized)?;
+            match state.auth.authenticate(&token)? {
+                Some(current) => Ok::<_, Rejection>(current),
+                None => Err(ApiError::unauthorized().into()),
+            }
+        }
+    })
+}
+
+/// A JSON body of at most `max_body_bytes`, counted as it arrives (the
+/// `Content-Length` header alone proves nothing).
+pub fn json_body<T: DeserializeOwned + Send>(
+    limit: usize,
+) -> impl Filter<Extract = (T,), Error = Rejection> + Clone {
+    warp::header::optional::<String>("content-type")
+        .and(warp::header::optional::<u64>("content-length"))
+        .and(warp::body::stream())
+        .and_then(
+            move |content_type: Option<String>, length: Option<u64>, body| async move {
+                if length.is_some_and(|n| n > limit as u64) {
+                    return Err(Rejection::from(payload_too_large()));
+                }
+                if content_type.as_deref().is_some_and(|t| !is_json(t)) {
+                    return Err(unsupported_media_type().into());
+                }
+                let bytes = read_limited(body, limit).await?;
+                if bytes.is_empty() {
+                    return Err(ApiError::invalid_request("A JSON body is required.").into());
+                }
+                if content_type.is_none() {
+                    return Err(unsupported_media_type().into());
+                }
+                parse_json(&bytes).map_err(Rejection::from)
+            },
+        )
+}
+
+async fn read_limited<S, B>(body: S, limit: usize) -> Result<Vec<u8>, Rejection>
+where
+    S: Stream<Item = Result<B, warp::Error>>,
+    B: Buf,
+{
+    let mut body = std::pin::pin!(body);
+    let mut out = Vec::new();
+    while let Some(chunk) = body.next().await {
+        let mut chunk =
+            chunk.map_err(|_| ApiError::invalid_request("The request body could not be read."))?;
+        if out.len() + chunk.remaining() > limit {
+            return Err(payload_too_large().into());
+        }
+        while chunk.has_remaining() {
+            let part = chunk.chunk();
+            out.extend_from_slice(part);
+            let n = part.len();
+            chunk.advance(n);
+        }
+    }
+    Ok(out)
+}
+
+fn is_json(content_type: &str) -> bool {
+    let essence = content_type.split(';').next().unwrap_or("").trim();
+    essence.eq_ignore_ascii_case("application/json")
+}
+
+/// Parses JSON, naming the field at fault in the error.
+fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let value = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        let inner = inner.to_string();
+        let what = strip_position(&inner);
+        if path == "." {
+            ApiError::invalid_request(format!("Invalid JSON body: {what}."))
+        } else {
+            ApiError::invalid_request(format!("{path}: {what}."))
+        }
+    })?;
+    de.end()
+        .map_err(|_| ApiError::invalid_request("Invalid JSON body: trailing characters."))?;
+    Ok(value)
+}
+
+fn strip_position(message: &str) -> &str {
+    message.split(" at line ").next().unwrap_or(message)
+}
+
+/// 403 `bad_origin` for a request whose `Origin` is neither this server's
+/// own host nor listed in `allowed_origins`. Requests without `Origin`
+/// (curl, server-to-server) pass: browsers always send it cross-site.
+pub fn check_origin(state: State) -> impl Filter<Extract = (), Error = Rejection> + Clone {
+    warp::header::optional::<String>("origin")
+        .and(warp::header::optional::<String>("host"))
+        .and(warp::header::optional::<String>("x-forwarded-proto"))
+        .and_then(
+            move |origin: Option<String>, host: Option<String>, proto: Option<String>| {
+                let state = state.clone();
+                async move {
+                    let Some(origin) = origin else { return Ok(()) };
+                    let server = &state.config.server;
+                    let proto = proto.filter(|_| server.trust_proxy);
+                    if origin_allowed(
+                        &origin,
+                        host.as_deref(),
+                        proto.as_deref(),
+                        &server.allowed_origins,
+                    ) {
+                        Ok(())
+                    } else {
+                        Err(Rejection::from(ApiError::new(
+                            warp::http::StatusCode::FORBIDDEN,
+                            "bad_origin",
+                            "This request's Origin is not allowed.",
+                        )))
+                    }
+                }
+            },
+        )
+        .untuple_one()
+}
+
+fn origin_allowed(
+    origin: &str,
+    host: Option<&str>,
+    proto: Option<&str>,
+    allowed: &[String],
+) -> bool {
+    let origin = origin.trim();
+    if allowed
+        .iter()
+        .any(|a| a.trim_end_matches('/').eq_ignore_ascii_case(origin))
+    {
+        return true;
+    }
+    let (Some((scheme, authority)), Some(host)) = (origin.split_once("://"), host) else {
+        return false;
+    };
+    if !authority.eq_ignore_ascii_case(host.trim()) {
+        return false;
+    }
+    match proto {
+        Some(p) => scheme.eq_ignore_ascii_case(p.split(',').next().unwrap_or("").trim()),
+        None => scheme.eq_ignore_ascii_case("http") || scheme.eq_ignore_ascii_case("https"),
+    }
+}
+
+/// Who is asking: the peer address (or, behind a trusted proxy, the first
+/// `X-Forwarded-For` entry) and the `User-Agent`.
+pub fn client_info(
+    state: State,
+) -> impl Filter<Extract = (ClientInfo,), Error = Rejection> + Clone {
+    warp::addr::remote()
+        .and(warp::header::optional::<String>("x-forwarded-for"))
+        .and(warp::header::optional::<String>("user-agent"))
+        .map(
+            move |peer: Option<SocketAddr>, forwarded: Option<String>, user_agent| {
+                let peer_ip = peer.map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |p| p.ip());
+                let ip = forwarded
+                    .filter(|_| state.config.server.trust_proxy)
+                    .and_then(|f| f.split(',').next()?.trim().parse().ok())
+                    .unwrap_or(peer_ip);
+                ClientInfo { ip, user_agent }
+            },
+        )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn own_host_is_allowed_others_are_not() {
+        let none: Vec<String> = vec![];
+        assert!(origin_allowed(
+            "http://localhost:8080",
+            Some("localhost:8080"),
+            None,
+            &none
+        ));
+        assert!(!origin_allowed(
+            "http://evil.example",
+            Some("localhost:8080"),
+            None,
+            &none
+        ));
+        assert!(!origin_allowed("null", Some("localhost:8080"), None, &none));
+        assert!(!origin_allowed("http://localhost:8080", None, None, &none));
+    }
+
+    #[test]
+    fn listed_origins_are_allowed() {
+        let allowed = vec!["https://app.example/".to_owned()];
+        assert!(origin_allowed(
+            "https://app.example",
+            Some("api.example"),
+            None,
+            &allowed
+        ));
+    }
+
+    #[test]
+    fn forwarded_proto_must_match_when_trusted() {
+        let none: Vec<String> = vec![];
+        assert!(origin_allowed(
+            "https://a.example",
+            Some("a.example"),
+            Some("https"),
+            &none
+        ));
+        assert!(!origin_allowed(
+            "http://a.example",
+            Some("a.example"),
+            Some("https"),
+            &none
+        ));
+    }
+
+    #[test]
+    fn json_errors_name_the_field() {
+        #[derive(serde::Deserialize, Debug)]
+        struct B {
+            #[allow(dead_code)]
+            username: String,
+        }
+        let e = parse_json::<B>(br#"{"username": 5}"#).unwrap_err();
+        assert!(format!("{e:?}").contains("username"));
+        let e = parse_json::<B>(b"{}").unwrap_err();
+        assert!(format!("{e:?}").contains("username"));
+        assert!(parse_json::<B>(b"{nope").is_err());
+    }
+}

@@ -1,0 +1,79 @@
+//! `/healthz` and `/metrics`: what an operator's probes read.
+
+use std::fmt::Write;
+use std::sync::atomic::Ordering;
+
+use serde_json::json;
+use warp::http::{header, StatusCode};
+use warp::reply::Response;
+use warp::{Filter, Reply};
+
+use super::views::json;
+use super::State;
+
+/// Health and metrics routes.
+pub fn routes(state: State) -> warp::filters::BoxedFilter<(Response,)> {
+    let health = warp::path!("healthz")
+        .and(warp::get())
+        .map(|| json(StatusCode::OK, &json!({ "status": "ok" })));
+    let metrics = warp::path!("metrics")
+        .and(warp::get())
+        .map(move || metrics(&state));
+    health.or(metrics).unify().boxed()
+}
+
+fn metrics(state: &State) -> Response {
+    let store = state.auth.store();
+    let logins = state.auth.login_counts();
+    let mut out = String::new();
+    let mut metric = |name: &str, kind: &str, help: &str, samples: &[(&str, u64)]| {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+        for (labels, value) in samples {
+            let _ = writeln!(out, "{name}{labels} {value}");
+        }
+    };
+    metric(
+        "sessiond_sessions_active",
+        "gauge",
+        "Sessions stored and not yet pruned.",
+        &[("", store.session_count())],
+    );
+    metric(
+        "sessiond_logins_total",
+        "counter",
+        "Login attempts by outcome.",
+        &[
+            (
+                "{result=\"success\"}",
+                logins.success.load(Ordering::Relaxed),
+            ),
+            (
+                "{result=\"failure\"}",
+                logins.failure.load(Ordering::Relaxed),
+            ),
+            (
+                "{result=\"throttled\"}",
+                logins.throttled.load(Ordering::Relaxed),
+            ),
+        ],
+    );
+    metric(
+        "sessiond_sessions_pruned_total",
+        "counter",
+        "Ended sessions removed by the pruner.",
+        &[("", store.pruned_total())],
+    );
+    // The chat is not built yet: no socket can be open.
+    metric(
+        "sessiond_ws_connections",
+        "gauge",
+        "Open WebSocket connections.",
+        &[("", 0)],
+    );
+    let mut res = out.into_response();
+    res.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+    );
+    res
+}

@@ -1,0 +1,20 @@
+//! sessiond: a self-hosted session and login server whose users and
+//! sessions live in an embedded database (sled) on local disk.
+//!
+//! The layers, each knowing only those before it:
+//!
+//! - [`config`]: typed settings from defaults, `config.toml` and environment.
+//! - [`domain`]: parsed values every layer shares (`Username`, `Role`, ...).
+//! - [`store`]: sled and nothing else: records, indexes, pruning.
+//! - [`auth`]: passwords, signed cookies, throttling, the session service.
+//! - [`http`]: warp routes and the one JSON error mapping.
+//! - [`server`]: assembly, background tasks, graceful shutdown.
+//! - [`cli`]: the offline commands.
+
+pub mod auth;
+pub mod cli;
+pub mod config;
+pub mod domain;
+pub mod http;
+pub mod server;
+pub mod store;

@@ -1,0 +1,111 @@
+//! Assembles the routes, starts the background tasks and stops gracefully.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::auth::{Auth, AuthError};
+use crate::config::Config;
+use crate::http::{self, State};
+use crate::store::{Store, StoreError};
+
+/// How long open connections get to finish after a stop signal.
+const DRAIN: Duration = Duration::from_secs(5);
+
+/// Why the server could not start or stop cleanly; printed as one line.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    /// The database could not be opened.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// Secrets or password settings are unusable.
+    #[error(transparent)]
+    Auth(#[from] AuthError),
+    /// The address is taken or not ours.
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        /// The configured address.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
+/// A server that has opened its database and bound its port, not yet serving.
+pub struct Application {
+    listener: TcpListener,
+    addr: SocketAddr,
+    state: State,
+}
+
+impl Application {
+    /// Opens the store, derives the keys and binds (port 0 picks a port).
+    pub async fn build(config: Config) -> Result<Self, ServerError> {
+        let store = Store::open(&config.storage)?;
+        let auth = Auth::new(&config, store)?;
+        let listen = config.server.listen;
+        let listener = TcpListener::bind(listen)
+            .await
+            .map_err(|source| ServerError::Listen {
+                addr: listen,
+                source,
+            })?;
+        let addr = listener
+            .local_addr()
+            .map_err(|source| ServerError::Listen {
+                addr: listen,
+                source,
+            })?;
+        Ok(Self {
+            listener,
+            addr,
+            state: State {
+                auth,
+                config: Arc::new(config),
+            },
+        })
+    }
+
+    /// The address actually bound.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Serves until `shutdown` completes, then stops accepting, gives open
+    /// connections a moment, stops the pruner and flushes the database.
+    pub async fn run_until_stopped(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), ServerError> {
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let stopped = |mut rx: watch::Receiver<bool>| async move {
+            let _ = rx.wait_for(|stop| *stop).await;
+        };
+        let store = self.state.auth.store().clone();
+        let pruner = store.spawn_pruner(
+            self.state.config.session.prune_interval,
+            stopped(stop_rx.clone()),
+        );
+        let server = tokio::spawn(
+            warp::serve(http::routes(self.state))
+                .incoming(self.listener)
+                .graceful(stopped(stop_rx))
+                .run(),
+        );
+        tracing::info!(addr = %self.addr, "sessiond listening");
+        shutdown.await;
+        tracing::info!("shutting down");
+        let _ = stop_tx.send(true);
+        if tokio::time::timeout(DRAIN, server).await.is_err() {
+            tracing::warn!("connections still open after {DRAIN:?}; closing them");
+        }
+        let _ = pruner.await;
+        store.flush().await?;
+        tracing::info!("stopped");
+        Ok(())
+    }
+}

@@ -1,0 +1,223 @@
+//! sled and nothing else: trees, records, transactions, the expiry index and
+//! pruning. Knows no HTTP.
+//!
+//! `Store` is a cheap `Clone` over `Arc<Shared>`; open it once per process.
+//! Every change that touches more than one tree is one transaction, so an
+//! index never disagrees with its record, even after a crash.
+
+mod codec;
+mod flush;
+mod prune;
+mod records;
+mod sessions;
+mod users;
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use sled::transaction::TransactionError;
+use tokio::sync::Notify;
+
+pub use codec::CodecError;
+pub use records::{SessionRecord, UserRecord};
+pub use users::NewUser;
+
+use crate::config::{Durability, StorageConfig};
+
+/// The schema this build writes and reads.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// What can go wrong below the auth layer.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// Another process (a server, or the CLI) holds the database.
+    #[error("the database at {0} is in use by another sessiond process (a running server?); stop it first")]
+    Locked(PathBuf),
+    /// Written by a newer sessiond; opening it here could damage it.
+    #[error("the database at {path} has schema version {found}, newer than this sessiond reads ({SCHEMA_VERSION}); upgrade sessiond")]
+    NewerSchema {
+        /// The database directory.
+        path: PathBuf,
+        /// The version found.
+        found: u32,
+    },
+    /// The files cannot be opened as a database.
+    #[error("cannot open the database at {path}: {message}")]
+    Open {
+        /// The database directory.
+        path: PathBuf,
+        /// sled's reason, on one line.
+        message: String,
+    },
+    /// The name is registered already (ignoring case).
+    #[error("username is taken")]
+    UsernameTaken,
+    /// The e-mail is registered already (ignoring case).
+    #[error("email is taken")]
+    EmailTaken,
+    /// The user does not exist (any more).
+    #[error("no such user")]
+    NoSuchUser,
+    /// A stored record does not decode.
+    #[error("damaged record in tree {tree}: {source}")]
+    Corrupt {
+        /// Which tree.
+        tree: &'static str,
+        /// Why.
+        source: CodecError,
+    },
+    /// sled failed while serving.
+    #[error("storage error: {0}")]
+    Sled(#[from] sled::Error),
+}
+
+/// A handle to the database; clone it freely.
+#[derive(Clone)]
+pub struct Store {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    db: sled::Db,
+    users: sled::Tree,
+    user_names: sled::Tree,
+    user_emails: sled::Tree,
+    sessions: sled::Tree,
+    session_expiry: sled::Tree,
+    user_sessions: sled::Tree,
+    durability: Durability,
+    flusher: flush::Flusher,
+    /// Wakes the pruner when a session ends earlier than its next pass.
+    prune_wake: Notify,
+    /// When the pruner next runs, Unix millis.
+    prune_at_ms: AtomicU64,
+    session_count: AtomicU64,
+    pruned_total: AtomicU64,
+}
+
+impl Store {
+    /// Opens (or creates) `<data_dir>/db`, refusing a database that another
+    /// process holds or that a newer sessiond wrote.
+    pub fn open(config: &StorageConfig) -> Result<Store, StoreError> {
+        let path = config.data_dir.join("db");
+        let flush_every = match config.durability {
+            Durability::Sync => 500,
+            Durability::Periodic => config.flush_interval.as_millis().max(1) as u64,
+        };
+        let db = sled::Config::new()
+            .path(&path)
+            .cache_capacity(config.cache_capacity_mb.saturating_mul(1024 * 1024))
+            .flush_every_ms(Some(flush_every))
+            .open()
+            .map_err(|e| open_error(&path, e))?;
+        let tree = |name: &str| db.open_tree(name).map_err(|e| open_error(&path, e));
+        check_schema(&path, &tree("meta")?)?;
+        let sessions = tree("sessions")?;
+        let session_count = sessions.len() as u64;
+        Ok(Store {
+            shared: Arc::new(Shared {
+                users: tree("users")?,
+                user_names: tree("user_names")?,
+                user_emails: tree("user_emails")?,
+                session_expiry: tree("session_expiry")?,
+                user_sessions: tree("user_sessions")?,
+                sessions,
+                flusher: flush::Flusher::new(db.clone()),
+                db,
+                durability: config.durability,
+                prune_wake: Notify::new(),
+                prune_at_ms: AtomicU64::new(u64::MAX),
+                session_count: AtomicU64::new(session_count),
+                pruned_total: AtomicU64::new(0),
+            }),
+        })
+    }
+
+    /// Makes every change committed so far durable, if the configuration
+    /// asks answers to wait for the disk. Concurrent callers share one write.
+    pub async fn commit_durably(&self) -> Result<(), StoreError> {
+        match self.shared.durability {
+            Durability::Sync => self.shared.flusher.flush().await,
+            Durability::Periodic => Ok(()),
+        }
+    }
+
+    /// Writes everything to disk; for shutdown.
+    pub async fn flush(&self) -> Result<(), StoreError> {
+        self.shared.db.flush_async().await?;
+        Ok(())
+    }
+
+    /// Sessions stored (live, or ended and not yet pruned).
+    pub fn session_count(&self) -> u64 {
+        self.shared.session_count.load(Ordering::Relaxed)
+    }
+
+    /// Sessions the pruner has removed since start.
+    pub fn pruned_total(&self) -> u64 {
+        self.shared.pruned_total.load(Ordering::Relaxed)
+    }
+}
+
+fn open_error(path: &Path, err: sled::Error) -> StoreError {
+    let message = err.to_string();
+    if message.contains("could not acquire lock") {
+        return StoreError::Locked(path.to_owned());
+    }
+    StoreError::Open {
+        path: path.to_owned(),
+        message: message.split_whitespace().collect::<Vec<_>>().join(" "),
+    }
+}
+
+fn check_schema(path: &Path, meta: &sled::Tree) -> Result<(), StoreError> {
+    const KEY: &[u8] = b"schema_version";
+    match meta.get(KEY)? {
+        None => {
+            meta.insert(KEY, &SCHEMA_VERSION.to_be_bytes())?;
+            Ok(())
+        }
+        Some(v) => {
+            let found = <[u8; 4]>::try_from(v.as_ref())
+                .map(u32::from_be_bytes)
+                .map_err(|_| StoreError::Open {
+                    path: path.to_owned(),
+                    message: "the schema version record is damaged".into(),
+                })?;
+            if found > SCHEMA_VERSION {
+                return Err(StoreError::NewerSchema {
+                    path: path.to_owned(),
+                    found,
+                });
+            }
+            Ok(())
+        }
+    }
+}
+
+/// Folds sled's transaction outcome into the layer's error.
+fn tx<A>(result: Result<A, TransactionError<StoreError>>) -> Result<A, StoreError> {
+    result.map_err(|e| match e {
+        TransactionError::Abort(e) => e,
+        TransactionError::Storage(e) => StoreError::Sled(e),
+    })
+}
+
+fn decode<T: serde::de::DeserializeOwned>(
+    tree: &'static str,
+    bytes: &[u8],
+) -> Result<T, StoreError> {
+    codec::decode(bytes).map_err(|source| StoreError::Corrupt { tree, source })
+}
+
+/// Now in Unix milliseconds: every stored time uses it.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,72 @@
+//! What the store keeps, and the key layouts its trees sort by.
+
+use serde::{Deserialize, Serialize};
+
+use crate::domain::{Role, TokenHash, UserId};
+
+/// A registered user as stored in `users`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserRecord {
+    /// The number behind `UserId`.
+    pub id: u64,
+    /// As registered (case kept).
+    pub username: String,
+    /// As registered (case kept).
+    pub email: String,
+    /// Checked on every request.
+    pub role: Role,
+    /// argon2id PHC string.
+    pub password_hash: String,
+    /// Unix milliseconds.
+    pub created_at_ms: u64,
+}
+
+impl UserRecord {
+    /// The typed id.
+    pub fn user_id(&self) -> UserId {
+        UserId::from_u64(self.id)
+    }
+}
+
+/// A live session as stored in `sessions`, keyed by the token's hash.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionRecord {
+    /// Owner.
+    pub user_id: u64,
+    /// Login time, Unix milliseconds.
+    pub created_at_ms: u64,
+    /// Last recorded activity (lazily written).
+    pub last_seen_at_ms: u64,
+    /// Login time plus the absolute timeout, fixed at login.
+    pub absolute_expires_at_ms: u64,
+    /// Last activity plus the idle timeout, moved by each touch.
+    pub idle_expires_at_ms: u64,
+    /// As sent at login, cut to a sane length.
+    pub user_agent: String,
+    /// Client address at login.
+    pub ip: String,
+}
+
+impl SessionRecord {
+    /// When this session ends unless touched: the key of its expiry entry.
+    pub fn deadline_ms(&self) -> u64 {
+        self.absolute_expires_at_ms.min(self.idle_expires_at_ms)
+    }
+
+    /// The typed owner id.
+    pub fn owner(&self) -> UserId {
+        UserId::from_u64(self.user_id)
+    }
+}
+
+/// `session_expiry` key: deadline (big-endian millis) ++ token hash, so a
+/// range scan from the start visits exactly the sessions that have ended.
+pub fn expiry_key(deadline_ms: u64, hash: &TokenHash) -> Vec<u8> {
+    [&deadline_ms.to_be_bytes()[..], hash.as_bytes()].concat()
+}
+
+/// `user_sessions` key: user id ++ token hash, so one user's sessions are a
+/// prefix scan that costs what that user has.
+pub fn user_session_key(user: UserId, hash: &TokenHash) -> Vec<u8> {
+    [&user.to_be_bytes()[..], hash.as_bytes()].concat()
+}

@@ -1,0 +1,159 @@
+//! The store's own promises, checked on a real sled database in a temp dir.
+
+use super::*;
+use crate::domain::{Email, Role, TokenHash, Username};
+
+fn open(dir: &tempfile::TempDir) -> Store {
+    Store::open(&StorageConfig {
+        data_dir: dir.path().to_owned(),
+        ..StorageConfig::default()
+    })
+    .unwrap()
+}
+
+fn add_user(store: &Store, name: &str) -> UserRecord {
+    store
+        .create_user(NewUser {
+            username: &Username::parse(name).unwrap(),
+            email: &Email::parse(&format!("{name}@example.com")).unwrap(),
+            role: Role::User,
+            password_hash: "x".into(),
+            now_ms: 1,
+        })
+        .unwrap()
+}
+
+fn session(user: &UserRecord, deadline: u64) -> SessionRecord {
+    SessionRecord {
+        user_id: user.id,
+        created_at_ms: 0,
+        last_seen_at_ms: 0,
+        absolute_expires_at_ms: deadline,
+        idle_expires_at_ms: deadline + 1000,
+        user_agent: String::new(),
+        ip: "127.0.0.1".into(),
+    }
+}
+
+fn hash(n: u8) -> TokenHash {
+    TokenHash::from_bytes([n; 32])
+}
+
+#[test]
+fn names_and_emails_are_unique_ignoring_case() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    add_user(&store, "alice");
+    let again = store.create_user(NewUser {
+        username: &Username::parse("ALICE").unwrap(),
+        email: &Email::parse("other@example.com").unwrap(),
+        role: Role::User,
+        password_hash: "x".into(),
+        now_ms: 1,
+    });
+    assert!(matches!(again, Err(StoreError::UsernameTaken)));
+    let again = store.create_user(NewUser {
+        username: &Username::parse("bob").unwrap(),
+        email: &Email::parse("Alice@Example.com").unwrap(),
+        role: Role::User,
+        password_hash: "x".into(),
+        now_ms: 1,
+    });
+    assert!(matches!(again, Err(StoreError::EmailTaken)));
+    assert!(store.user_by_name("alice").unwrap().is_some());
+    assert!(store.user_by_email("alice@example.com").unwrap().is_some());
+}
+
+#[test]
+fn user_ids_only_grow() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    let a = add_user(&store, "aaa");
+    let b = add_user(&store, "bbb");
+    assert!(b.id > a.id);
+}
+
+#[test]
+fn a_touch_after_the_end_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    let user = add_user(&store, "alice");
+    store
+        .create_session(&hash(1), &session(&user, 10_000))
+        .unwrap();
+    assert!(store.end_session(&hash(1)).unwrap().is_some());
+    assert!(store.touch_session(&hash(1), 5, 100).unwrap().is_none());
+    assert!(store.session(&hash(1)).unwrap().is_none());
+    assert_eq!(
+        store.next_deadline_ms().unwrap(),
+        None,
+        "no expiry entry left"
+    );
+    assert_eq!(store.session_count(), 0);
+}
+
+#[test]
+fn touch_moves_the_expiry_entry() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    let user = add_user(&store, "alice");
+    let mut s = session(&user, 10_000);
+    s.idle_expires_at_ms = 100;
+    store.create_session(&hash(1), &s).unwrap();
+    assert_eq!(store.next_deadline_ms().unwrap(), Some(100));
+    let touched = store.touch_session(&hash(1), 50, 500).unwrap().unwrap();
+    assert_eq!(touched.idle_expires_at_ms, 550);
+    assert_eq!(store.next_deadline_ms().unwrap(), Some(550));
+    assert_eq!(
+        store.prune_ended(200).unwrap(),
+        0,
+        "the old deadline is gone"
+    );
+}
+
+#[test]
+fn prune_removes_exactly_the_ended_sessions() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    let user = add_user(&store, "alice");
+    for n in 0..10u8 {
+        store
+            .create_session(&hash(n), &session(&user, 1000 + u64::from(n) * 100))
+            .unwrap();
+    }
+    assert_eq!(store.prune_ended(1450).unwrap(), 5);
+    assert_eq!(store.session_count(), 5);
+    assert_eq!(store.pruned_total(), 5);
+    for n in 0..10u8 {
+        assert_eq!(
+            store.session(&hash(n)).unwrap().is_some(),
+            n >= 5,
+            "session {n}"
+        );
+    }
+    assert_eq!(store.next_deadline_ms().unwrap(), Some(1500));
+}
+
+#[test]
+fn a_session_for_a_missing_user_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    let mut ghost = add_user(&store, "alice");
+    ghost.id += 100;
+    let refused = store.create_session(&hash(1), &session(&ghost, 10));
+    assert!(matches!(refused, Err(StoreError::NoSuchUser)));
+    assert_eq!(store.next_deadline_ms().unwrap(), None);
+}
+
+#[tokio::test]
+async fn durable_commits_share_flushes_and_complete() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    let waits = (0..20).map(|_| {
+        let s = store.clone();
+        tokio::spawn(async move { s.commit_durably().await })
+    });
+    for w in waits {
+        w.await.unwrap().unwrap();
+    }
+}
