@@ -512,6 +512,48 @@ mod tests {
     }
 
     #[test]
+    fn the_shipped_config_toml_is_exactly_the_defaults() {
+        let text = include_str!("../config.toml");
+        let shipped = Config::parse(text, "config.toml").unwrap();
+        assert_eq!(format!("{shipped:?}"), format!("{:?}", Config::default()));
+        for key in [
+            "listen",
+            "environment",
+            "allowed_origins",
+            "trust_proxy",
+            "max_body_bytes",
+            "data_dir",
+            "cache_capacity_mb",
+            "durability",
+            "flush_interval",
+            "cookie_name",
+            "absolute_timeout",
+            "idle_timeout",
+            "touch_interval",
+            "same_site",
+            "secure",
+            "prune_interval",
+            "registration",
+            "min_password_length",
+            "max_password_length",
+            "argon2_memory_kib",
+            "argon2_iterations",
+            "argon2_parallelism",
+            "max_failed_logins_per_account",
+            "max_failed_logins_per_ip",
+            "max_message_chars",
+            "max_messages_per_second",
+            "history_on_join",
+            "max_sockets_per_user",
+        ] {
+            assert!(
+                text.contains(&format!("\n{key} = ")),
+                "config.toml lacks {key}"
+            );
+        }
+    }
+
+    #[test]
     fn unknown_key_is_named() {
         let line = err_line("[server]\nlistn = \"1.2.3.4:5\"\n");
         assert!(line.contains("server.listn"), "{line}");

@@ -1,0 +1,172 @@
+//! `spawn_app()`: the real server, in this process, on port 0 with a fresh
+//! data dir and real sled; a plain HTTP client over loopback.
+
+use std::net::SocketAddr;
+
+use reqwest::header::{CONTENT_TYPE, COOKIE, SET_COOKIE};
+use reqwest::{Response, StatusCode};
+use serde_json::{json, Value};
+use sessiond::config::{Config, Secret};
+use sessiond::server::Application;
+use tempfile::TempDir;
+use tokio::sync::oneshot;
+
+pub const PASSWORD: &str = "correct horse battery staple";
+
+/// A running server and a client for it.
+pub struct TestApp {
+    pub addr: SocketAddr,
+    pub client: reqwest::Client,
+    _dir: TempDir,
+    _stop: oneshot::Sender<()>,
+}
+
+/// Settings every test starts from: cheap argon2 so tests stay quick.
+pub fn test_config(dir: &TempDir) -> Config {
+    let mut c = Config::default();
+    c.server.listen = "127.0.0.1:0".parse().unwrap();
+    c.storage.data_dir = dir.path().to_owned();
+    c.auth.argon2_memory_kib = 64;
+    c.auth.argon2_iterations = 1;
+    c.secrets.current = Some(Secret::new(
+        b"test-secret-test-secret-test-secret!".to_vec(),
+    ));
+    c
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {}).await
+}
+
+pub async fn spawn_app_with(tweak: impl FnOnce(&mut Config)) -> TestApp {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = test_config(&dir);
+    tweak(&mut config);
+    let app = Application::build(config).await.expect("server builds");
+    let addr = app.addr();
+    let (stop, stopped) = oneshot::channel::<()>();
+    tokio::spawn(app.run_until_stopped(async move {
+        let _ = stopped.await;
+    }));
+    TestApp {
+        addr,
+        client: reqwest::Client::new(),
+        _dir: dir,
+        _stop: stop,
+    }
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    pub async fn post_json(&self, path: &str, body: &Value, cookie: Option<&str>) -> Response {
+        let mut req = self.client.post(self.url(path)).json(body);
+        if let Some(c) = cookie {
+            req = req.header(COOKIE, c);
+        }
+        req.send().await.unwrap()
+    }
+
+    pub async fn get(&self, path: &str, cookie: Option<&str>) -> Response {
+        let mut req = self.client.get(self.url(path));
+        if let Some(c) = cookie {
+            req = req.header(COOKIE, c);
+        }
+        req.send().await.unwrap()
+    }
+
+    pub async fn register(&self, name: &str) -> Response {
+        self.post_json(
+            "/api/auth/register",
+            &json!({"username": name, "email": format!("{name}@example.com"), "password": PASSWORD}),
+            None,
+        )
+        .await
+    }
+
+    pub async fn login(&self, name: &str, password: &str) -> Response {
+        self.post_json(
+            "/api/auth/login",
+            &json!({"username": name, "password": password}),
+            None,
+        )
+        .await
+    }
+
+    /// Registers `name` and logs in; returns the `Cookie` header value.
+    pub async fn register_and_login(&self, name: &str) -> String {
+        assert_eq!(self.register(name).await.status(), StatusCode::CREATED);
+        let res = self.login(name, PASSWORD).await;
+        assert_eq!(res.status(), StatusCode::OK);
+        cookie_of(&res)
+    }
+
+    pub async fn me(&self, cookie: &str) -> Response {
+        self.get("/api/auth/me", Some(cookie)).await
+    }
+
+    pub async fn logout(&self, cookie: &str) -> Response {
+        self.client
+            .post(self.url("/api/auth/logout"))
+            .header(COOKIE, cookie)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// One sample from `/metrics`.
+    pub async fn metric(&self, line_start: &str) -> u64 {
+        let text = self.get("/metrics", None).await.text().await.unwrap();
+        text.lines()
+            .find_map(|l| l.strip_prefix(line_start)?.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no metric {line_start} in:\n{text}"))
+    }
+
+    /// Sends raw bytes with a given content type.
+    pub async fn post_raw(
+        &self,
+        path: &str,
+        content_type: Option<&str>,
+        body: Vec<u8>,
+    ) -> Response {
+        let mut req = self.client.post(self.url(path)).body(body);
+        if let Some(t) = content_type {
+            req = req.header(CONTENT_TYPE, t);
+        }
+        req.send().await.unwrap()
+    }
+}
+
+/// `name=value` of the response's session cookie, ready for a `Cookie` header.
+pub fn cookie_of(res: &Response) -> String {
+    let set = res
+        .headers()
+        .get(SET_COOKIE)
+        .expect("a Set-Cookie header")
+        .to_str()
+        .unwrap();
+    set.split(';').next().unwrap().to_owned()
+}
+
+/// The full `Set-Cookie` header.
+pub fn set_cookie_of(res: &Response) -> String {
+    res.headers()
+        .get(SET_COOKIE)
+        .expect("a Set-Cookie header")
+        .to_str()
+        .unwrap()
+        .to_owned()
+}
+
+/// Asserts the contract's error shape and code; returns the message.
+pub async fn expect_error(res: Response, status: StatusCode, code: &str) -> String {
+    assert_eq!(res.status(), status, "status");
+    let body: Value = res.json().await.expect("a JSON error body");
+    assert_eq!(body["error"]["code"], code, "{body}");
+    body["error"]["message"]
+        .as_str()
+        .expect("a message")
+        .to_owned()
+}

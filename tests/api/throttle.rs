@@ -1,0 +1,94 @@
+use reqwest::StatusCode;
+use serde_json::json;
+
+use crate::helpers::*;
+
+#[tokio::test]
+async fn failed_logins_per_account_lock_even_the_right_password_out() {
+    let app = spawn_app_with(|c| c.auth.max_failed_logins_per_account = 3).await;
+    app.register("alice").await;
+    for _ in 0..3 {
+        let res = app.login("alice", "wrong password, wrong").await;
+        assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    }
+    let res = app.login("alice", PASSWORD).await;
+    let retry: u64 = res.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(retry > 0 && retry <= 15 * 60, "Retry-After {retry}");
+    expect_error(res, StatusCode::TOO_MANY_REQUESTS, "too_many_attempts").await;
+    // The account is known by e-mail too.
+    let res = app
+        .post_json(
+            "/api/auth/login",
+            &json!({"email": "alice@example.com", "password": PASSWORD}),
+            None,
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(
+        app.metric("sessiond_logins_total{result=\"throttled\"}")
+            .await,
+        2
+    );
+    assert_eq!(
+        app.metric("sessiond_logins_total{result=\"failure\"}")
+            .await,
+        3
+    );
+}
+
+#[tokio::test]
+async fn failed_logins_per_ip_span_accounts() {
+    let app = spawn_app_with(|c| c.auth.max_failed_logins_per_ip = 4).await;
+    app.register("alice").await;
+    for n in 0..4 {
+        app.login(&format!("nobody{n}"), "wrong password, wrong")
+            .await;
+    }
+    let res = app.login("alice", PASSWORD).await;
+    expect_error(res, StatusCode::TOO_MANY_REQUESTS, "too_many_attempts").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn parallel_guesses_cannot_slip_past_the_limit() {
+    let app = spawn_app_with(|c| c.auth.max_failed_logins_per_account = 5).await;
+    app.register("alice").await;
+    let guesses = (0..40).map(|_| {
+        let req = app
+            .client
+            .post(app.url("/api/auth/login"))
+            .json(&json!({"username": "alice", "password": "wrong password, wrong"}))
+            .send();
+        async move { req.await.unwrap().status() }
+    });
+    let statuses = futures_util::future::join_all(guesses).await;
+    let checked = statuses
+        .iter()
+        .filter(|s| **s == StatusCode::UNAUTHORIZED)
+        .count();
+    assert!(checked <= 5, "{checked} guesses were checked");
+    assert_eq!(
+        statuses
+            .iter()
+            .filter(|s| **s == StatusCode::TOO_MANY_REQUESTS)
+            .count(),
+        40 - checked
+    );
+}
+
+#[tokio::test]
+async fn a_success_forgives_earlier_failures_of_the_account() {
+    let app = spawn_app_with(|c| c.auth.max_failed_logins_per_account = 3).await;
+    app.register("alice").await;
+    for _ in 0..2 {
+        app.login("alice", "wrong password, wrong").await;
+    }
+    assert_eq!(app.login("alice", PASSWORD).await.status(), StatusCode::OK);
+    for _ in 0..2 {
+        app.login("alice", "wrong password, wrong").await;
+    }
+    assert_eq!(app.login("alice", PASSWORD).await.status(), StatusCode::OK);
+}

@@ -1,0 +1,228 @@
+//! Runs the built `sessiond` binary on a temp data dir, as an operator
+//! would, so restarts and crashes are real process restarts and kills.
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{mpsc, Arc, Mutex};
+use std::time::Duration;
+
+use reqwest::header::{COOKIE, SET_COOKIE};
+use reqwest::{Response, StatusCode};
+use serde_json::json;
+use tempfile::TempDir;
+
+pub const PASSWORD: &str = "correct horse battery staple";
+
+/// A data dir and config file that survive the server processes using them.
+pub struct Site {
+    pub dir: TempDir,
+    pub config: PathBuf,
+}
+
+impl Site {
+    /// A config with cheap argon2 and port 0; `extra` is appended TOML.
+    pub fn new(extra: &str) -> Site {
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("config.toml");
+        let data = dir.path().join("data");
+        std::fs::write(
+            &config,
+            format!(
+                "[server]\nlisten = \"127.0.0.1:0\"\n\n[storage]\ndata_dir = {data:?}\n\n\
+                 [auth]\nargon2_memory_kib = 64\nargon2_iterations = 1\n{extra}"
+            ),
+        )
+        .unwrap();
+        Site { dir, config }
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    /// The binary with this site's config and a clean environment.
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_sessiond"));
+        cmd.args(args).arg("--config").arg(&self.config);
+        for var in [
+            "SESSIOND_CONFIG",
+            "SESSIOND_LISTEN",
+            "SESSIOND_DATA_DIR",
+            "SESSIOND_ENV",
+            "SESSION_SECRET",
+            "SESSION_SECRET_OLD",
+            "RUST_LOG",
+        ] {
+            cmd.env_remove(var);
+        }
+        cmd
+    }
+
+    /// Starts `sessiond serve` and waits until it listens.
+    pub fn start(&self, env: &[(&str, &str)]) -> Server {
+        let mut cmd = self.command(&["serve"]);
+        cmd.envs(env.iter().copied())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().expect("sessiond starts");
+        let log = Arc::new(Mutex::new(String::new()));
+        let (tx, rx) = mpsc::channel();
+        let stderr = child.stderr.take().unwrap();
+        let sink = log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Some(addr) = line.split("addr=").nth(1) {
+                    if line.contains("listening") {
+                        let _ = tx.send(addr.trim().to_owned());
+                    }
+                }
+                let mut log = sink.lock().unwrap();
+                log.push_str(&line);
+                log.push('\n');
+            }
+        });
+        let addr = match rx.recv_timeout(Duration::from_secs(30)) {
+            Ok(addr) => addr.parse().unwrap(),
+            Err(_) => {
+                let _ = child.kill();
+                panic!("sessiond did not start:\n{}", log.lock().unwrap());
+            }
+        };
+        Server {
+            child,
+            addr,
+            log,
+            client: reqwest::Client::new(),
+        }
+    }
+
+    /// Runs a command to completion; returns its status and stderr.
+    pub fn run(&self, args: &[&str], env: &[(&str, &str)], stdin: &str) -> (ExitStatus, String) {
+        let mut child = self
+            .command(args)
+            .envs(env.iter().copied())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(stdin.as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        (
+            out.status,
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+}
+
+/// A running `sessiond serve`.
+pub struct Server {
+    child: Child,
+    pub addr: SocketAddr,
+    log: Arc<Mutex<String>>,
+    client: reqwest::Client,
+}
+
+impl Server {
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    pub async fn register(&self, name: &str) {
+        let res = self
+            .client
+            .post(self.url("/api/auth/register"))
+            .json(&json!({"username": name, "email": format!("{name}@example.com"), "password": PASSWORD}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::CREATED);
+    }
+
+    pub async fn login(&self, name: &str, password: &str) -> Response {
+        self.client
+            .post(self.url("/api/auth/login"))
+            .json(&json!({"username": name, "password": password}))
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// Logs in and returns the `Cookie` header value.
+    pub async fn login_cookie(&self, name: &str) -> String {
+        let res = self.login(name, PASSWORD).await;
+        assert_eq!(res.status(), StatusCode::OK);
+        let set = res.headers()[SET_COOKIE].to_str().unwrap();
+        set.split(';').next().unwrap().to_owned()
+    }
+
+    pub async fn me(&self, cookie: &str) -> StatusCode {
+        self.client
+            .get(self.url("/api/auth/me"))
+            .header(COOKIE, cookie)
+            .send()
+            .await
+            .unwrap()
+            .status()
+    }
+
+    pub async fn logout(&self, cookie: &str) -> StatusCode {
+        self.client
+            .post(self.url("/api/auth/logout"))
+            .header(COOKIE, cookie)
+            .send()
+            .await
+            .unwrap()
+            .status()
+    }
+
+    /// SIGKILL: no flush, no goodbye.
+    pub fn crash(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+
+    /// Sends a signal by name and waits (at most 10 s) for the exit.
+    pub fn stop_with(mut self, signal: &str) -> (ExitStatus, String) {
+        let pid = self.child.id().to_string();
+        assert!(Command::new("kill")
+            .args([signal, &pid])
+            .status()
+            .unwrap()
+            .success());
+        for _ in 0..100 {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                std::thread::sleep(Duration::from_millis(100));
+                return (status, self.log());
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let _ = self.child.kill();
+        panic!("sessiond did not exit within 10 s of {signal}");
+    }
+
+    /// Everything it has logged so far.
+    pub fn log(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// True if `path` exists below `dir`.
+pub fn exists(dir: &Path, path: &str) -> bool {
+    dir.join(path).exists()
+}

@@ -1,0 +1,9 @@
+//! The binary as an operator meets it: restarts, crashes, bad settings,
+//! the offline CLI, and what ends up in its logs.
+
+mod helpers;
+
+mod cli;
+mod config;
+mod durability;
+mod logs;
