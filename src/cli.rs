@@ -4,12 +4,14 @@
 use std::io::BufRead;
 use std::path::PathBuf;
 
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
+use serde_json::json;
 
 use crate::auth::{create_account, Passwords};
 use crate::config::Config;
-use crate::domain::{Email, Password, Role, Username};
-use crate::store::Store;
+use crate::domain::{Email, Password, Role, TokenHash, Username};
+use crate::http::views::rfc3339;
+use crate::store::{now_ms, SessionRecord, Store, StoreError, UserRecord};
 
 /// sessiond: a self-hosted session and login server.
 #[derive(Debug, Parser)]
@@ -31,6 +33,12 @@ pub enum Command {
     /// Manage users offline (the server must be stopped).
     #[command(subcommand)]
     User(UserCommand),
+    /// See and end sessions offline (the server must be stopped).
+    #[command(subcommand)]
+    Sessions(SessionsCommand),
+    /// Verify that every index agrees with its records; exit 1 naming each
+    /// inconsistency.
+    Check,
 }
 
 /// `sessiond user ...`
@@ -50,6 +58,51 @@ pub enum UserCommand {
         #[arg(long, required = true)]
         password_stdin: bool,
     },
+    /// List users.
+    List(Output),
+    /// Change a user's role ("user" or "admin").
+    SetRole {
+        /// User name.
+        name: String,
+        /// "user" or "admin".
+        role: String,
+    },
+    /// Remove a user with their sessions.
+    Remove {
+        /// User name.
+        name: String,
+    },
+}
+
+/// `sessiond sessions ...`
+#[derive(Debug, Subcommand)]
+pub enum SessionsCommand {
+    /// List stored sessions.
+    List {
+        /// Only this user's.
+        #[arg(long, value_name = "NAME")]
+        user: Option<String>,
+        #[command(flatten)]
+        output: Output,
+    },
+    /// End sessions.
+    #[command(group = clap::ArgGroup::new("which").required(true))]
+    Revoke {
+        /// Every session of this user.
+        #[arg(long, value_name = "NAME", group = "which")]
+        user: Option<String>,
+        /// Every session of every user.
+        #[arg(long, group = "which")]
+        all: bool,
+    },
+}
+
+/// How listings print.
+#[derive(Debug, Args)]
+pub struct Output {
+    /// JSON instead of a table.
+    #[arg(long)]
+    json: bool,
 }
 
 /// An offline command's failure, printed as one line.
@@ -63,20 +116,33 @@ impl CliError {
     }
 }
 
-/// Runs `sessiond user ...` against the configured data directory.
-pub async fn run_user_command(config: &Config, command: UserCommand) -> Result<(), CliError> {
+impl From<StoreError> for CliError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::NoSuchUser => CliError("no such user".into()),
+            StoreError::LastAdmin => {
+                CliError("that would leave no admin: make another user an admin first".into())
+            }
+            other => CliError::from(other),
+        }
+    }
+}
+
+/// Runs an offline command against the configured data directory.
+pub async fn run(config: &Config, command: Command) -> Result<(), CliError> {
     match command {
-        UserCommand::Add {
+        Command::Serve => unreachable!("serve is not an offline command"),
+        Command::User(UserCommand::Add {
             name,
             email,
             role,
             password_stdin: _,
-        } => {
+        }) => {
             let username = Username::parse(&name).map_err(CliError::from)?;
             let email = Email::parse(&email).map_err(CliError::from)?;
             let role = Role::parse(&role).map_err(CliError::from)?;
             let password = read_password(config)?;
-            let store = Store::open(&config.storage).map_err(CliError::from)?;
+            let store = Store::open(&config.storage)?;
             let passwords = Passwords::new(&config.auth).map_err(CliError::from)?;
             let user = create_account(&store, &passwords, username, email, password, role)
                 .await
@@ -87,9 +153,78 @@ pub async fn run_user_command(config: &Config, command: UserCommand) -> Result<(
                 user.user_id(),
                 user.role
             );
-            Ok(())
+        }
+        Command::User(UserCommand::List(output)) => {
+            let store = Store::open(&config.storage)?;
+            print_users(&store.list_users(None, usize::MAX)?, &output);
+        }
+        Command::User(UserCommand::SetRole { name, role }) => {
+            let role = Role::parse(&role).map_err(CliError::from)?;
+            let store = Store::open(&config.storage)?;
+            let user = store.set_role(find_user(&store, &name)?.user_id(), role)?;
+            store.commit_durably().await?;
+            println!("{} is now {}", user.username, user.role);
+        }
+        Command::User(UserCommand::Remove { name }) => {
+            let store = Store::open(&config.storage)?;
+            let removed = store.remove_user(find_user(&store, &name)?.user_id())?;
+            store.commit_durably().await?;
+            println!(
+                "removed user {} and {} session(s)",
+                removed.user.username,
+                removed.sessions.len()
+            );
+        }
+        Command::Sessions(SessionsCommand::List { user, output }) => {
+            let store = Store::open(&config.storage)?;
+            let sessions = match user {
+                Some(name) => store.sessions_of(find_user(&store, &name)?.user_id())?,
+                None => store.all_sessions()?,
+            };
+            print_sessions(&store, sessions, &output)?;
+        }
+        Command::Sessions(SessionsCommand::Revoke { user, all: _ }) => {
+            let store = Store::open(&config.storage)?;
+            let ended = match user {
+                Some(name) => store
+                    .end_sessions_of(find_user(&store, &name)?.user_id(), None)?
+                    .len(),
+                None => store.end_all_sessions()?,
+            };
+            store.commit_durably().await?;
+            println!("revoked {ended} session(s)");
+        }
+        Command::Check => {
+            let store = Store::open(&config.storage)?;
+            let report = store.check()?;
+            for problem in &report.problems {
+                println!("inconsistent: {problem}");
+            }
+            if !report.problems.is_empty() {
+                return Err(CliError(format!(
+                    "{} inconsistenc{} found in {}",
+                    report.problems.len(),
+                    if report.problems.len() == 1 {
+                        "y"
+                    } else {
+                        "ies"
+                    },
+                    config.storage.data_dir.join("db").display()
+                )));
+            }
+            println!(
+                "ok: {} users, {} sessions; every index agrees with its records",
+                report.users, report.sessions
+            );
         }
     }
+    Ok(())
+}
+
+fn find_user(store: &Store, name: &str) -> Result<UserRecord, CliError> {
+    store
+        .user_by_name(name)?
+        .ok_or_else(|| CliError(format!("no user named {name:?}")))
 }
 
 fn read_password(config: &Config) -> Result<Password, CliError> {
@@ -106,4 +241,116 @@ fn read_password(config: &Config) -> Result<Password, CliError> {
         config.auth.max_password_length,
     )
     .map_err(CliError::from)
+}
+
+fn print_users(users: &[UserRecord], output: &Output) {
+    if output.json {
+        let rows: Vec<_> = users
+            .iter()
+            .map(|u| {
+                json!({
+                    "id": u.user_id().to_string(),
+                    "username": u.username,
+                    "email": u.email,
+                    "role": u.role,
+                    "createdAt": rfc3339(u.created_at_ms),
+                })
+            })
+            .collect();
+        println!("{}", json!({ "users": rows }));
+        return;
+    }
+    let rows = users.iter().map(|u| {
+        vec![
+            u.user_id().to_string(),
+            u.username.clone(),
+            u.email.clone(),
+            u.role.to_string(),
+            rfc3339(u.created_at_ms),
+        ]
+    });
+    print_table(&["ID", "USERNAME", "EMAIL", "ROLE", "CREATED"], rows);
+}
+
+fn print_sessions(
+    store: &Store,
+    mut sessions: Vec<(TokenHash, SessionRecord)>,
+    output: &Output,
+) -> Result<(), CliError> {
+    sessions.sort_by_key(|(_, s)| s.created_at_ms);
+    let now = now_ms();
+    let mut names = std::collections::HashMap::new();
+    let mut name_of = |s: &SessionRecord| -> Result<String, CliError> {
+        if let Some(n) = names.get(&s.user_id) {
+            return Ok(String::clone(n));
+        }
+        let name = store
+            .user(s.owner())?
+            .map_or_else(|| "(removed)".to_owned(), |u| u.username);
+        names.insert(s.user_id, name.clone());
+        Ok(name)
+    };
+    if output.json {
+        let mut rows = Vec::new();
+        for (hash, s) in &sessions {
+            rows.push(json!({
+                "id": hash.public_id(),
+                "userId": s.owner().to_string(),
+                "username": name_of(s)?,
+                "createdAt": rfc3339(s.created_at_ms),
+                "lastSeenAt": rfc3339(s.last_seen_at_ms),
+                "expiresAt": rfc3339(s.absolute_expires_at_ms),
+                "idleExpiresAt": rfc3339(s.idle_expires_at_ms),
+                "userAgent": s.user_agent,
+                "ip": s.ip,
+                "live": s.deadline_ms() > now,
+            }));
+        }
+        println!("{}", json!({ "sessions": rows }));
+        return Ok(());
+    }
+    let mut rows = Vec::new();
+    for (hash, s) in &sessions {
+        rows.push(vec![
+            hash.public_id(),
+            name_of(s)?,
+            rfc3339(s.created_at_ms),
+            rfc3339(s.last_seen_at_ms),
+            rfc3339(s.deadline_ms()),
+            s.ip.clone(),
+            if s.deadline_ms() > now {
+                "live"
+            } else {
+                "ended"
+            }
+            .to_owned(),
+        ]);
+    }
+    print_table(
+        &["ID", "USER", "CREATED", "LAST SEEN", "ENDS", "IP", "STATE"],
+        rows,
+    );
+    Ok(())
+}
+
+fn print_table(headers: &[&str], rows: impl IntoIterator<Item = Vec<String>>) {
+    let rows: Vec<Vec<String>> = rows.into_iter().collect();
+    let mut widths: Vec<usize> = headers.iter().map(|h| h.len()).collect();
+    for row in &rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let line = |cells: Vec<&str>| {
+        let padded: Vec<String> = cells
+            .iter()
+            .zip(&widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect();
+        println!("{}", padded.join("  ").trim_end());
+    };
+    line(headers.to_vec());
+    for row in &rows {
+        line(row.iter().map(String::as_str).collect());
+    }
 }

@@ -55,7 +55,7 @@ impl Username {
 
     /// The form uniqueness is checked in: "Alice" and "alice" are one name.
     pub fn key(&self) -> String {
-        self.0.to_ascii_lowercase()
+        name_key(&self.0)
     }
 }
 
@@ -63,6 +63,16 @@ impl AsRef<str> for Username {
     fn as_ref(&self) -> &str {
         &self.0
     }
+}
+
+/// The index key of a user name, as typed at login or as stored.
+pub fn name_key(raw: &str) -> String {
+    raw.to_ascii_lowercase()
+}
+
+/// The index key of an e-mail address, as typed at login or as stored.
+pub fn email_key(raw: &str) -> String {
+    raw.to_lowercase()
 }
 
 /// An e-mail address, checked only as far as a mail system would agree on.
@@ -85,7 +95,7 @@ impl Email {
 
     /// The form uniqueness is checked in.
     pub fn key(&self) -> String {
-        self.0.to_lowercase()
+        email_key(&self.0)
     }
 }
 
@@ -186,6 +196,11 @@ impl UserId {
     /// Wraps a number handed out by the store.
     pub fn from_u64(n: u64) -> Self {
         Self(n)
+    }
+
+    /// The number itself, as records keep it.
+    pub fn as_u64(self) -> u64 {
+        self.0
     }
 
     /// The key prefix the store sorts by.

@@ -4,7 +4,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use sessiond::cli::{run_user_command, Cli, Command};
+use sessiond::cli::{self, Cli, Command};
 use sessiond::config::Config;
 use sessiond::server::Application;
 
@@ -18,9 +18,7 @@ async fn main() -> ExitCode {
     };
     let outcome = match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => serve(config).await,
-        Command::User(command) => run_user_command(&config, command)
-            .await
-            .map_err(|e| e.to_string()),
+        offline => cli::run(&config, offline).await.map_err(|e| e.to_string()),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,

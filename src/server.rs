@@ -70,6 +70,12 @@ impl Application {
         })
     }
 
+    /// The session service, for embedding and for tests that need a user
+    /// no public route can make (an admin).
+    pub fn auth(&self) -> &Auth {
+        &self.state.auth
+    }
+
     /// The address actually bound.
     pub fn addr(&self) -> SocketAddr {
         self.addr

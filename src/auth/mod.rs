@@ -2,6 +2,7 @@
 //! session service (login, lookup, touch, end). Knows no HTTP.
 
 mod cookies;
+mod manage;
 mod password;
 mod throttle;
 mod token;
@@ -12,12 +13,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use cookies::SessionCookies;
+pub use manage::Stats;
 pub use password::Passwords;
 pub use throttle::Throttle;
 pub use token::SessionToken;
 
 use crate::config::{AuthConfig, Config, Registration, SessionConfig};
-use crate::domain::{Email, InvalidField, Password, Role, TokenHash, Username};
+use crate::domain::{Email, InvalidField, Password, Role, TokenHash, UserId, Username};
 use crate::store::{now_ms, SessionRecord, Store, StoreError, UserRecord};
 
 /// What can go wrong when authenticating.
@@ -38,6 +40,12 @@ pub enum AuthError {
     /// E-mail registered already.
     #[error("email is taken")]
     EmailTaken,
+    /// No such user (or session).
+    #[error("not found")]
+    NotFound,
+    /// The change would leave no admin.
+    #[error("that would leave no admin")]
+    LastAdmin,
     /// An input field breaks a rule.
     #[error(transparent)]
     Invalid(#[from] InvalidField),
@@ -57,6 +65,8 @@ impl From<StoreError> for AuthError {
         match e {
             StoreError::UsernameTaken => AuthError::UsernameTaken,
             StoreError::EmailTaken => AuthError::EmailTaken,
+            StoreError::NoSuchUser => AuthError::NotFound,
+            StoreError::LastAdmin => AuthError::LastAdmin,
             other => AuthError::Store(other),
         }
     }
@@ -219,15 +229,15 @@ impl Auth {
         let inner = &self.inner;
         let (user, account) = match name {
             LoginName::Username(n) => {
-                let key = n.to_ascii_lowercase();
+                let key = crate::domain::name_key(n);
                 (inner.store.user_by_name(&key)?, format!("name:{key}"))
             }
             LoginName::Email(e) => {
-                let key = e.to_lowercase();
+                let key = crate::domain::email_key(e);
                 (inner.store.user_by_email(&key)?, format!("email:{key}"))
             }
         };
-        let account = user.as_ref().map_or(account, |u| format!("id:{}", u.id));
+        let account = user.as_ref().map_or(account, |u| throttle_key(u.user_id()));
         let attempt = match inner.throttle.begin(&account, client.ip) {
             Ok(attempt) => attempt,
             Err(wait) => {
@@ -248,7 +258,11 @@ impl Auth {
         }
         let token = SessionToken::generate();
         let session = self.new_record(&user, client);
-        inner.store.create_session(&token.hash(), &session)?;
+        match inner.store.create_session(&token.hash(), &session) {
+            // Removed while the password was being checked.
+            Err(StoreError::NoSuchUser) => return Err(AuthError::InvalidCredentials),
+            other => other?,
+        }
         inner.store.commit_durably().await?;
         inner.logins.success.fetch_add(1, Ordering::Relaxed);
         Ok(NewSession {
@@ -346,6 +360,12 @@ pub async fn create_account(
     })?;
     store.commit_durably().await?;
     Ok(user)
+}
+
+/// What a known account's login failures count against, whichever name
+/// or e-mail it was reached by.
+fn throttle_key(id: UserId) -> String {
+    format!("id:{id}")
 }
 
 fn millis(d: Duration) -> u64 {

@@ -2,7 +2,7 @@
 
 use serde::Deserialize;
 use serde_json::json;
-use warp::http::{header, HeaderValue, StatusCode};
+use warp::http::StatusCode;
 use warp::reply::Response;
 use warp::{Filter, Rejection, Reply};
 
@@ -10,7 +10,7 @@ use super::error::ApiError;
 use super::filters::{
     check_origin, client_info, json_body, session_token, with_session, with_state,
 };
-use super::views::{json, SessionView, UserView};
+use super::views::{json, set_cookie, SessionView, UserView};
 use super::State;
 use crate::auth::{ClientInfo, CurrentSession, LoginName, SessionToken};
 use crate::domain::{Email, Password, Username};
@@ -124,10 +124,4 @@ fn me(current: CurrentSession) -> Response {
             "session": SessionView::new(&current.hash, &current.session, true),
         }),
     )
-}
-
-fn set_cookie(res: &mut Response, cookie: &str) {
-    if let Ok(value) = HeaderValue::from_str(cookie) {
-        res.headers_mut().append(header::SET_COOKIE, value);
-    }
 }

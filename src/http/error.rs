@@ -48,6 +48,15 @@ impl ApiError {
         )
     }
 
+    /// 403: signed in, but the role is too low.
+    pub fn forbidden() -> Self {
+        Self::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "You are not allowed to do that.",
+        )
+    }
+
     /// 404.
     pub fn not_found() -> Self {
         Self::new(StatusCode::NOT_FOUND, "not_found", "There is nothing here.")
@@ -119,6 +128,12 @@ impl From<AuthError> for ApiError {
                 StatusCode::CONFLICT,
                 "email_taken",
                 "That email is already registered.",
+            ),
+            AuthError::NotFound => ApiError::not_found(),
+            AuthError::LastAdmin => ApiError::new(
+                StatusCode::CONFLICT,
+                "last_admin",
+                "That would leave no admin: make another user an admin first.",
             ),
             AuthError::Invalid(field) => field.into(),
             AuthError::Store(e) => {

@@ -10,6 +10,7 @@ use warp::{Buf, Filter, Rejection};
 use super::error::{payload_too_large, unsupported_media_type, ApiError};
 use super::State;
 use crate::auth::{ClientInfo, CurrentSession, SessionToken};
+use crate::domain::Role;
 
 /// Hands the shared state to a handler.
 pub fn with_state(
@@ -45,6 +46,20 @@ pub fn with_session(
                 Some(current) => Ok::<_, Rejection>(current),
                 None => Err(ApiError::unauthorized().into()),
             }
+        }
+    })
+}
+
+/// The request's live session, if its user is an admin; else 401 or 403.
+/// The role is read afresh on every request.
+pub fn require_admin(
+    state: State,
+) -> impl Filter<Extract = (CurrentSession,), Error = Rejection> + Clone {
+    with_session(state).and_then(|current: CurrentSession| async move {
+        if current.user.role == Role::Admin {
+            Ok(current)
+        } else {
+            Err(Rejection::from(ApiError::forbidden()))
         }
     })
 }

@@ -1,11 +1,13 @@
 //! warp filters and handlers; the only layer that speaks HTTP, and the only
 //! one that turns errors into JSON answers (`error::handle_rejection`).
 
+mod admin_routes;
 mod auth_routes;
 mod error;
 mod filters;
 mod ops;
-mod views;
+mod session_routes;
+pub mod views;
 
 use std::sync::Arc;
 
@@ -35,6 +37,10 @@ pub fn routes(
 ) -> impl Filter<Extract = (Response,), Error = std::convert::Infallible> + Clone + Send + Sync + 'static
 {
     let api = auth_routes::routes(state.clone())
+        .or(session_routes::routes(state.clone()))
+        .unify()
+        .or(admin_routes::routes(state.clone()))
+        .unify()
         .or(ops::routes(state))
         .unify()
         .recover(error::handle_rejection)

@@ -5,6 +5,7 @@
 //! Every change that touches more than one tree is one transaction, so an
 //! index never disagrees with its record, even after a crash.
 
+mod check;
 mod codec;
 mod flush;
 mod prune;
@@ -14,16 +15,18 @@ mod users;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use sled::transaction::TransactionError;
-use tokio::sync::Notify;
+use tokio::sync::{mpsc, Notify};
 
+pub use check::CheckReport;
 pub use codec::CodecError;
 pub use records::{SessionRecord, UserRecord};
-pub use users::NewUser;
+pub use users::{NewUser, RemovedUser};
 
 use crate::config::{Durability, StorageConfig};
+use crate::domain::TokenHash;
 
 /// The schema this build writes and reads.
 pub const SCHEMA_VERSION: u32 = 1;
@@ -59,6 +62,9 @@ pub enum StoreError {
     /// The user does not exist (any more).
     #[error("no such user")]
     NoSuchUser,
+    /// The change would leave no admin.
+    #[error("that would leave no admin")]
+    LastAdmin,
     /// A stored record does not decode.
     #[error("damaged record in tree {tree}: {source}")]
     Corrupt {
@@ -86,6 +92,7 @@ struct Shared {
     sessions: sled::Tree,
     session_expiry: sled::Tree,
     user_sessions: sled::Tree,
+    meta: sled::Tree,
     durability: Durability,
     flusher: flush::Flusher,
     /// Wakes the pruner when a session ends earlier than its next pass.
@@ -93,7 +100,10 @@ struct Shared {
     /// When the pruner next runs, Unix millis.
     prune_at_ms: AtomicU64,
     session_count: AtomicU64,
+    user_count: AtomicU64,
     pruned_total: AtomicU64,
+    /// Told of every session removal, whatever removed it.
+    endings: Mutex<Vec<mpsc::UnboundedSender<TokenHash>>>,
 }
 
 impl Store {
@@ -112,12 +122,16 @@ impl Store {
             .open()
             .map_err(|e| open_error(&path, e))?;
         let tree = |name: &str| db.open_tree(name).map_err(|e| open_error(&path, e));
-        check_schema(&path, &tree("meta")?)?;
+        let meta = tree("meta")?;
+        check_schema(&path, &meta)?;
         let sessions = tree("sessions")?;
+        let users = tree("users")?;
         let session_count = sessions.len() as u64;
+        let user_count = users.len() as u64;
         Ok(Store {
             shared: Arc::new(Shared {
-                users: tree("users")?,
+                users,
+                meta,
                 user_names: tree("user_names")?,
                 user_emails: tree("user_emails")?,
                 session_expiry: tree("session_expiry")?,
@@ -129,7 +143,9 @@ impl Store {
                 prune_wake: Notify::new(),
                 prune_at_ms: AtomicU64::new(u64::MAX),
                 session_count: AtomicU64::new(session_count),
+                user_count: AtomicU64::new(user_count),
                 pruned_total: AtomicU64::new(0),
+                endings: Mutex::new(Vec::new()),
             }),
         })
     }
@@ -152,6 +168,30 @@ impl Store {
     /// Sessions stored (live, or ended and not yet pruned).
     pub fn session_count(&self) -> u64 {
         self.shared.session_count.load(Ordering::Relaxed)
+    }
+
+    /// A stream of every session removal (logout, revocation, password
+    /// change, user removal, pruning): the one place that learns of all of
+    /// them, so nothing else has to remember to tell anyone.
+    pub fn subscribe_endings(&self) -> mpsc::UnboundedReceiver<TokenHash> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        self.lock_endings().push(tx);
+        rx
+    }
+
+    fn notify_ended(&self, hashes: &[TokenHash]) {
+        if hashes.is_empty() {
+            return;
+        }
+        self.lock_endings()
+            .retain(|tx| hashes.iter().all(|h| tx.send(*h).is_ok()));
+    }
+
+    fn lock_endings(&self) -> std::sync::MutexGuard<'_, Vec<mpsc::UnboundedSender<TokenHash>>> {
+        self.shared
+            .endings
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
     }
 
     /// Sessions the pruner has removed since start.

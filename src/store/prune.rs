@@ -59,7 +59,7 @@ impl Store {
             s.session_expiry.remove(key)?;
             return Ok(false);
         };
-        tx(
+        let pruned = tx(
             (&s.sessions, &s.session_expiry, &s.user_sessions).transaction(
                 |(sessions, expiry, by_user)| {
                     if expiry.remove(key)?.is_none() {
@@ -78,7 +78,11 @@ impl Store {
                     Ok(true)
                 },
             ),
-        )
+        )?;
+        if pruned {
+            self.notify_ended(&[hash]);
+        }
+        Ok(pruned)
     }
 
     /// The earliest deadline of any stored session.
@@ -118,7 +122,8 @@ impl Store {
                 let now = now_ms();
                 let mut wake_at = now.saturating_add(interval.as_millis() as u64);
                 if let Ok(Some(next)) = store.next_deadline_ms() {
-                    wake_at = wake_at.min(next.max(now));
+                    // Never sooner than 10 ms: a failing pass must not spin.
+                    wake_at = wake_at.min(next.max(now + 10));
                 }
                 store.shared.prune_at_ms.store(wake_at, Ordering::Relaxed);
                 let sleep = Duration::from_millis(wake_at - now);

@@ -7,7 +7,7 @@ use sled::Transactional;
 
 use super::records::{expiry_key, user_session_key};
 use super::{codec, decode, tx, SessionRecord, Store, StoreError};
-use crate::domain::TokenHash;
+use crate::domain::{TokenHash, UserId};
 
 impl Store {
     /// Stores a new session with both index entries. Refused if its user is
@@ -92,7 +92,73 @@ impl Store {
         )?;
         if ended.is_some() {
             s.session_count.fetch_sub(1, Ordering::Relaxed);
+            self.notify_ended(&[*hash]);
         }
         Ok(ended)
+    }
+
+    /// The hashes of one user's sessions: a prefix scan of `user_sessions`,
+    /// costing what that user has, not what the database holds.
+    pub fn session_hashes_of(&self, user: UserId) -> Result<Vec<TokenHash>, StoreError> {
+        self.shared
+            .user_sessions
+            .scan_prefix(user.to_be_bytes())
+            .keys()
+            .map(|k| Ok(k?.get(8..).and_then(TokenHash::from_slice)))
+            .filter_map(Result::transpose)
+            .collect()
+    }
+
+    /// One user's stored sessions (ended ones included until pruned).
+    pub fn sessions_of(&self, user: UserId) -> Result<Vec<(TokenHash, SessionRecord)>, StoreError> {
+        let mut out = Vec::new();
+        for hash in self.session_hashes_of(user)? {
+            if let Some(session) = self.session(&hash)? {
+                out.push((hash, session));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Ends every session of `user` but `except`; returns those ended.
+    pub fn end_sessions_of(
+        &self,
+        user: UserId,
+        except: Option<&TokenHash>,
+    ) -> Result<Vec<TokenHash>, StoreError> {
+        let mut ended = Vec::new();
+        for hash in self.session_hashes_of(user)? {
+            if Some(&hash) != except && self.end_session(&hash)?.is_some() {
+                ended.push(hash);
+            }
+        }
+        Ok(ended)
+    }
+
+    /// Ends every stored session; returns how many.
+    pub fn end_all_sessions(&self) -> Result<usize, StoreError> {
+        let mut ended = 0;
+        for key in self.shared.sessions.iter().keys() {
+            if let Some(hash) = TokenHash::from_slice(&key?) {
+                ended += usize::from(self.end_session(&hash)?.is_some());
+            }
+        }
+        Ok(ended)
+    }
+
+    /// Every stored session, for the offline CLI.
+    pub fn all_sessions(&self) -> Result<Vec<(TokenHash, SessionRecord)>, StoreError> {
+        self.shared
+            .sessions
+            .iter()
+            .map(|item| {
+                let (k, v) = item?;
+                let hash = TokenHash::from_slice(&k).ok_or_else(|| StoreError::Corrupt {
+                    tree: "sessions",
+                    source: super::CodecError::Malformed("key is not a token hash".into()),
+                })?;
+                Ok((hash, decode("sessions", &v)?))
+            })
+            .collect()
     }
 }

@@ -157,3 +157,47 @@ async fn durable_commits_share_flushes_and_complete() {
         w.await.unwrap().unwrap();
     }
 }
+
+#[tokio::test]
+async fn every_removal_path_reports_its_sessions() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    let mut endings = store.subscribe_endings();
+    let alice = add_user(&store, "alice");
+    let bob = add_user(&store, "bob");
+    for (n, user, deadline) in [
+        (1, &alice, 10_000),
+        (2, &alice, 10_000),
+        (3, &bob, 10_000),
+        (4, &bob, 50),
+    ] {
+        store
+            .create_session(&hash(n), &session(user, deadline))
+            .unwrap();
+    }
+    store.end_session(&hash(1)).unwrap();
+    store.prune_ended(100).unwrap();
+    store.end_sessions_of(alice.user_id(), None).unwrap();
+    store.remove_user(bob.user_id()).unwrap();
+    let mut seen = Vec::new();
+    while let Ok(h) = endings.try_recv() {
+        seen.push(h);
+    }
+    assert_eq!(seen, vec![hash(1), hash(4), hash(2), hash(3)]);
+}
+
+#[test]
+fn removing_a_user_frees_the_name_and_takes_the_sessions() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    let alice = add_user(&store, "alice");
+    store
+        .create_session(&hash(1), &session(&alice, 10_000))
+        .unwrap();
+    let removed = store.remove_user(alice.user_id()).unwrap();
+    assert_eq!(removed.sessions, vec![hash(1)]);
+    assert!(store.user_by_name("alice").unwrap().is_none());
+    assert!(store.session(&hash(1)).unwrap().is_none());
+    assert!(store.check().unwrap().problems.is_empty());
+    add_user(&store, "alice");
+}

@@ -1,10 +1,19 @@
-//! Users and their name and e-mail indexes.
+//! Users, their name and e-mail indexes, and the count of admins that keeps
+//! the last one from being removed or demoted.
 
-use sled::transaction::ConflictableTransactionError as Tx;
+use std::ops::Bound;
+use std::sync::atomic::Ordering;
+
+use sled::transaction::{ConflictableTransactionError as Tx, TransactionalTree};
 use sled::Transactional;
 
-use super::{codec, decode, tx, Store, StoreError, UserRecord};
-use crate::domain::{Email, Role, UserId, Username};
+use super::records::{expiry_key, user_session_key};
+use super::{codec, decode, tx, SessionRecord, Store, StoreError, UserRecord};
+use crate::domain::{email_key, name_key, Email, Role, TokenHash, UserId, Username};
+
+/// `meta` key of the number of admins, kept in the same transactions that
+/// change roles, so two admins demoting each other cannot both succeed.
+pub(super) const ADMIN_COUNT: &[u8] = b"admin_count";
 
 /// What registration hands the store; the hash is made by the auth layer.
 pub struct NewUser<'a> {
@@ -18,6 +27,15 @@ pub struct NewUser<'a> {
     pub password_hash: String,
     /// Unix millis.
     pub now_ms: u64,
+}
+
+/// A user removed with everything that was theirs.
+#[derive(Debug)]
+pub struct RemovedUser {
+    /// The record as it was.
+    pub user: UserRecord,
+    /// The sessions ended with it.
+    pub sessions: Vec<TokenHash>,
 }
 
 impl Store {
@@ -35,21 +53,27 @@ impl Store {
         };
         let id = record.user_id().to_be_bytes();
         let value = codec::encode(&record);
-        let (name_key, email_key) = (new.username.key(), new.email.key());
+        let (name, email) = (new.username.key(), new.email.key());
         tx(
-            (&s.users, &s.user_names, &s.user_emails).transaction(|(users, names, emails)| {
-                if names.get(name_key.as_bytes())?.is_some() {
-                    return Err(Tx::Abort(StoreError::UsernameTaken));
-                }
-                if emails.get(email_key.as_bytes())?.is_some() {
-                    return Err(Tx::Abort(StoreError::EmailTaken));
-                }
-                users.insert(&id, value.as_slice())?;
-                names.insert(name_key.as_bytes(), &id)?;
-                emails.insert(email_key.as_bytes(), &id)?;
-                Ok(())
-            }),
+            (&s.users, &s.user_names, &s.user_emails, &s.meta).transaction(
+                |(users, names, emails, meta)| {
+                    if names.get(name.as_bytes())?.is_some() {
+                        return Err(Tx::Abort(StoreError::UsernameTaken));
+                    }
+                    if emails.get(email.as_bytes())?.is_some() {
+                        return Err(Tx::Abort(StoreError::EmailTaken));
+                    }
+                    users.insert(&id, value.as_slice())?;
+                    names.insert(name.as_bytes(), &id)?;
+                    emails.insert(email.as_bytes(), &id)?;
+                    if record.role == Role::Admin {
+                        adjust_admins(meta, 1)?;
+                    }
+                    Ok(())
+                },
+            ),
         )?;
+        s.user_count.fetch_add(1, Ordering::Relaxed);
         Ok(record)
     }
 
@@ -63,13 +87,13 @@ impl Store {
     }
 
     /// Finds a user by name, ignoring case.
-    pub fn user_by_name(&self, name_key: &str) -> Result<Option<UserRecord>, StoreError> {
-        self.user_by_index(&self.shared.user_names, name_key)
+    pub fn user_by_name(&self, name: &str) -> Result<Option<UserRecord>, StoreError> {
+        self.user_by_index(&self.shared.user_names, &name_key(name))
     }
 
     /// Finds a user by e-mail, ignoring case.
-    pub fn user_by_email(&self, email_key: &str) -> Result<Option<UserRecord>, StoreError> {
-        self.user_by_index(&self.shared.user_emails, email_key)
+    pub fn user_by_email(&self, email: &str) -> Result<Option<UserRecord>, StoreError> {
+        self.user_by_index(&self.shared.user_emails, &email_key(email))
     }
 
     fn user_by_index(
@@ -85,4 +109,133 @@ impl Store {
             None => Ok(None),
         }
     }
+
+    /// Up to `limit` users with ids after `after`, in id order. Ids only
+    /// grow, so a user registered while paging is neither skipped nor
+    /// repeated.
+    pub fn list_users(
+        &self,
+        after: Option<UserId>,
+        limit: usize,
+    ) -> Result<Vec<UserRecord>, StoreError> {
+        let start = match after {
+            Some(id) => Bound::Excluded(id.to_be_bytes()),
+            None => Bound::Unbounded,
+        };
+        self.shared
+            .users
+            .range((start, Bound::Unbounded))
+            .take(limit)
+            .map(|item| decode("users", &item?.1))
+            .collect()
+    }
+
+    /// Users stored.
+    pub fn user_count(&self) -> u64 {
+        self.shared.user_count.load(Ordering::Relaxed)
+    }
+
+    /// Changes a role; refuses to demote the last admin.
+    pub fn set_role(&self, id: UserId, role: Role) -> Result<UserRecord, StoreError> {
+        let s = &self.shared;
+        tx((&s.users, &s.meta).transaction(|(users, meta)| {
+            let mut user = read_user(users, id)?;
+            match (user.role, role) {
+                (Role::Admin, Role::User) => adjust_admins(meta, -1)?,
+                (Role::User, Role::Admin) => adjust_admins(meta, 1)?,
+                _ => return Ok(user),
+            }
+            user.role = role;
+            users.insert(&id.to_be_bytes(), codec::encode(&user))?;
+            Ok(user)
+        }))
+    }
+
+    /// Replaces a password hash.
+    pub fn set_password_hash(&self, id: UserId, hash: &str) -> Result<UserRecord, StoreError> {
+        tx(self.shared.users.transaction(|users| {
+            let mut user = read_user(users, id)?;
+            user.password_hash = hash.to_owned();
+            users.insert(&id.to_be_bytes(), codec::encode(&user))?;
+            Ok(user)
+        }))
+    }
+
+    /// Removes a user, both indexes and every session in one transaction, so
+    /// the name and e-mail are free at once. Refuses the last admin.
+    pub fn remove_user(&self, id: UserId) -> Result<RemovedUser, StoreError> {
+        let s = &self.shared;
+        let listed = self.session_hashes_of(id)?;
+        let trees = (
+            &s.users,
+            &s.user_names,
+            &s.user_emails,
+            &s.sessions,
+            &s.session_expiry,
+            &s.user_sessions,
+            &s.meta,
+        );
+        let mut removed = tx(trees.transaction(
+            |(users, names, emails, sessions, expiry, by_user, meta)| {
+                let user = read_user(users, id)?;
+                users.remove(&id.to_be_bytes())?;
+                names.remove(name_key(&user.username).as_bytes())?;
+                emails.remove(email_key(&user.email).as_bytes())?;
+                if user.role == Role::Admin {
+                    adjust_admins(meta, -1)?;
+                }
+                let mut ended = Vec::new();
+                for hash in &listed {
+                    let Some(raw) = sessions.remove(hash.as_bytes())? else {
+                        continue;
+                    };
+                    let session: SessionRecord = decode("sessions", &raw).map_err(Tx::Abort)?;
+                    expiry.remove(expiry_key(session.deadline_ms(), hash))?;
+                    by_user.remove(user_session_key(id, hash))?;
+                    ended.push(*hash);
+                }
+                Ok(RemovedUser {
+                    user,
+                    sessions: ended,
+                })
+            },
+        ))?;
+        s.user_count.fetch_sub(1, Ordering::Relaxed);
+        s.session_count
+            .fetch_sub(removed.sessions.len() as u64, Ordering::Relaxed);
+        self.notify_ended(&removed.sessions);
+        // A login that committed between the scan and the removal left a
+        // session behind; no new one can start now that the user is gone.
+        removed.sessions.extend(self.end_sessions_of(id, None)?);
+        Ok(removed)
+    }
+
+    /// The number of admins, as kept in `meta`.
+    pub fn admin_count(&self) -> Result<u64, StoreError> {
+        Ok(read_count(self.shared.meta.get(ADMIN_COUNT)?.as_deref()))
+    }
+}
+
+fn read_user(users: &TransactionalTree, id: UserId) -> Result<UserRecord, Tx<StoreError>> {
+    let raw = users
+        .get(id.to_be_bytes())?
+        .ok_or(Tx::Abort(StoreError::NoSuchUser))?;
+    decode("users", &raw).map_err(Tx::Abort)
+}
+
+pub(super) fn read_count(raw: Option<&[u8]>) -> u64 {
+    raw.and_then(|v| v.try_into().ok())
+        .map(u64::from_be_bytes)
+        .unwrap_or(0)
+}
+
+/// Adds `delta` to the admin count; refuses to reach zero from one.
+fn adjust_admins(meta: &TransactionalTree, delta: i64) -> Result<(), Tx<StoreError>> {
+    let count = read_count(meta.get(ADMIN_COUNT)?.as_deref());
+    if delta < 0 && count <= 1 {
+        return Err(Tx::Abort(StoreError::LastAdmin));
+    }
+    let next = count.saturating_add_signed(delta);
+    meta.insert(ADMIN_COUNT, &next.to_be_bytes())?;
+    Ok(())
 }

@@ -7,6 +7,7 @@ use reqwest::header::{CONTENT_TYPE, COOKIE, SET_COOKIE};
 use reqwest::{Response, StatusCode};
 use serde_json::{json, Value};
 use sessiond::config::{Config, Secret};
+use sessiond::domain::{Email, Password, Role, Username};
 use sessiond::server::Application;
 use tempfile::TempDir;
 use tokio::sync::oneshot;
@@ -44,6 +45,16 @@ pub async fn spawn_app_with(tweak: impl FnOnce(&mut Config)) -> TestApp {
     tweak(&mut config);
     let app = Application::build(config).await.expect("server builds");
     let addr = app.addr();
+    // The first admin comes from outside HTTP, as `sessiond user add` does.
+    app.auth()
+        .create_user(
+            Username::parse("root").unwrap(),
+            Email::parse("root@example.com").unwrap(),
+            Password::unchecked(PASSWORD.into()),
+            Role::Admin,
+        )
+        .await
+        .unwrap();
     let (stop, stopped) = oneshot::channel::<()>();
     tokio::spawn(app.run_until_stopped(async move {
         let _ = stopped.await;
@@ -114,6 +125,38 @@ impl TestApp {
             .send()
             .await
             .unwrap()
+    }
+
+    /// The admin every test app starts with: `(cookie, user id)`.
+    pub async fn admin(&self) -> (String, String) {
+        let res = self.login("root", PASSWORD).await;
+        assert_eq!(res.status(), StatusCode::OK);
+        let cookie = cookie_of(&res);
+        let body: Value = res.json().await.unwrap();
+        (cookie, body["user"]["id"].as_str().unwrap().to_owned())
+    }
+
+    /// The id of a registered user, looked up through `/me`.
+    pub async fn id_of(&self, cookie: &str) -> String {
+        let body: Value = self.me(cookie).await.json().await.unwrap();
+        body["user"]["id"].as_str().unwrap().to_owned()
+    }
+
+    pub async fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        cookie: &str,
+        body: Option<Value>,
+    ) -> Response {
+        let mut req = self
+            .client
+            .request(method, self.url(path))
+            .header(COOKIE, cookie);
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        req.send().await.unwrap()
     }
 
     /// One sample from `/metrics`.

@@ -2,10 +2,12 @@
 
 mod helpers;
 
+mod admin;
 mod expiry;
 mod login;
 mod logout;
 mod ops;
 mod register;
 mod requests;
+mod sessions;
 mod throttle;

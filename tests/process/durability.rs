@@ -112,3 +112,23 @@ async fn a_database_from_a_newer_sessiond_is_refused_and_left_alone() {
         "nothing was created"
     );
 }
+
+#[tokio::test]
+async fn a_revocation_answered_stays_done_after_a_crash() {
+    let site = Site::new("");
+    let server = site.start(&[]);
+    server.register("alice").await;
+    let keep = server.login_cookie("alice").await;
+    let other = server.login_cookie("alice").await;
+    let res = reqwest::Client::new()
+        .delete(server.url("/api/auth/sessions"))
+        .header("cookie", &keep)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    server.crash();
+    let server = site.start(&[]);
+    assert_eq!(server.me(&other).await, StatusCode::UNAUTHORIZED);
+    assert_eq!(server.me(&keep).await, StatusCode::OK);
+}

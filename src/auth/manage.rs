@@ -1,0 +1,174 @@
+//! Seeing and ending sessions, changing passwords and roles, removing
+//! users: what express-session leaves every application to write.
+
+use std::sync::atomic::Ordering;
+
+use super::{Auth, AuthError, ClientInfo, CurrentSession, NewSession, SessionToken};
+use crate::domain::{Password, Role, TokenHash, UserId};
+use crate::store::{now_ms, SessionRecord, UserRecord};
+
+/// Counts for `/api/admin/stats`.
+#[derive(Debug, Clone, Copy)]
+pub struct Stats {
+    /// Users stored.
+    pub users: u64,
+    /// Sessions stored and not yet pruned.
+    pub sessions: u64,
+}
+
+impl Auth {
+    /// A user's live sessions, oldest first.
+    pub fn live_sessions_of(
+        &self,
+        user: UserId,
+    ) -> Result<Vec<(TokenHash, SessionRecord)>, AuthError> {
+        let now = now_ms();
+        let mut sessions: Vec<_> = self
+            .inner
+            .store
+            .sessions_of(user)?
+            .into_iter()
+            .filter(|(_, s)| s.deadline_ms() > now)
+            .collect();
+        sessions.sort_by_key(|(_, s)| s.created_at_ms);
+        Ok(sessions)
+    }
+
+    /// Ends one of the caller's live sessions by its public id; `None` if
+    /// no live session of theirs has that id (whoever else's it may be).
+    pub async fn end_own_session(
+        &self,
+        current: &CurrentSession,
+        public_id: &str,
+    ) -> Result<Option<TokenHash>, AuthError> {
+        let found = self
+            .live_sessions_of(current.user.user_id())?
+            .into_iter()
+            .find(|(hash, _)| hash.public_id() == public_id);
+        let Some((hash, _)) = found else {
+            return Ok(None);
+        };
+        Ok(self.end(&hash).await?.then_some(hash))
+    }
+
+    /// Ends every session of the caller's but the current one.
+    pub async fn end_other_sessions(&self, current: &CurrentSession) -> Result<u64, AuthError> {
+        let ended = self
+            .inner
+            .store
+            .end_sessions_of(current.user.user_id(), Some(&current.hash))?;
+        self.durable_if(!ended.is_empty()).await?;
+        Ok(ended.len() as u64)
+    }
+
+    /// Checks the current password (counting toward login throttling),
+    /// stores the new one, ends every session of the user and opens a fresh
+    /// one for the caller.
+    pub async fn change_password(
+        &self,
+        current: &CurrentSession,
+        old: &Password,
+        new: &Password,
+        client: &ClientInfo,
+    ) -> Result<NewSession, AuthError> {
+        let inner = &self.inner;
+        let id = current.user.user_id();
+        let attempt = inner
+            .throttle
+            .begin(&super::throttle_key(id), client.ip)
+            .map_err(|wait| {
+                inner.logins.throttled.fetch_add(1, Ordering::Relaxed);
+                AuthError::Throttled(wait)
+            })?;
+        if !inner
+            .passwords
+            .verify(old, Some(&current.user.password_hash))
+            .await?
+        {
+            attempt.failed();
+            inner.logins.failure.fetch_add(1, Ordering::Relaxed);
+            return Err(AuthError::InvalidCredentials);
+        }
+        attempt.succeeded();
+        let hash = inner.passwords.hash(new).await?;
+        let user = inner.store.set_password_hash(id, &hash)?;
+        inner.store.end_sessions_of(id, None)?;
+        let token = SessionToken::generate();
+        let session = self.new_record(&user, client);
+        inner.store.create_session(&token.hash(), &session)?;
+        inner.store.commit_durably().await?;
+        Ok(NewSession {
+            token,
+            session,
+            user,
+        })
+    }
+
+    /// A page of users in id order, and the cursor of the next page.
+    pub fn list_users(
+        &self,
+        after: Option<UserId>,
+        limit: usize,
+    ) -> Result<(Vec<UserRecord>, Option<UserId>), AuthError> {
+        let mut users = self.inner.store.list_users(after, limit + 1)?;
+        let next = if users.len() > limit {
+            users.truncate(limit);
+            users.last().map(UserRecord::user_id)
+        } else {
+            None
+        };
+        Ok((users, next))
+    }
+
+    /// The user with this id.
+    pub fn user(&self, id: UserId) -> Result<UserRecord, AuthError> {
+        self.inner.store.user(id)?.ok_or(AuthError::NotFound)
+    }
+
+    /// Finds a user by name, ignoring case.
+    pub fn user_named(&self, name: &str) -> Result<UserRecord, AuthError> {
+        self.inner
+            .store
+            .user_by_name(name)?
+            .ok_or(AuthError::NotFound)
+    }
+
+    /// Changes a role; it holds from that user's next request, since every
+    /// request reads the user afresh. The last admin cannot be demoted.
+    pub async fn set_role(&self, id: UserId, role: Role) -> Result<UserRecord, AuthError> {
+        let user = self.inner.store.set_role(id, role)?;
+        self.inner.store.commit_durably().await?;
+        Ok(user)
+    }
+
+    /// Removes a user with their sessions and indexes. The last admin
+    /// cannot be removed.
+    pub async fn remove_user(&self, id: UserId) -> Result<UserRecord, AuthError> {
+        let removed = self.inner.store.remove_user(id)?;
+        self.inner.store.commit_durably().await?;
+        Ok(removed.user)
+    }
+
+    /// Ends every session of a user; `NotFound` if there is no such user.
+    pub async fn end_sessions_of(&self, id: UserId) -> Result<u64, AuthError> {
+        self.user(id)?;
+        let ended = self.inner.store.end_sessions_of(id, None)?;
+        self.durable_if(!ended.is_empty()).await?;
+        Ok(ended.len() as u64)
+    }
+
+    /// Users and sessions stored.
+    pub fn stats(&self) -> Stats {
+        Stats {
+            users: self.inner.store.user_count(),
+            sessions: self.inner.store.session_count(),
+        }
+    }
+
+    async fn durable_if(&self, changed: bool) -> Result<(), AuthError> {
+        if changed {
+            self.inner.store.commit_durably().await?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,153 @@
+//! `/api/admin/*`: user management for admins (401 without a session, 403
+//! for a user).
+
+use std::collections::HashMap;
+
+use serde::Deserialize;
+use serde_json::json;
+use warp::http::StatusCode;
+use warp::reply::Response;
+use warp::{Filter, Rejection, Reply};
+
+use super::error::ApiError;
+use super::filters::{check_origin, json_body, require_admin, with_state};
+use super::views::{json, UserView};
+use super::State;
+use crate::auth::CurrentSession;
+use crate::domain::{Role, UserId};
+
+/// Largest page of users.
+const MAX_PAGE: usize = 200;
+/// Page size when `limit` is not given.
+const DEFAULT_PAGE: usize = 50;
+
+/// Every route of this area, path filters first.
+pub fn routes(state: State) -> warp::filters::BoxedFilter<(Response,)> {
+    let limit = state.config.server.max_body_bytes;
+    let admin = || require_admin(state.clone());
+    let list = warp::path!("api" / "admin" / "users")
+        .and(warp::get())
+        .and(with_state(state.clone()))
+        .and(admin())
+        .and(warp::query::<HashMap<String, String>>())
+        .and_then(list_users);
+    let patch = warp::path!("api" / "admin" / "users" / String)
+        .and(warp::patch())
+        .and(check_origin(state.clone()))
+        .and(with_state(state.clone()))
+        .and(admin())
+        .and(json_body(limit))
+        .and_then(set_role);
+    let remove = warp::path!("api" / "admin" / "users" / String)
+        .and(warp::delete())
+        .and(check_origin(state.clone()))
+        .and(with_state(state.clone()))
+        .and(admin())
+        .and_then(remove_user);
+    let revoke = warp::path!("api" / "admin" / "users" / String / "sessions")
+        .and(warp::delete())
+        .and(check_origin(state.clone()))
+        .and(with_state(state.clone()))
+        .and(admin())
+        .and_then(revoke_sessions);
+    let stats = warp::path!("api" / "admin" / "stats")
+        .and(warp::get())
+        .and(with_state(state.clone()))
+        .and(admin())
+        .map(stats);
+    list.or(patch)
+        .unify()
+        .or(remove)
+        .unify()
+        .or(revoke)
+        .unify()
+        .or(stats)
+        .unify()
+        .boxed()
+}
+
+fn user_id(raw: &str) -> Result<UserId, Rejection> {
+    UserId::parse(raw).ok_or_else(|| ApiError::not_found().into())
+}
+
+async fn list_users(
+    state: State,
+    _admin: CurrentSession,
+    query: HashMap<String, String>,
+) -> Result<Response, Rejection> {
+    let limit = match query.get("limit") {
+        None => DEFAULT_PAGE,
+        Some(raw) => match raw.parse::<usize>() {
+            Ok(n) if (1..=MAX_PAGE).contains(&n) => n,
+            _ => {
+                return Err(ApiError::invalid_request(format!(
+                    "limit: must be a whole number from 1 to {MAX_PAGE}."
+                ))
+                .into())
+            }
+        },
+    };
+    let after = match query.get("after").filter(|a| !a.is_empty()) {
+        None => None,
+        Some(raw) => Some(UserId::parse(raw).ok_or_else(|| {
+            ApiError::invalid_request("after: not a cursor from an earlier page.")
+        })?),
+    };
+    let (users, next) = state.auth.list_users(after, limit)?;
+    let users: Vec<_> = users.iter().map(UserView::from).collect();
+    Ok(json(
+        StatusCode::OK,
+        &json!({ "users": users, "next": next.map(|id| id.to_string()) }),
+    ))
+}
+
+#[derive(Deserialize)]
+struct RoleBody {
+    role: String,
+}
+
+async fn set_role(
+    id: String,
+    state: State,
+    _admin: CurrentSession,
+    body: RoleBody,
+) -> Result<Response, Rejection> {
+    let id = user_id(&id)?;
+    let role = Role::parse(&body.role)?;
+    let user = state.auth.set_role(id, role).await?;
+    Ok(json(
+        StatusCode::OK,
+        &json!({ "user": UserView::from(&user) }),
+    ))
+}
+
+async fn remove_user(
+    id: String,
+    state: State,
+    _admin: CurrentSession,
+) -> Result<Response, Rejection> {
+    state.auth.remove_user(user_id(&id)?).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+async fn revoke_sessions(
+    id: String,
+    state: State,
+    _admin: CurrentSession,
+) -> Result<Response, Rejection> {
+    let revoked = state.auth.end_sessions_of(user_id(&id)?).await?;
+    Ok(json(StatusCode::OK, &json!({ "revoked": revoked })))
+}
+
+fn stats(state: State, _admin: CurrentSession) -> Response {
+    let stats = state.auth.stats();
+    json(
+        StatusCode::OK,
+        &json!({
+            "users": stats.users,
+            "sessions": stats.sessions,
+            // The chat is not built yet: no socket can be open.
+            "wsConnections": 0,
+        }),
+    )
+}

@@ -1,0 +1,171 @@
+//! Random histories of everything that touches users and sessions, then
+//! `Store::check`: every index agrees exactly with the records, live and
+//! after reopening the database.
+
+use std::time::Duration;
+
+use proptest::prelude::*;
+use sessiond::auth::{Auth, ClientInfo, CurrentSession, LoginName, SessionToken};
+use sessiond::config::{Config, Secret};
+use sessiond::domain::{Email, Password, Role, Username};
+use sessiond::store::{now_ms, Store};
+
+const PASSWORD: &str = "correct horse battery staple";
+const USERS: usize = 4;
+
+#[derive(Debug, Clone)]
+enum Op {
+    Register(usize),
+    Login(usize),
+    Logout(usize),
+    RevokeOthers(usize),
+    ChangePassword(usize),
+    SetRole(usize, bool),
+    RemoveUser(usize),
+    AdminRevoke(usize),
+    Prune(u64),
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    let user = 0..USERS;
+    let token = 0..32usize;
+    prop_oneof![
+        2 => user.clone().prop_map(Op::Register),
+        3 => user.clone().prop_map(Op::Login),
+        1 => token.clone().prop_map(Op::Logout),
+        1 => token.clone().prop_map(Op::RevokeOthers),
+        1 => token.prop_map(Op::ChangePassword),
+        1 => (user.clone(), any::<bool>()).prop_map(|(u, a)| Op::SetRole(u, a)),
+        1 => user.clone().prop_map(Op::RemoveUser),
+        1 => user.prop_map(Op::AdminRevoke),
+        1 => (0..30u64).prop_map(Op::Prune),
+    ]
+}
+
+fn config(dir: &std::path::Path) -> Config {
+    let mut c = Config::default();
+    c.storage.data_dir = dir.to_owned();
+    c.auth.argon2_memory_kib = 64;
+    c.auth.argon2_iterations = 1;
+    c.secrets.current = Some(Secret::new(
+        b"prop-secret-prop-secret-prop-secret!".to_vec(),
+    ));
+    c
+}
+
+fn name(n: usize) -> String {
+    format!("user{n}")
+}
+
+/// Applies one operation; every refusal (taken name, last admin, ended
+/// session, ...) is a legitimate outcome, so only panics and
+/// inconsistencies fail the property.
+async fn apply(auth: &Auth, tokens: &mut Vec<SessionToken>, op: Op) {
+    let client = ClientInfo {
+        ip: "127.0.0.1".parse().unwrap(),
+        user_agent: Some("proptest".into()),
+    };
+    let current = |tokens: &Vec<SessionToken>, i: usize| -> Option<CurrentSession> {
+        let token = tokens.get(i % tokens.len().max(1))?;
+        auth.authenticate(token).ok().flatten()
+    };
+    let store = auth.store();
+    match op {
+        Op::Register(n) => {
+            let _ = auth
+                .create_user(
+                    Username::parse(&name(n)).unwrap(),
+                    Email::parse(&format!("{}@example.com", name(n))).unwrap(),
+                    Password::unchecked(PASSWORD.into()),
+                    if n == 0 { Role::Admin } else { Role::User },
+                )
+                .await;
+        }
+        Op::Login(n) => {
+            let login = LoginName::Username(name(n));
+            if let Ok(s) = auth
+                .login(&login, &Password::unchecked(PASSWORD.into()), &client, None)
+                .await
+            {
+                tokens.push(s.token);
+            }
+        }
+        Op::Logout(i) => {
+            if let Some(token) = tokens.get(i % tokens.len().max(1)) {
+                let _ = auth.end(&token.hash()).await;
+            }
+        }
+        Op::RevokeOthers(i) => {
+            if let Some(c) = current(tokens, i) {
+                auth.end_other_sessions(&c).await.unwrap();
+            }
+        }
+        Op::ChangePassword(i) => {
+            if let Some(c) = current(tokens, i) {
+                let same = Password::unchecked(PASSWORD.into());
+                if let Ok(s) = auth.change_password(&c, &same, &same, &client).await {
+                    tokens.push(s.token);
+                }
+            }
+        }
+        Op::SetRole(n, admin) => {
+            if let Ok(Some(u)) = store.user_by_name(&name(n)) {
+                let _ = auth
+                    .set_role(u.user_id(), if admin { Role::Admin } else { Role::User })
+                    .await;
+            }
+        }
+        Op::RemoveUser(n) => {
+            if let Ok(Some(u)) = store.user_by_name(&name(n)) {
+                let _ = auth.remove_user(u.user_id()).await;
+            }
+        }
+        Op::AdminRevoke(n) => {
+            if let Ok(Some(u)) = store.user_by_name(&name(n)) {
+                let _ = auth.end_sessions_of(u.user_id()).await;
+            }
+        }
+        Op::Prune(hours) => {
+            store.prune_ended(now_ms() + hours * 3_600_000).unwrap();
+        }
+    }
+}
+
+fn assert_consistent(store: &Store, when: &str) {
+    let report = store.check().unwrap();
+    assert!(report.problems.is_empty(), "{when}: {:#?}", report.problems);
+}
+
+/// sled releases its files a moment after the last handle drops.
+fn reopen(config: &Config) -> Store {
+    for _ in 0..400 {
+        if let Ok(store) = Store::open(&config.storage) {
+            return store;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    panic!("the database could not be reopened");
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 128, ..ProptestConfig::default() })]
+
+    #[test]
+    fn indexes_agree_with_records(ops in proptest::collection::vec(op(), 1..60)) {
+        let dir = tempfile::tempdir().unwrap();
+        let config = config(dir.path());
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        runtime.block_on(async {
+            let store = Store::open(&config.storage).unwrap();
+            let auth = Auth::new(&config, store.clone()).unwrap();
+            let mut tokens = Vec::new();
+            for op in ops {
+                apply(&auth, &mut tokens, op).await;
+            }
+            assert_consistent(&store, "live");
+            store.flush().await.unwrap();
+        });
+        drop(runtime);
+        assert_consistent(&reopen(&config), "after reopening");
+    }
+}
