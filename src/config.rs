@@ -293,6 +293,9 @@ pub struct ChatConfig {
     pub history_on_join: usize,
     /// Sockets one user may hold.
     pub max_sockets_per_user: usize,
+    /// An idle socket is pinged this often; one silent for two pings is dropped.
+    #[serde(deserialize_with = "duration")]
+    pub ping_interval: Duration,
 }
 
 impl Default for ChatConfig {
@@ -302,6 +305,7 @@ impl Default for ChatConfig {
             max_messages_per_second: 20,
             history_on_join: 50,
             max_sockets_per_user: 16,
+            ping_interval: Duration::from_secs(30),
         }
     }
 }
@@ -441,6 +445,9 @@ impl Config {
         }
         if self.session.prune_interval.is_zero() {
             return bad("session.prune_interval", "must be longer than zero");
+        }
+        if self.chat.ping_interval.is_zero() {
+            return bad("chat.ping_interval", "must be longer than zero");
         }
         if self.storage.flush_interval.is_zero() {
             return bad("storage.flush_interval", "must be longer than zero");

@@ -105,6 +105,35 @@ impl AsRef<str> for Email {
     }
 }
 
+/// A chat room name: 1-64 of `[a-z0-9_-]`, so it can prefix store keys
+/// followed by a zero byte without two rooms ever sharing a prefix.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct RoomName(String);
+
+impl RoomName {
+    /// Accepts a name the contract allows.
+    pub fn parse(raw: &str) -> Result<Self, InvalidField> {
+        let ok = (1..=64).contains(&raw.len())
+            && raw
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-');
+        if ok {
+            Ok(Self(raw.to_owned()))
+        } else {
+            Err(InvalidField::new(
+                "room",
+                "must be 1 to 64 of lower-case letters, digits, '_' and '-'",
+            ))
+        }
+    }
+}
+
+impl AsRef<str> for RoomName {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
+}
+
 /// A password accepted by the length policy; never printed.
 #[derive(Clone)]
 pub struct Password(String);
@@ -341,6 +370,18 @@ mod tests {
         assert_eq!(id.to_string(), "000000000000002a");
         assert_eq!(UserId::parse(&id.to_string()), Some(id));
         assert_eq!(UserId::parse("zz"), None);
+    }
+
+    #[test]
+    fn room_names() {
+        assert!(RoomName::parse("general").is_ok());
+        assert!(RoomName::parse("a-b_9").is_ok());
+        assert!(RoomName::parse(&"a".repeat(64)).is_ok());
+        assert!(RoomName::parse(&"a".repeat(65)).is_err());
+        assert!(RoomName::parse("").is_err());
+        assert!(RoomName::parse("General").is_err());
+        assert!(RoomName::parse("a b").is_err());
+        assert!(RoomName::parse("a\0b").is_err());
     }
 
     #[test]

@@ -8,6 +8,7 @@
 //! - [`store`]: sled and nothing else: records, indexes, pruning.
 //! - [`auth`]: passwords, signed cookies, throttling, the session service.
 //! - [`http`]: warp routes and the one JSON error mapping.
+//! - [`ws`]: the WebSocket chat: hub, socket tasks, upgrade and history.
 //! - [`server`]: assembly, background tasks, graceful shutdown.
 //! - [`cli`]: the offline commands.
 
@@ -18,3 +19,4 @@ pub mod domain;
 pub mod http;
 pub mod server;
 pub mod store;
+pub mod ws;

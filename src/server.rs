@@ -2,6 +2,7 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,9 +13,10 @@ use crate::auth::{Auth, AuthError};
 use crate::config::Config;
 use crate::http::{self, State};
 use crate::store::{Store, StoreError};
+use crate::ws::{self, Hub};
 
-/// How long open connections get to finish after a stop signal.
-const DRAIN: Duration = Duration::from_secs(5);
+/// How long sockets, then open requests, get to finish after a stop signal.
+const DRAIN: Duration = Duration::from_secs(4);
 
 /// Why the server could not start or stop cleanly; printed as one line.
 #[derive(Debug, thiserror::Error)]
@@ -40,6 +42,7 @@ pub struct Application {
     listener: TcpListener,
     addr: SocketAddr,
     state: State,
+    hub: Hub,
 }
 
 impl Application {
@@ -48,25 +51,23 @@ impl Application {
         let store = Store::open(&config.storage)?;
         let auth = Auth::new(&config, store)?;
         let listen = config.server.listen;
-        let listener = TcpListener::bind(listen)
-            .await
-            .map_err(|source| ServerError::Listen {
-                addr: listen,
-                source,
-            })?;
-        let addr = listener
-            .local_addr()
-            .map_err(|source| ServerError::Listen {
-                addr: listen,
-                source,
-            })?;
+        let bind_error = |source| ServerError::Listen {
+            addr: listen,
+            source,
+        };
+        let listener = TcpListener::bind(listen).await.map_err(bind_error)?;
+        let addr = listener.local_addr().map_err(bind_error)?;
+        let ws_connections = Arc::new(AtomicU64::new(0));
+        let hub = Hub::new(config.chat.max_sockets_per_user, ws_connections.clone());
         Ok(Self {
             listener,
             addr,
             state: State {
                 auth,
                 config: Arc::new(config),
+                ws_connections,
             },
+            hub,
         })
     }
 
@@ -81,8 +82,9 @@ impl Application {
         self.addr
     }
 
-    /// Serves until `shutdown` completes, then stops accepting, gives open
-    /// connections a moment, stops the pruner and flushes the database.
+    /// Serves until `shutdown` completes, then closes every WebSocket with
+    /// 1001, stops accepting, gives open requests a moment, stops the
+    /// pruner and flushes the database.
     pub async fn run_until_stopped(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
@@ -96,8 +98,10 @@ impl Application {
             self.state.config.session.prune_interval,
             stopped(stop_rx.clone()),
         );
+        let endings = self.hub.follow_endings(store.subscribe_endings());
+        let chat = ws::routes(self.state.clone(), self.hub.clone());
         let server = tokio::spawn(
-            warp::serve(http::routes(self.state))
+            warp::serve(http::routes(self.state, chat))
                 .incoming(self.listener)
                 .graceful(stopped(stop_rx))
                 .run(),
@@ -105,11 +109,14 @@ impl Application {
         tracing::info!(addr = %self.addr, "sessiond listening");
         shutdown.await;
         tracing::info!("shutting down");
+        // Sockets are detached from hyper's connections: tell them first.
+        self.hub.shut_down(DRAIN).await;
         let _ = stop_tx.send(true);
         if tokio::time::timeout(DRAIN, server).await.is_err() {
             tracing::warn!("connections still open after {DRAIN:?}; closing them");
         }
         let _ = pruner.await;
+        endings.abort();
         store.flush().await?;
         tracing::info!("stopped");
         Ok(())

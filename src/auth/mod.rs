@@ -294,8 +294,13 @@ impl Auth {
     /// ended sessions at once, pruned or not; records activity at most once
     /// per `touch_interval`.
     pub fn authenticate(&self, token: &SessionToken) -> Result<Option<CurrentSession>, AuthError> {
+        self.refresh(token.hash())
+    }
+
+    /// `authenticate` for a session already known by its hash: a WebSocket
+    /// checks (and touches) its session on every message this way.
+    pub fn refresh(&self, hash: TokenHash) -> Result<Option<CurrentSession>, AuthError> {
         let inner = &self.inner;
-        let hash = token.hash();
         let Some(mut session) = inner.store.session(&hash)? else {
             return Ok(None);
         };

@@ -146,8 +146,7 @@ fn stats(state: State, _admin: CurrentSession) -> Response {
         &json!({
             "users": stats.users,
             "sessions": stats.sessions,
-            // The chat is not built yet: no socket can be open.
-            "wsConnections": 0,
+            "wsConnections": state.ws_connections.load(std::sync::atomic::Ordering::Relaxed),
         }),
     )
 }

@@ -9,14 +9,17 @@ mod ops;
 mod session_routes;
 pub mod views;
 
+use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 
 use warp::filters::path::FullPath;
+use warp::filters::BoxedFilter;
 use warp::http::{header, HeaderValue};
 use warp::reply::Response;
 use warp::{Filter, Reply};
 
 pub use error::ApiError;
+pub use filters::{check_origin, with_session, with_state};
 
 use crate::auth::Auth;
 use crate::config::Config;
@@ -28,18 +31,24 @@ pub struct State {
     pub auth: Auth,
     /// Settings, read-only.
     pub config: Arc<Config>,
+    /// Open WebSocket connections, kept by the chat hub.
+    pub ws_connections: Arc<AtomicU64>,
 }
 
-/// The whole HTTP surface: every route, the JSON error mapping, the
+/// The whole HTTP surface (`chat` being the WebSocket layer's routes):
+/// every route, the JSON error mapping, the
 /// `Cache-Control: no-store` rule and one log line per request.
 pub fn routes(
     state: State,
+    chat: BoxedFilter<(Response,)>,
 ) -> impl Filter<Extract = (Response,), Error = std::convert::Infallible> + Clone + Send + Sync + 'static
 {
     let api = auth_routes::routes(state.clone())
         .or(session_routes::routes(state.clone()))
         .unify()
         .or(admin_routes::routes(state.clone()))
+        .unify()
+        .or(chat)
         .unify()
         .or(ops::routes(state))
         .unify()

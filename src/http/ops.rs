@@ -63,12 +63,11 @@ fn metrics(state: &State) -> Response {
         "Ended sessions removed by the pruner.",
         &[("", store.pruned_total())],
     );
-    // The chat is not built yet: no socket can be open.
     metric(
         "sessiond_ws_connections",
         "gauge",
         "Open WebSocket connections.",
-        &[("", 0)],
+        &[("", state.ws_connections.load(Ordering::Relaxed))],
     );
     let mut res = out.into_response();
     res.headers_mut().insert(

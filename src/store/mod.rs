@@ -8,6 +8,7 @@
 mod check;
 mod codec;
 mod flush;
+mod messages;
 mod prune;
 mod records;
 mod sessions;
@@ -22,7 +23,7 @@ use tokio::sync::{mpsc, Notify};
 
 pub use check::CheckReport;
 pub use codec::CodecError;
-pub use records::{SessionRecord, UserRecord};
+pub use records::{MessageRecord, SessionRecord, UserRecord};
 pub use users::{NewUser, RemovedUser};
 
 use crate::config::{Durability, StorageConfig};
@@ -93,6 +94,7 @@ struct Shared {
     session_expiry: sled::Tree,
     user_sessions: sled::Tree,
     meta: sled::Tree,
+    messages: sled::Tree,
     durability: Durability,
     flusher: flush::Flusher,
     /// Wakes the pruner when a session ends earlier than its next pass.
@@ -132,6 +134,7 @@ impl Store {
             shared: Arc::new(Shared {
                 users,
                 meta,
+                messages: tree("messages")?,
                 user_names: tree("user_names")?,
                 user_emails: tree("user_emails")?,
                 session_expiry: tree("session_expiry")?,

@@ -70,3 +70,26 @@ pub fn expiry_key(deadline_ms: u64, hash: &TokenHash) -> Vec<u8> {
 pub fn user_session_key(user: UserId, hash: &TokenHash) -> Vec<u8> {
     [&user.to_be_bytes()[..], hash.as_bytes()].concat()
 }
+
+/// A chat message as stored in `messages`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MessageRecord {
+    /// Grows with every message in the database.
+    pub id: u64,
+    /// The room it was sent to.
+    pub room: String,
+    /// The sender's id, from the session.
+    pub from_id: u64,
+    /// The sender's name when sent.
+    pub from_name: String,
+    /// The text.
+    pub text: String,
+    /// Unix millis.
+    pub sent_at_ms: u64,
+}
+
+/// `messages` key: room ++ 0 ++ big-endian id, so one room's messages are
+/// one contiguous run in send order (room names never contain a zero byte).
+pub fn message_key(room: &str, id: u64) -> Vec<u8> {
+    [room.as_bytes(), &[0], &id.to_be_bytes()].concat()
+}

@@ -213,3 +213,83 @@ pub async fn expect_error(res: Response, status: StatusCode, code: &str) -> Stri
         .expect("a message")
         .to_owned()
 }
+
+pub type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+impl TestApp {
+    /// Opens `/ws/chat`; `Err` carries the HTTP status of a refused upgrade.
+    pub async fn ws_connect(
+        &self,
+        cookie: Option<&str>,
+        origin: Option<&str>,
+    ) -> Result<Ws, StatusCode> {
+        use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+        let mut req = format!("ws://{}/ws/chat", self.addr)
+            .into_client_request()
+            .unwrap();
+        if let Some(c) = cookie {
+            req.headers_mut().insert("cookie", c.parse().unwrap());
+        }
+        if let Some(o) = origin {
+            req.headers_mut().insert("origin", o.parse().unwrap());
+        }
+        match tokio_tungstenite::connect_async(req).await {
+            Ok((ws, _)) => Ok(ws),
+            Err(tokio_tungstenite::tungstenite::Error::Http(res)) => {
+                Err(StatusCode::from_u16(res.status().as_u16()).unwrap())
+            }
+            Err(e) => panic!("websocket connect failed: {e}"),
+        }
+    }
+
+    /// Connects and joins `room`; returns the socket and the `joined` frame.
+    pub async fn ws_join(&self, cookie: &str, room: &str) -> (Ws, Value) {
+        let mut ws = self.ws_connect(Some(cookie), None).await.expect("upgrade");
+        ws_send(&mut ws, json!({"type": "join", "room": room})).await;
+        let joined = ws_recv(&mut ws).await;
+        assert_eq!(joined["type"], "joined", "{joined}");
+        (ws, joined)
+    }
+}
+
+/// Sends one JSON text frame.
+pub async fn ws_send(ws: &mut Ws, value: Value) {
+    use futures_util::SinkExt;
+    use tokio_tungstenite::tungstenite::Message;
+    ws.send(Message::text(value.to_string())).await.unwrap();
+}
+
+/// The next JSON text frame (within 10 s), skipping pings.
+pub async fn ws_recv(ws: &mut Ws) -> Value {
+    use futures_util::StreamExt;
+    use tokio_tungstenite::tungstenite::Message;
+    loop {
+        let next = tokio::time::timeout(std::time::Duration::from_secs(10), ws.next())
+            .await
+            .expect("a frame within 10 s");
+        match next {
+            Some(Ok(Message::Text(t))) => return serde_json::from_str(&t).unwrap(),
+            Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
+            other => panic!("expected a text frame, got {other:?}"),
+        }
+    }
+}
+
+/// Waits (at most 10 s) for the server to close the socket; returns the
+/// close code.
+pub async fn ws_closed(ws: &mut Ws) -> u16 {
+    use futures_util::StreamExt;
+    use tokio_tungstenite::tungstenite::Message;
+    loop {
+        let next = tokio::time::timeout(std::time::Duration::from_secs(10), ws.next())
+            .await
+            .expect("closed within 10 s");
+        match next {
+            Some(Ok(Message::Close(Some(frame)))) => return frame.code.into(),
+            Some(Ok(Message::Close(None))) | None => return 1005,
+            Some(Ok(_)) => continue,
+            Some(Err(e)) => panic!("socket failed instead of closing: {e}"),
+        }
+    }
+}

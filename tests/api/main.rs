@@ -3,6 +3,7 @@
 mod helpers;
 
 mod admin;
+mod chat;
 mod expiry;
 mod login;
 mod logout;

@@ -3,6 +3,7 @@
 
 mod helpers;
 
+mod chat;
 mod cli;
 mod config;
 mod durability;

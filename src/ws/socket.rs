@@ -1,0 +1,280 @@
+//! One task per socket: reads the client's frames, writes the hub's, pings
+//! when idle, and closes with the hub's reason.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures_util::{SinkExt, StreamExt};
+use tokio::time::{interval, timeout, MissedTickBehavior};
+use warp::ws::{Message, WebSocket};
+
+use super::hub::{CloseReason, Connection, Hub, Reservation};
+use super::protocol::{error_frame, joined_frame, message_frame, ClientFrame};
+use crate::auth::{Auth, CurrentSession};
+use crate::config::ChatConfig;
+use crate::domain::RoomName;
+use crate::store::now_ms;
+
+/// Largest text frame taken as a chat frame (larger ones get an error).
+pub const MAX_FRAME_BYTES: usize = 64 * 1024;
+
+/// A write that takes longer than this means a peer that does not read.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What a socket task needs.
+pub struct Socket {
+    /// The hub it joins.
+    pub hub: Hub,
+    /// Session checks and the store.
+    pub auth: Auth,
+    /// Limits.
+    pub chat: ChatConfig,
+    /// The session the upgrade was made with.
+    pub session: CurrentSession,
+}
+
+/// Why the loop stopped.
+enum End {
+    /// The hub asked: send this close frame.
+    Close(CloseReason),
+    /// The peer went away or broke the protocol.
+    Gone,
+}
+
+impl Socket {
+    /// Serves the socket until either side ends it.
+    pub async fn run(self, ws: WebSocket, reservation: Reservation) {
+        let conn = self.hub.connect(reservation, self.session.hash);
+        let id = conn.id;
+        let (mut sink, mut stream) = ws.split();
+        let end = self.serve(&mut sink, &mut stream, conn).await;
+        if let End::Close(reason) = end {
+            let (code, text) = reason.code();
+            let _ = timeout(
+                Duration::from_secs(1),
+                sink.send(Message::close_with(code, text)),
+            )
+            .await;
+        }
+        let _ = timeout(Duration::from_secs(1), sink.close()).await;
+        self.hub.disconnect(id);
+    }
+
+    async fn serve(
+        &self,
+        sink: &mut futures_util::stream::SplitSink<WebSocket, Message>,
+        stream: &mut futures_util::stream::SplitStream<WebSocket>,
+        mut conn: Connection,
+    ) -> End {
+        let mut ping = interval(self.chat.ping_interval);
+        ping.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        ping.tick().await;
+        let mut heard_since_ping = true;
+        let mut window = RateWindow::new(self.chat.max_messages_per_second);
+        loop {
+            let reply = tokio::select! {
+                biased;
+                _ = conn.close.changed() => {
+                    return conn.close.borrow().map_or(End::Gone, End::Close);
+                }
+                frame = conn.queue.recv() => match frame {
+                    Some(frame) => Some(frame),
+                    None => return End::Gone,
+                },
+                incoming = stream.next() => {
+                    heard_since_ping = true;
+                    match incoming {
+                        Some(Ok(msg)) if msg.is_close() => return End::Gone,
+                        Some(Ok(msg)) if msg.is_text() => match self.on_text(conn.id, &msg, &mut window).await {
+                            Ok(reply) => reply.map(Arc::from),
+                            Err(reason) => return End::Close(reason),
+                        },
+                        Some(Ok(msg)) if msg.is_binary() => {
+                            Some(Arc::from(error_frame("invalid_frame", "Frames must be JSON text.")))
+                        }
+                        Some(Ok(_)) => None,
+                        _ => return End::Gone,
+                    }
+                }
+                _ = ping.tick() => {
+                    if !heard_since_ping {
+                        return End::Gone;
+                    }
+                    heard_since_ping = false;
+                    if send(sink, Message::ping(Vec::new()), &mut conn).await.is_err() {
+                        return End::Gone;
+                    }
+                    None
+                }
+            };
+            if let Some(frame) = reply {
+                if let Err(end) = send(sink, Message::text(frame.as_ref()), &mut conn).await {
+                    return end;
+                }
+            }
+        }
+    }
+
+    /// Handles one text frame; returns what to send back to this socket
+    /// alone, or why to close it.
+    async fn on_text(
+        &self,
+        id: u64,
+        msg: &Message,
+        window: &mut RateWindow,
+    ) -> Result<Option<String>, CloseReason> {
+        // Every frame is activity, and proof the session still stands.
+        let current = match self.auth.refresh(self.session.hash) {
+            Ok(Some(current)) => current,
+            Ok(None) => return Err(CloseReason::SessionEnded),
+            Err(e) => {
+                tracing::error!(error = %e, "session check failed on a socket");
+                return Ok(Some(error_frame("unavailable", "Try again shortly.")));
+            }
+        };
+        let raw = msg.as_bytes();
+        if raw.len() > MAX_FRAME_BYTES {
+            return Ok(Some(error_frame(
+                "frame_too_large",
+                "Frames may be at most 64 KiB.",
+            )));
+        }
+        let frame: ClientFrame = match serde_json::from_slice(raw) {
+            Ok(frame) => frame,
+            Err(e) => {
+                let detail = e.to_string();
+                let detail = detail.split(" at line ").next().unwrap_or_default();
+                return Ok(Some(error_frame(
+                    "invalid_frame",
+                    &format!("Not a chat frame: {detail}."),
+                )));
+            }
+        };
+        let room_of = |raw: &str| {
+            RoomName::parse(raw).map_err(|e| error_frame("invalid_room", &e.to_string()))
+        };
+        match frame {
+            ClientFrame::Join { room } => {
+                let room = match room_of(&room) {
+                    Ok(room) => room,
+                    Err(frame) => return Ok(Some(frame)),
+                };
+                let history = self
+                    .auth
+                    .store()
+                    .messages(&room, None, self.chat.history_on_join)
+                    .unwrap_or_else(|e| {
+                        tracing::error!(error = %e, "reading chat history failed");
+                        Vec::new()
+                    });
+                self.hub.join(id, &room);
+                Ok(Some(joined_frame(room.as_ref(), &history)))
+            }
+            ClientFrame::Leave { room } => {
+                match room_of(&room) {
+                    Ok(room) => self.hub.leave(id, &room),
+                    Err(frame) => return Ok(Some(frame)),
+                }
+                Ok(None)
+            }
+            ClientFrame::Message { room, text } => {
+                let room = match room_of(&room) {
+                    Ok(room) => room,
+                    Err(frame) => return Ok(Some(frame)),
+                };
+                if !self.hub.is_member(id, &room) {
+                    return Ok(Some(error_frame(
+                        "not_joined",
+                        "Join the room before sending to it.",
+                    )));
+                }
+                if !window.admit() {
+                    return Ok(Some(error_frame(
+                        "rate_limited",
+                        "Too many messages; slow down.",
+                    )));
+                }
+                let chars = text.chars().count();
+                if chars == 0 || chars > self.chat.max_message_chars {
+                    return Ok(Some(error_frame(
+                        "invalid_message",
+                        &format!(
+                            "text must be 1 to {} characters.",
+                            self.chat.max_message_chars
+                        ),
+                    )));
+                }
+                let store = self.auth.store();
+                let stored = store.append_message(
+                    &room,
+                    current.user.user_id(),
+                    &current.user.username,
+                    &text,
+                    now_ms(),
+                );
+                match stored {
+                    Ok(record) => {
+                        if let Err(e) = store.commit_durably().await {
+                            tracing::error!(error = %e, "storing a chat message failed");
+                            return Ok(Some(error_frame(
+                                "unavailable",
+                                "The message was not stored; try again.",
+                            )));
+                        }
+                        self.hub.broadcast(&room, Arc::from(message_frame(&record)));
+                        Ok(None)
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "storing a chat message failed");
+                        Ok(Some(error_frame(
+                            "unavailable",
+                            "The message was not stored; try again.",
+                        )))
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Writes one frame, giving up on a peer that does not read, and yielding
+/// to a close the hub asks for meanwhile.
+async fn send(
+    sink: &mut futures_util::stream::SplitSink<WebSocket, Message>,
+    msg: Message,
+    conn: &mut Connection,
+) -> Result<(), End> {
+    tokio::select! {
+        sent = timeout(WRITE_TIMEOUT, sink.send(msg)) => match sent {
+            Ok(Ok(())) => Ok(()),
+            _ => Err(End::Gone),
+        },
+        _ = conn.close.changed() => Err(conn.close.borrow().map_or(End::Gone, End::Close)),
+    }
+}
+
+/// At most `limit` messages per second per connection.
+struct RateWindow {
+    limit: u32,
+    started: Instant,
+    count: u32,
+}
+
+impl RateWindow {
+    fn new(limit: u32) -> Self {
+        Self {
+            limit,
+            started: Instant::now(),
+            count: 0,
+        }
+    }
+
+    fn admit(&mut self) -> bool {
+        if self.started.elapsed() >= Duration::from_secs(1) {
+            self.started = Instant::now();
+            self.count = 0;
+        }
+        self.count += 1;
+        self.count <= self.limit
+    }
+}
