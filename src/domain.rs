@@ -298,13 +298,13 @@ impl fmt::Debug for TokenHash {
 
 /// Lower-case hex, for ids and tokens.
 pub fn hex(bytes: &[u8]) -> String {
-    use fmt::Write;
-    bytes
-        .iter()
-        .fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
-            let _ = write!(s, "{b:02x}");
-            s
-        })
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        out.push(char::from(DIGITS[usize::from(b >> 4)]));
+        out.push(char::from(DIGITS[usize::from(b & 0xf)]));
+    }
+    out
 }
 
 #[cfg(test)]
@@ -370,6 +370,11 @@ mod tests {
         assert_eq!(id.to_string(), "000000000000002a");
         assert_eq!(UserId::parse(&id.to_string()), Some(id));
         assert_eq!(UserId::parse("zz"), None);
+    }
+
+    #[test]
+    fn hex_is_lower_case_and_two_digits_a_byte() {
+        assert_eq!(hex(&[0x00, 0x0f, 0xa5, 0xff]), "000fa5ff");
     }
 
     #[test]

@@ -9,6 +9,7 @@
 //! - [`auth`]: passwords, signed cookies, throttling, the session service.
 //! - [`http`]: warp routes and the one JSON error mapping.
 //! - [`ws`]: the WebSocket chat: hub, socket tasks, upgrade and history.
+//! - [`listener`]: the accept loop (hyper around the warp routes).
 //! - [`server`]: assembly, background tasks, graceful shutdown.
 //! - [`cli`]: the offline commands.
 
@@ -17,6 +18,7 @@ pub mod cli;
 pub mod config;
 pub mod domain;
 pub mod http;
+pub mod listener;
 pub mod server;
 pub mod store;
 pub mod ws;

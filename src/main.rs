@@ -11,7 +11,7 @@ use sessiond::server::Application;
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging();
+    let _log_writer = init_logging();
     let config = match Config::load(cli.config.as_deref(), &|k| std::env::var(k).ok()) {
         Ok(config) => config,
         Err(e) => return fail(e),
@@ -40,15 +40,24 @@ fn fail(e: impl std::fmt::Display) -> ExitCode {
     ExitCode::FAILURE
 }
 
-fn init_logging() {
+/// Logs go to stderr from a writer thread that batches lines while busy
+/// and flushes as soon as it is idle: a log line per request costs the
+/// request a queue push, not a write system call. The guard flushes what
+/// is left when `main` returns.
+fn init_logging() -> tracing_appender::non_blocking::WorkerGuard {
+    use std::io::IsTerminal;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    use std::io::IsTerminal;
+    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .lossy(false)
+        .thread_name("log-writer")
+        .finish(std::io::BufWriter::new(std::io::stderr()));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(writer)
         .with_ansi(std::io::stderr().is_terminal())
         .init();
+    guard
 }
 
 /// Completes on SIGINT or SIGTERM.

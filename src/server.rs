@@ -11,7 +11,8 @@ use tokio::sync::watch;
 
 use crate::auth::{Auth, AuthError};
 use crate::config::Config;
-use crate::http::{self, State};
+use crate::http::{self, Shared, State};
+use crate::listener;
 use crate::store::{Store, StoreError};
 use crate::ws::{self, Hub};
 
@@ -62,11 +63,11 @@ impl Application {
         Ok(Self {
             listener,
             addr,
-            state: State {
+            state: State::new(Shared {
                 auth,
-                config: Arc::new(config),
+                config,
                 ws_connections,
-            },
+            }),
             hub,
         })
     }
@@ -100,21 +101,19 @@ impl Application {
         );
         let endings = self.hub.follow_endings(store.subscribe_endings());
         let chat = ws::routes(self.state.clone(), self.hub.clone());
-        let server = tokio::spawn(
-            warp::serve(http::routes(self.state, chat))
-                .incoming(self.listener)
-                .graceful(stopped(stop_rx))
-                .run(),
-        );
+        let server = tokio::spawn(listener::serve(
+            self.listener,
+            http::routes(self.state, chat),
+            stopped(stop_rx),
+            DRAIN,
+        ));
         tracing::info!(addr = %self.addr, "sessiond listening");
         shutdown.await;
         tracing::info!("shutting down");
         // Sockets are detached from hyper's connections: tell them first.
         self.hub.shut_down(DRAIN).await;
         let _ = stop_tx.send(true);
-        if tokio::time::timeout(DRAIN, server).await.is_err() {
-            tracing::warn!("connections still open after {DRAIN:?}; closing them");
-        }
+        let _ = server.await;
         let _ = pruner.await;
         endings.abort();
         store.flush().await?;

@@ -76,6 +76,7 @@ impl Auth {
         let attempt = inner
             .throttle
             .begin(&super::throttle_key(id), client.ip)
+            .await
             .map_err(|wait| {
                 inner.logins.throttled.fetch_add(1, Ordering::Relaxed);
                 AuthError::Throttled(wait)

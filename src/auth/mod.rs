@@ -4,6 +4,7 @@
 mod cookies;
 mod manage;
 mod password;
+mod pool;
 mod throttle;
 mod token;
 
@@ -238,7 +239,7 @@ impl Auth {
             }
         };
         let account = user.as_ref().map_or(account, |u| throttle_key(u.user_id()));
-        let attempt = match inner.throttle.begin(&account, client.ip) {
+        let attempt = match inner.throttle.begin(&account, client.ip).await {
             Ok(attempt) => attempt,
             Err(wait) => {
                 inner.logins.throttled.fetch_add(1, Ordering::Relaxed);

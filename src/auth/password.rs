@@ -1,13 +1,13 @@
-//! argon2id hashing on the blocking pool, at most one hash per core at a
-//! time, so a login storm queues here instead of stalling every request.
+//! argon2id hashing on a dedicated pool of one low-priority thread per
+//! core, so a login storm queues here instead of stalling every request.
 
 use std::sync::Arc;
 
 use argon2::password_hash::{PasswordHash, PasswordHasher as _, PasswordVerifier as _, SaltString};
 use argon2::{Algorithm, Argon2, Params, Version};
 use rand_core::OsRng;
-use tokio::sync::Semaphore;
 
+use super::pool::HashPool;
 use super::AuthError;
 use crate::config::AuthConfig;
 use crate::domain::Password;
@@ -16,7 +16,7 @@ use crate::domain::Password;
 #[derive(Clone)]
 pub struct Passwords {
     argon: Argon2<'static>,
-    permits: Arc<Semaphore>,
+    pool: Arc<HashPool>,
     /// Verified against when the user does not exist, so both failures cost
     /// the same time: a valid PHC string with the current parameters.
     dummy: Arc<str>,
@@ -37,7 +37,7 @@ impl Passwords {
         let dummy = hash_blocking(&argon, "sessiond dummy password for unknown users")?;
         Ok(Self {
             argon,
-            permits: Arc::new(Semaphore::new(cores)),
+            pool: HashPool::new(cores),
             dummy: dummy.into(),
         })
     }
@@ -78,14 +78,10 @@ impl Passwords {
         &self,
         work: impl FnOnce() -> T + Send + 'static,
     ) -> Result<T, AuthError> {
-        let _permit = self
-            .permits
-            .acquire()
+        self.pool
+            .run(work)
             .await
-            .map_err(|_| AuthError::Unexpected("password pool closed".into()))?;
-        tokio::task::spawn_blocking(work)
-            .await
-            .map_err(|e| AuthError::Unexpected(format!("password task failed: {e}")))
+            .map_err(|_| AuthError::Unexpected("the password hashing pool stopped".into()))
     }
 }
 

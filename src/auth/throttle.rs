@@ -2,11 +2,16 @@
 //!
 //! An attempt reserves its place before the password is checked, so many
 //! parallel guesses cannot all pass the check before any failure counts.
+//! When the places left are all taken by attempts still being checked, the
+//! next attempt waits for one of them to finish instead of being refused:
+//! parallel logins that succeed are never throttled.
 
 use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
+
+use tokio::sync::Notify;
 
 /// The window the `max_failed_logins_*` limits count over.
 pub const WINDOW: Duration = Duration::from_secs(15 * 60);
@@ -40,6 +45,15 @@ pub struct Throttle {
     per_account: u32,
     per_ip: u32,
     tallies: Mutex<HashMap<Subject, Tally>>,
+    /// Signalled whenever an attempt finishes and frees its place.
+    released: Notify,
+}
+
+/// What `try_begin` decided.
+enum Decision<'a> {
+    Go(Attempt<'a>),
+    Refuse(Duration),
+    Wait,
 }
 
 /// A reserved attempt; report its outcome with `failed` or `succeeded`.
@@ -57,11 +71,27 @@ impl Throttle {
             per_account,
             per_ip,
             tallies: Mutex::new(HashMap::new()),
+            released: Notify::new(),
         }
     }
 
-    /// Reserves an attempt for `account` from `ip`, or says how long to wait.
-    pub fn begin(&self, account: &str, ip: IpAddr) -> Result<Attempt<'_>, Duration> {
+    /// Reserves an attempt for `account` from `ip`, waiting while the
+    /// remaining places are held by attempts still being checked; refuses
+    /// with the time to wait once the failures alone fill the limit.
+    pub async fn begin(&self, account: &str, ip: IpAddr) -> Result<Attempt<'_>, Duration> {
+        loop {
+            let released = self.released.notified();
+            tokio::pin!(released);
+            released.as_mut().enable();
+            match self.try_begin(account, ip) {
+                Decision::Go(attempt) => return Ok(attempt),
+                Decision::Refuse(wait) => return Err(wait),
+                Decision::Wait => released.await,
+            }
+        }
+    }
+
+    fn try_begin(&self, account: &str, ip: IpAddr) -> Decision<'_> {
         let now = Instant::now();
         let cutoff = now.checked_sub(WINDOW).unwrap_or(now);
         let subjects = [Subject::Account(account.to_owned()), Subject::Ip(ip)];
@@ -73,6 +103,7 @@ impl Throttle {
             });
         }
         let mut wait = Duration::ZERO;
+        let mut full = false;
         for (subject, limit) in subjects.iter().zip([self.per_account, self.per_ip]) {
             let tally = tallies.entry(subject.clone()).or_default();
             tally.forget_before(cutoff);
@@ -80,19 +111,22 @@ impl Throttle {
                 let oldest = tally.failures[tally.failures.len() - limit as usize];
                 wait = wait.max((oldest + WINDOW).saturating_duration_since(now));
             } else if tally.failures.len() as u32 + tally.in_flight >= limit {
-                // Enough guesses are being checked right now to fill the limit.
-                wait = wait.max(Duration::from_secs(1));
+                // The places left are held by guesses being checked now.
+                full = true;
             }
         }
         if !wait.is_zero() {
-            return Err(wait);
+            return Decision::Refuse(wait.max(Duration::from_secs(1)));
+        }
+        if full {
+            return Decision::Wait;
         }
         for subject in &subjects {
             if let Some(t) = tallies.get_mut(subject) {
                 t.in_flight += 1;
             }
         }
-        Ok(Attempt {
+        Decision::Go(Attempt {
             throttle: self,
             subjects,
             outcome: None,
@@ -131,6 +165,8 @@ impl Drop for Attempt<'_> {
                 _ => {}
             }
         }
+        drop(tallies);
+        self.throttle.released.notify_waiters();
     }
 }
 
@@ -140,46 +176,71 @@ mod tests {
 
     const IP: IpAddr = IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
 
-    #[test]
-    fn account_limit_refuses_then_reports_wait() {
+    #[tokio::test]
+    async fn account_limit_refuses_then_reports_wait() {
         let t = Throttle::new(3, 100);
         for _ in 0..3 {
-            t.begin("alice", IP).unwrap().failed();
+            t.begin("alice", IP).await.unwrap().failed();
         }
-        let wait = t.begin("alice", IP).err().unwrap();
+        let wait = t.begin("alice", IP).await.err().unwrap();
         assert!(wait > Duration::from_secs(14 * 60));
-        assert!(t.begin("bob", IP).is_ok());
+        assert!(t.begin("bob", IP).await.is_ok());
     }
 
-    #[test]
-    fn ip_limit_spans_accounts() {
+    #[tokio::test]
+    async fn ip_limit_spans_accounts() {
         let t = Throttle::new(100, 2);
-        t.begin("a", IP).unwrap().failed();
-        t.begin("b", IP).unwrap().failed();
-        assert!(t.begin("c", IP).is_err());
+        t.begin("a", IP).await.unwrap().failed();
+        t.begin("b", IP).await.unwrap().failed();
+        assert!(t.begin("c", IP).await.is_err());
         let other = IpAddr::V4(std::net::Ipv4Addr::new(127, 0, 0, 2));
-        assert!(t.begin("c", other).is_ok());
+        assert!(t.begin("c", other).await.is_ok());
     }
 
-    #[test]
-    fn in_flight_attempts_hold_places() {
+    #[tokio::test]
+    async fn attempts_being_checked_hold_places_and_the_next_waits() {
         let t = Throttle::new(2, 100);
-        let a = t.begin("alice", IP).unwrap();
-        let b = t.begin("alice", IP).unwrap();
-        assert!(t.begin("alice", IP).is_err());
-        drop(a);
+        let a = t.begin("alice", IP).await.unwrap();
+        let b = t.begin("alice", IP).await.unwrap();
+        let third = t.begin("alice", IP);
+        tokio::pin!(third);
+        assert!(
+            tokio::time::timeout(Duration::from_millis(50), third.as_mut())
+                .await
+                .is_err(),
+            "the third waits while two are checked"
+        );
+        a.failed();
         b.failed();
-        assert!(t.begin("alice", IP).is_ok());
+        assert!(third.await.is_err(), "both failed: now refused");
     }
 
-    #[test]
-    fn success_forgives_the_account_only() {
+    #[tokio::test]
+    async fn a_waiting_attempt_goes_ahead_when_a_place_frees_without_failure() {
+        let t = Throttle::new(1, 100);
+        let a = t.begin("alice", IP).await.unwrap();
+        let next = t.begin("alice", IP);
+        tokio::pin!(next);
+        assert!(
+            tokio::time::timeout(Duration::from_millis(50), next.as_mut())
+                .await
+                .is_err()
+        );
+        a.succeeded();
+        assert!(next.await.is_ok());
+    }
+
+    #[tokio::test]
+    async fn success_forgives_the_account_only() {
         let t = Throttle::new(2, 3);
-        t.begin("alice", IP).unwrap().failed();
-        t.begin("alice", IP).unwrap().succeeded();
-        t.begin("alice", IP).unwrap().failed();
-        assert!(t.begin("alice", IP).is_ok(), "account was forgiven");
-        t.begin("bob", IP).unwrap().failed();
-        assert!(t.begin("carol", IP).is_err(), "the IP still counts three");
+        t.begin("alice", IP).await.unwrap().failed();
+        t.begin("alice", IP).await.unwrap().succeeded();
+        t.begin("alice", IP).await.unwrap().failed();
+        assert!(t.begin("alice", IP).await.is_ok(), "account was forgiven");
+        t.begin("bob", IP).await.unwrap().failed();
+        assert!(
+            t.begin("carol", IP).await.is_err(),
+            "the IP still counts three"
+        );
     }
 }

@@ -117,11 +117,17 @@ async fn logout(state: State, token: Option<SessionToken>) -> Result<Response, R
 }
 
 fn me(current: CurrentSession) -> Response {
+    /// Serialised directly: `/me` is the hot path.
+    #[derive(serde::Serialize)]
+    struct Me {
+        user: UserView,
+        session: SessionView,
+    }
     json(
         StatusCode::OK,
-        &json!({
-            "user": UserView::from(&current.user),
-            "session": SessionView::new(&current.hash, &current.session, true),
-        }),
+        &Me {
+            user: UserView::from(&current.user),
+            session: SessionView::new(&current.hash, &current.session, true),
+        },
     )
 }

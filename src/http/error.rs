@@ -186,11 +186,6 @@ pub async fn handle_rejection(err: Rejection) -> Result<Response, Infallible> {
             "invalid_request",
             "A Content-Length header is required.",
         )
-    } else if err
-        .find::<warp::filters::ws::MissingConnectionUpgrade>()
-        .is_some()
-    {
-        ApiError::invalid_request("This route expects a WebSocket upgrade.")
     } else if let Some(e) = err.find::<InvalidQuery>() {
         ApiError::invalid_request(format!("invalid query string: {e}"))
     } else if let Some(e) = err.find::<InvalidHeader>() {

@@ -11,6 +11,7 @@ use super::error::{payload_too_large, unsupported_media_type, ApiError};
 use super::State;
 use crate::auth::{ClientInfo, CurrentSession, SessionToken};
 use crate::domain::Role;
+use crate::listener::ClientAddr;
 
 /// Hands the shared state to a handler.
 pub fn with_state(
@@ -23,13 +24,9 @@ pub fn with_state(
 /// Forged or altered cookies are dropped here, before the database.
 pub fn session_token(
     state: State,
-) -> impl Filter<Extract = (Option<SessionToken>,), Error = std::convert::Infallible> + Clone {
-    warp::filters::header::headers_cloned().map(move |headers: warp::http::HeaderMap| {
-        headers
-            .get_all(warp::http::header::COOKIE)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .find_map(|v| state.auth.cookies().token_from_header(v))
+) -> impl Filter<Extract = (Option<SessionToken>,), Error = Rejection> + Clone {
+    warp::header::optional::<String>("cookie").map(move |header: Option<String>| {
+        header.and_then(|h| state.auth.cookies().token_from_header(&h))
     })
 }
 
@@ -207,7 +204,8 @@ fn origin_allowed(
 pub fn client_info(
     state: State,
 ) -> impl Filter<Extract = (ClientInfo,), Error = Rejection> + Clone {
-    warp::addr::remote()
+    warp::ext::optional::<ClientAddr>()
+        .map(|addr: Option<ClientAddr>| addr.map(|a| a.0))
         .and(warp::header::optional::<String>("x-forwarded-for"))
         .and(warp::header::optional::<String>("user-agent"))
         .map(

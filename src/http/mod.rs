@@ -24,25 +24,42 @@ pub use filters::{check_origin, with_session, with_state};
 use crate::auth::Auth;
 use crate::config::Config;
 
-/// What every handler may reach: a cheap `Clone`.
+/// What every handler may reach: one `Arc`, so the clones filters make on
+/// every request cost one reference count, not one per part.
 #[derive(Clone)]
-pub struct State {
+pub struct State(Arc<Shared>);
+
+/// The parts of `State`.
+pub struct Shared {
     /// The session service (and through it, the store).
     pub auth: Auth,
     /// Settings, read-only.
-    pub config: Arc<Config>,
+    pub config: Config,
     /// Open WebSocket connections, kept by the chat hub.
     pub ws_connections: Arc<AtomicU64>,
+}
+
+impl State {
+    /// Wraps the parts.
+    pub fn new(shared: Shared) -> Self {
+        Self(Arc::new(shared))
+    }
+}
+
+impl std::ops::Deref for State {
+    type Target = Shared;
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
 }
 
 /// The whole HTTP surface (`chat` being the WebSocket layer's routes):
 /// every route, the JSON error mapping, the
 /// `Cache-Control: no-store` rule and one log line per request.
-pub fn routes(
-    state: State,
-    chat: BoxedFilter<(Response,)>,
-) -> impl Filter<Extract = (Response,), Error = std::convert::Infallible> + Clone + Send + Sync + 'static
-{
+///
+/// Boxed, because hyper clones the service for every request: a boxed
+/// filter clones as one reference count.
+pub fn routes(state: State, chat: BoxedFilter<(Response,)>) -> BoxedFilter<(Response,)> {
     let api = auth_routes::routes(state.clone())
         .or(session_routes::routes(state.clone()))
         .unify()
@@ -74,4 +91,5 @@ pub fn routes(
             );
         }))
         .map(Reply::into_response)
+        .boxed()
 }

@@ -58,6 +58,12 @@ fn metrics(state: &State) -> Response {
         ],
     );
     metric(
+        "sessiond_session_touches_total",
+        "counter",
+        "Activity writes (at most one per session per touch_interval).",
+        &[("", store.touches_total())],
+    );
+    metric(
         "sessiond_sessions_pruned_total",
         "counter",
         "Ended sessions removed by the pruner.",

@@ -104,6 +104,7 @@ struct Shared {
     session_count: AtomicU64,
     user_count: AtomicU64,
     pruned_total: AtomicU64,
+    touches_total: AtomicU64,
     /// Told of every session removal, whatever removed it.
     endings: Mutex<Vec<mpsc::UnboundedSender<TokenHash>>>,
 }
@@ -148,6 +149,7 @@ impl Store {
                 session_count: AtomicU64::new(session_count),
                 user_count: AtomicU64::new(user_count),
                 pruned_total: AtomicU64::new(0),
+                touches_total: AtomicU64::new(0),
                 endings: Mutex::new(Vec::new()),
             }),
         })
@@ -195,6 +197,12 @@ impl Store {
             .endings
             .lock()
             .unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Activity writes since start: the only writes a read-only request
+    /// can cause, so reads-do-not-write can be measured.
+    pub fn touches_total(&self) -> u64 {
+        self.shared.touches_total.load(Ordering::Relaxed)
     }
 
     /// Sessions the pruner has removed since start.

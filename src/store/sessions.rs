@@ -72,6 +72,11 @@ impl Store {
                 Ok(Some(new))
             }),
         )
+        .inspect(|touched| {
+            if touched.is_some() {
+                s.touches_total.fetch_add(1, Ordering::Relaxed);
+            }
+        })
     }
 
     /// Removes a session and its index entries; returns it if it was there.

@@ -2,10 +2,13 @@
 
 use std::collections::HashMap;
 
+use hyper_util::rt::TokioIo;
 use serde_json::json;
-use warp::http::StatusCode;
+use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
+use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
+use tokio_tungstenite::WebSocketStream;
+use warp::http::{header, StatusCode};
 use warp::reply::Response;
-use warp::ws::Ws;
 use warp::{Filter, Rejection, Reply};
 
 use super::hub::Hub;
@@ -15,6 +18,7 @@ use crate::auth::CurrentSession;
 use crate::domain::RoomName;
 use crate::http::views::json;
 use crate::http::{check_origin, with_session, with_state, ApiError, State};
+use crate::listener::UpgradeSlot;
 
 /// Largest WebSocket message read at all; between this and the chat's
 /// 64 KiB limit the client gets an error frame, above it the socket closes.
@@ -22,6 +26,21 @@ const MAX_WS_MESSAGE: usize = 4 * MAX_FRAME_BYTES;
 
 /// Most history a page may ask for.
 const MAX_PAGE: usize = 200;
+
+/// Read buffer per socket: tungstenite zero-fills its whole read buffer on
+/// the first read, so its 128 KiB default made every idle socket cost
+/// that much. Larger frames grow it as needed.
+const READ_BUFFER: usize = 4 * 1024;
+
+/// Bytes tungstenite may hold for a peer that does not read, on top of
+/// the hub's bounded queue.
+const MAX_WRITE_BUFFER: usize = 1024 * 1024;
+
+/// A valid WebSocket upgrade request, not yet answered.
+struct Handshake {
+    key: String,
+    slot: UpgradeSlot,
+}
 
 /// The chat's routes, path filters first; the upgrade uses the very same
 /// session filter as every HTTP route.
@@ -32,7 +51,7 @@ pub fn routes(state: State, hub: Hub) -> warp::filters::BoxedFilter<(Response,)>
         .and(with_state(state.clone()))
         .and(with_session(state.clone()))
         .and(warp::any().map(move || hub.clone()))
-        .and(warp::ws())
+        .and(handshake())
         .and_then(upgrade);
     let history = warp::path!("api" / "chat" / "rooms" / String / "messages")
         .and(warp::get())
@@ -43,11 +62,45 @@ pub fn routes(state: State, hub: Hub) -> warp::filters::BoxedFilter<(Response,)>
     upgrade.or(history).unify().boxed()
 }
 
+/// Checks the upgrade headers (RFC 6455 section 4.2.1) and takes the
+/// connection's pending upgrade.
+fn handshake() -> impl Filter<Extract = (Handshake,), Error = Rejection> + Clone {
+    warp::header::optional::<String>("connection")
+        .and(warp::header::optional::<String>("upgrade"))
+        .and(warp::header::optional::<String>("sec-websocket-version"))
+        .and(warp::header::optional::<String>("sec-websocket-key"))
+        .and(warp::ext::optional::<UpgradeSlot>())
+        .and_then(
+            |connection: Option<String>,
+             upgrade: Option<String>,
+             version: Option<String>,
+             key: Option<String>,
+             slot: Option<UpgradeSlot>| async move {
+                let asks_upgrade = connection.is_some_and(|c| {
+                    c.split(',')
+                        .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
+                }) && upgrade
+                    .is_some_and(|u| u.trim().eq_ignore_ascii_case("websocket"));
+                let (true, Some(key), Some(slot)) = (asks_upgrade, key, slot) else {
+                    return Err(Rejection::from(ApiError::invalid_request(
+                        "This route expects a WebSocket upgrade.",
+                    )));
+                };
+                if version.as_deref().map(str::trim) != Some("13") {
+                    return Err(
+                        ApiError::invalid_request("Sec-WebSocket-Version must be 13.").into(),
+                    );
+                }
+                Ok(Handshake { key, slot })
+            },
+        )
+}
+
 async fn upgrade(
     state: State,
     current: CurrentSession,
     hub: Hub,
-    ws: Ws,
+    handshake: Handshake,
 ) -> Result<Response, Rejection> {
     let Some(reservation) = hub.reserve(current.user.id) else {
         return Err(ApiError::new(
@@ -57,17 +110,49 @@ async fn upgrade(
         )
         .into());
     };
+    let Some(pending) = handshake.slot.take() else {
+        return Err(ApiError::invalid_request("This connection cannot be upgraded.").into());
+    };
     let socket = Socket {
         hub,
         auth: state.auth.clone(),
         chat: state.config.chat.clone(),
         session: current,
     };
-    Ok(ws
-        .max_message_size(MAX_WS_MESSAGE)
-        .max_frame_size(MAX_WS_MESSAGE)
-        .on_upgrade(move |ws| socket.run(ws, reservation))
-        .into_response())
+    tokio::spawn(async move {
+        let upgraded = match pending.await {
+            Ok(upgraded) => upgraded,
+            Err(e) => {
+                tracing::debug!(error = %e, "websocket upgrade failed");
+                return;
+            }
+        };
+        let config = WebSocketConfig::default()
+            .read_buffer_size(READ_BUFFER)
+            .write_buffer_size(0)
+            .max_write_buffer_size(MAX_WRITE_BUFFER)
+            .max_message_size(Some(MAX_WS_MESSAGE))
+            .max_frame_size(Some(MAX_WS_MESSAGE));
+        let ws =
+            WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(config))
+                .await;
+        socket.run(ws, reservation).await;
+    });
+    let mut res = StatusCode::SWITCHING_PROTOCOLS.into_response();
+    let headers = res.headers_mut();
+    headers.insert(
+        header::CONNECTION,
+        header::HeaderValue::from_static("upgrade"),
+    );
+    headers.insert(
+        header::UPGRADE,
+        header::HeaderValue::from_static("websocket"),
+    );
+    if let Ok(accept) = header::HeaderValue::from_str(&derive_accept_key(handshake.key.as_bytes()))
+    {
+        headers.insert(header::SEC_WEBSOCKET_ACCEPT, accept);
+    }
+    Ok(res)
 }
 
 async fn history(

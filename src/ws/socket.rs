@@ -4,9 +4,15 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
+use hyper::upgrade::Upgraded;
+use hyper_util::rt::TokioIo;
 use tokio::time::{interval, timeout, MissedTickBehavior};
-use warp::ws::{Message, WebSocket};
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::WebSocketStream;
 
 use super::hub::{CloseReason, Connection, Hub, Reservation};
 use super::protocol::{error_frame, joined_frame, message_frame, ClientFrame};
@@ -33,6 +39,11 @@ pub struct Socket {
     pub session: CurrentSession,
 }
 
+/// The server's end of an upgraded connection.
+pub type WebSocket = WebSocketStream<TokioIo<Upgraded>>;
+type Sink = SplitSink<WebSocket, Message>;
+type Source = SplitStream<WebSocket>;
+
 /// Why the loop stopped.
 enum End {
     /// The hub asked: send this close frame.
@@ -52,7 +63,10 @@ impl Socket {
             let (code, text) = reason.code();
             let _ = timeout(
                 Duration::from_secs(1),
-                sink.send(Message::close_with(code, text)),
+                sink.send(Message::Close(Some(CloseFrame {
+                    code: CloseCode::from(code),
+                    reason: text.into(),
+                }))),
             )
             .await;
         }
@@ -60,12 +74,7 @@ impl Socket {
         self.hub.disconnect(id);
     }
 
-    async fn serve(
-        &self,
-        sink: &mut futures_util::stream::SplitSink<WebSocket, Message>,
-        stream: &mut futures_util::stream::SplitStream<WebSocket>,
-        mut conn: Connection,
-    ) -> End {
+    async fn serve(&self, sink: &mut Sink, stream: &mut Source, mut conn: Connection) -> End {
         let mut ping = interval(self.chat.ping_interval);
         ping.set_missed_tick_behavior(MissedTickBehavior::Delay);
         ping.tick().await;
@@ -84,16 +93,15 @@ impl Socket {
                 incoming = stream.next() => {
                     heard_since_ping = true;
                     match incoming {
-                        Some(Ok(msg)) if msg.is_close() => return End::Gone,
-                        Some(Ok(msg)) if msg.is_text() => match self.on_text(conn.id, &msg, &mut window).await {
+                        Some(Ok(Message::Text(text))) => match self.on_text(conn.id, text.as_bytes(), &mut window).await {
                             Ok(reply) => reply.map(Arc::from),
                             Err(reason) => return End::Close(reason),
                         },
-                        Some(Ok(msg)) if msg.is_binary() => {
+                        Some(Ok(Message::Binary(_))) => {
                             Some(Arc::from(error_frame("invalid_frame", "Frames must be JSON text.")))
                         }
+                        Some(Ok(Message::Close(_))) | Some(Err(_)) | None => return End::Gone,
                         Some(Ok(_)) => None,
-                        _ => return End::Gone,
                     }
                 }
                 _ = ping.tick() => {
@@ -101,7 +109,7 @@ impl Socket {
                         return End::Gone;
                     }
                     heard_since_ping = false;
-                    if send(sink, Message::ping(Vec::new()), &mut conn).await.is_err() {
+                    if send(sink, Message::Ping(Default::default()), &mut conn).await.is_err() {
                         return End::Gone;
                     }
                     None
@@ -120,7 +128,7 @@ impl Socket {
     async fn on_text(
         &self,
         id: u64,
-        msg: &Message,
+        raw: &[u8],
         window: &mut RateWindow,
     ) -> Result<Option<String>, CloseReason> {
         // Every frame is activity, and proof the session still stands.
@@ -132,7 +140,6 @@ impl Socket {
                 return Ok(Some(error_frame("unavailable", "Try again shortly.")));
             }
         };
-        let raw = msg.as_bytes();
         if raw.len() > MAX_FRAME_BYTES {
             return Ok(Some(error_frame(
                 "frame_too_large",
@@ -239,11 +246,7 @@ impl Socket {
 
 /// Writes one frame, giving up on a peer that does not read, and yielding
 /// to a close the hub asks for meanwhile.
-async fn send(
-    sink: &mut futures_util::stream::SplitSink<WebSocket, Message>,
-    msg: Message,
-    conn: &mut Connection,
-) -> Result<(), End> {
+async fn send(sink: &mut Sink, msg: Message, conn: &mut Connection) -> Result<(), End> {
     tokio::select! {
         sent = timeout(WRITE_TIMEOUT, sink.send(msg)) => match sent {
             Ok(Ok(())) => Ok(()),

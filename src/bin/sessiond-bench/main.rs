@@ -1,0 +1,452 @@
+//! `sessiond-bench`: measures sessiond against the machine's floor and
+//! prints one table (metric, value, target, met?).
+//!
+//!     cargo run --release --bin sessiond-bench            # the full run (minutes)
+//!     cargo run --release --bin sessiond-bench -- --quick # under a minute, run by CI
+//!
+//! It starts what it measures: the real `sessiond` binary (built beside
+//! this one) on temp data dirs with the default config, and a floor server
+//! (a warp route that reads the cookie header and answers a small JSON
+//! body). Load comes from this process over loopback, sharing the cores,
+//! so figures are quoted as ratios to the floor measured in the same run.
+
+mod hashing;
+mod http_load;
+mod procs;
+mod store_bench;
+mod ws_load;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use clap::Parser;
+use serde_json::json;
+
+#[derive(Parser)]
+#[command(about = "Measure sessiond against the machine's floor")]
+struct Args {
+    /// A short run (under a minute) that exercises every measurement.
+    #[arg(long)]
+    quick: bool,
+    /// Internal: run as the floor server.
+    #[arg(long, hide = true)]
+    floor_server: bool,
+}
+
+/// How big each measurement is.
+struct Scale {
+    http_secs: u64,
+    http_connections: usize,
+    verify_samples: usize,
+    storm_secs: u64,
+    storm_users: usize,
+    sockets: usize,
+    handshake_sockets: usize,
+    fan_out_members: usize,
+    fan_out_messages: usize,
+    write_secs: u64,
+    prune_large: u64,
+    prune_small: u64,
+    prune_ended: u64,
+}
+
+impl Scale {
+    fn new(quick: bool) -> Self {
+        if quick {
+            Scale {
+                http_secs: 2,
+                http_connections: 32,
+                verify_samples: 5,
+                storm_secs: 2,
+                storm_users: 8,
+                sockets: 1_000,
+                handshake_sockets: 500,
+                fan_out_members: 200,
+                fan_out_messages: 20,
+                write_secs: 2,
+                prune_large: 50_000,
+                prune_small: 2_000,
+                prune_ended: 2_000,
+            }
+        } else {
+            Scale {
+                http_secs: 10,
+                http_connections: 64,
+                verify_samples: 31,
+                storm_secs: 8,
+                storm_users: 32,
+                sockets: 10_000,
+                handshake_sockets: 1_000,
+                fan_out_members: 1_000,
+                fan_out_messages: 25,
+                write_secs: 10,
+                prune_large: 1_000_000,
+                prune_small: 10_000,
+                prune_ended: 10_000,
+            }
+        }
+    }
+}
+
+/// One line of the table.
+struct Row {
+    metric: String,
+    value: String,
+    target: String,
+    met: Option<bool>,
+}
+
+fn row(metric: &str, value: String, target: &str, met: Option<bool>) -> Row {
+    let r = Row {
+        metric: metric.into(),
+        value,
+        target: target.into(),
+        met,
+    };
+    eprintln!("  {} = {}", r.metric, r.value);
+    r
+}
+
+fn main() {
+    let args = Args::parse();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    if args.floor_server {
+        runtime.block_on(procs::serve_floor());
+        return;
+    }
+    raise_fd_limit();
+    let scale = Scale::new(args.quick);
+    let rows = runtime.block_on(measure(&scale));
+    print_table(&rows, args.quick);
+}
+
+async fn measure(scale: &Scale) -> Vec<Row> {
+    let dir = tempfile::tempdir().unwrap();
+    let mut rows = Vec::new();
+    let server = procs::start_sessiond(dir.path()).await;
+    let floor = procs::start_floor(dir.path()).await;
+    let addr = server.addr;
+
+    eprintln!("users and sessions ...");
+    let socket_users = scale.sockets.div_ceil(16);
+    let cookies = register_and_login(addr, "bench", socket_users.max(scale.storm_users)).await;
+
+    eprintln!("GET /api/auth/me vs the floor ...");
+    let secs = Duration::from_secs(scale.http_secs);
+    let me_requests: Vec<_> = cookies
+        .iter()
+        .map(|c| http_load::get("/api/auth/me", Some(c)))
+        .collect();
+    let mut floor_load = http_load::run(
+        floor.addr,
+        me_requests.clone(),
+        scale.http_connections,
+        secs,
+    )
+    .await;
+    let mut me_load = http_load::run(addr, me_requests.clone(), scale.http_connections, secs).await;
+    let ratio = me_load.per_second() / floor_load.per_second();
+    rows.push(row(
+        "GET /api/auth/me requests/s vs floor",
+        format!(
+            "{:.0}/s vs {:.0}/s = {ratio:.2}x",
+            me_load.per_second(),
+            floor_load.per_second()
+        ),
+        ">= 0.80x",
+        Some(ratio >= 0.80),
+    ));
+    rows.push(row(
+        "/me latency p50 / p99 at that load",
+        format!(
+            "{:.2} ms / {:.2} ms (floor {:.2} / {:.2}; {} errors)",
+            me_load.quantile_ms(0.5),
+            me_load.quantile_ms(0.99),
+            floor_load.quantile_ms(0.5),
+            floor_load.quantile_ms(0.99),
+            me_load.errors
+        ),
+        "reported",
+        None,
+    ));
+    floor.stop();
+
+    eprintln!("argon2id ...");
+    let verify_ms = tokio::task::spawn_blocking({
+        let n = scale.verify_samples;
+        move || hashing::verify_ms(n)
+    })
+    .await
+    .unwrap();
+    rows.push(row(
+        "argon2id verification, default parameters, one core",
+        format!("{verify_ms:.1} ms"),
+        "<= 11 ms",
+        Some(verify_ms <= 11.0),
+    ));
+
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let storm = Duration::from_secs(scale.storm_secs);
+    let raw = tokio::task::spawn_blocking(move || hashing::verifications_per_sec(cores, storm))
+        .await
+        .unwrap();
+    let logins: Vec<_> = (0..scale.storm_users)
+        .map(|i| {
+            http_load::post_json(
+                "/api/auth/login",
+                &json!({"username": format!("bench{i}"), "password": PASSWORD}),
+            )
+        })
+        .collect();
+    let login_load = http_load::run(addr, logins.clone(), cores * 4, storm).await;
+    let ratio = login_load.per_second() / raw;
+    rows.push(row(
+        "logins/s (distinct users) vs raw verifications/s, same threads",
+        format!(
+            "{:.1}/s vs {raw:.1}/s on {cores} threads = {ratio:.2}x",
+            login_load.per_second()
+        ),
+        ">= 0.90x",
+        Some(ratio >= 0.90),
+    ));
+
+    eprintln!("/me during a login storm ...");
+    let quiet_requests = me_requests.clone();
+    let mut quiet = http_load::run(addr, quiet_requests.clone(), 4, storm).await;
+    let storm_task = tokio::spawn(http_load::run(
+        addr,
+        logins,
+        cores * 4,
+        storm + Duration::from_millis(500),
+    ));
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    let mut stormy = http_load::run(addr, quiet_requests, 4, storm).await;
+    storm_task.await.unwrap();
+    let (q99, s99) = (quiet.quantile_ms(0.99), stormy.quantile_ms(0.99));
+    rows.push(row(
+        "/me p99 during a login storm vs quiet",
+        format!("{s99:.2} ms vs {q99:.2} ms = {:.1}x", s99 / q99),
+        "<= 3x",
+        Some(s99 / q99 <= 3.0),
+    ));
+
+    eprintln!("reads do not write ...");
+    let touches_before = metric(addr, "sessiond_session_touches_total").await;
+    let write_secs = Duration::from_secs(scale.write_secs);
+    let hundred: Vec<_> = me_requests.iter().cycle().take(100).cloned().collect();
+    let sessions = hundred.len().min(cookies.len()) as f64;
+    http_load::run(addr, hundred, scale.http_connections, write_secs).await;
+    let touches = metric(addr, "sessiond_session_touches_total").await - touches_before;
+    let expected = sessions * write_secs.as_secs_f64() / 60.0;
+    rows.push(row(
+        &format!("database writes from {}s of /me on {sessions} sessions vs sessions x (time / touch_interval)", scale.write_secs),
+        format!("{touches} vs {expected:.1} = {:.2}x", touches as f64 / expected),
+        "<= 1.0x",
+        Some(touches as f64 <= expected),
+    ));
+
+    eprintln!("WebSockets ...");
+    let rss_before = server.rss_kib();
+    let (first, handshake_time) =
+        ws_load::open_many(addr, &cookies, 0, scale.handshake_sockets, 64).await;
+    let rate = scale.handshake_sockets as f64 / handshake_time.as_secs_f64();
+    rows.push(row(
+        &format!(
+            "authenticated WebSocket handshakes/s ({} sockets)",
+            scale.handshake_sockets
+        ),
+        format!("{rate:.0}/s"),
+        ">= 8000/s",
+        Some(rate >= 8000.0),
+    ));
+    let (mut more, _) = ws_load::open_many(
+        addr,
+        &cookies,
+        scale.handshake_sockets,
+        scale.sockets - scale.handshake_sockets,
+        64,
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let open = metric(addr, "sessiond_ws_connections").await;
+    let rss_after = server.rss_kib();
+    let per_socket = (rss_after.saturating_sub(rss_before)) as f64 / scale.sockets as f64;
+    rows.push(row(
+        "authenticated WebSocket connections held open at once",
+        format!("{open}"),
+        &format!("{}", scale.sockets),
+        Some(open as usize >= scale.sockets),
+    ));
+    rows.push(row(
+        &format!("server RSS per idle socket at {} sockets", scale.sockets),
+        format!("{per_socket:.1} KiB ({rss_before} KiB -> {rss_after} KiB)"),
+        "<= 24 KiB",
+        Some(per_socket <= 24.0),
+    ));
+    let mut members = first;
+    members.extend(
+        more.drain(
+            ..scale
+                .fan_out_members
+                .saturating_sub(members.len())
+                .min(more.len()),
+        ),
+    );
+    members.truncate(scale.fan_out_members);
+    drop(more);
+    let (mut all, mut last) =
+        ws_load::fan_out(members, scale.fan_out_messages, Duration::from_millis(60)).await;
+    let p50 = http_load::quantile_ms(&mut all, 0.5);
+    rows.push(row(
+        &format!("one message to a {}-member room: delivery p50 / p99 over {} messages", scale.fan_out_members, scale.fan_out_messages),
+        format!(
+            "{p50:.2} ms / {:.2} ms (all members had it: p50 {:.2} ms, p99 {:.2} ms; {} deliveries)",
+            http_load::quantile_ms(&mut all, 0.99),
+            http_load::quantile_ms(&mut last, 0.5),
+            http_load::quantile_ms(&mut last, 0.99),
+            all.len()
+        ),
+        "p50 <= 10 ms",
+        Some(p50 <= 10.0),
+    ));
+    server.stop();
+
+    eprintln!("pruning ...");
+    let small_dir = tempfile::tempdir().unwrap();
+    let small = store_bench::prune_time(small_dir.path(), scale.prune_small, scale.prune_ended);
+    let large_dir = tempfile::tempdir().unwrap();
+    let large = store_bench::prune_time(
+        &large_dir.path().join("data"),
+        scale.prune_large,
+        scale.prune_ended,
+    );
+    let ratio = large.as_secs_f64() / small.as_secs_f64();
+    rows.push(row(
+        &format!(
+            "pruning {} ended sessions among {} stored vs among {}",
+            scale.prune_ended, scale.prune_large, scale.prune_small
+        ),
+        format!(
+            "{:.0} ms vs {:.0} ms = {ratio:.2}x",
+            large.as_secs_f64() * 1000.0,
+            small.as_secs_f64() * 1000.0
+        ),
+        "<= 2x",
+        Some(ratio <= 2.0),
+    ));
+
+    eprintln!("start-up and disk ...");
+    let stored = scale.prune_large - scale.prune_ended;
+    {
+        // Let the store settle on disk as a stopped server leaves it.
+        let store = store_bench::open(&large_dir.path().join("data"));
+        store.flush().await.unwrap();
+    }
+    let bytes = store_bench::disk_bytes(&large_dir.path().join("data").join("db"));
+    let restarted = procs::start_sessiond(large_dir.path()).await;
+    rows.push(row(
+        &format!("start-up until /healthz answers, {stored} stored sessions"),
+        format!("{:.2} s", restarted.startup.as_secs_f64()),
+        "<= 2 s",
+        Some(restarted.startup <= Duration::from_secs(2)),
+    ));
+    restarted.stop();
+    let per_session = bytes as f64 / scale.prune_large as f64;
+    rows.push(row(
+        &format!(
+            "disk bytes per stored session after {} sessions",
+            scale.prune_large
+        ),
+        format!(
+            "{per_session:.0} B ({:.1} MiB in all)",
+            bytes as f64 / 1048576.0
+        ),
+        "<= 1024 B",
+        Some(per_session <= 1024.0),
+    ));
+    rows
+}
+
+const PASSWORD: &str = "bench password 123";
+
+/// Registers `n` users and logs each in once; returns their cookies.
+async fn register_and_login(addr: SocketAddr, prefix: &'static str, n: usize) -> Vec<String> {
+    let tasks: Vec<_> = (0..n)
+        .map(|i| {
+            tokio::spawn(async move {
+                let mut conn = http_load::Conn::open(addr).await.unwrap();
+                let name = format!("{prefix}{i}");
+                let register = json!({"username": name, "email": format!("{name}@example.com"), "password": PASSWORD});
+                let res = conn.request(&http_load::post_json("/api/auth/register", &register)).await.unwrap();
+                assert_eq!(res.status, 201, "{}", String::from_utf8_lossy(&res.body));
+                let login = json!({"username": name, "password": PASSWORD});
+                let res = conn.request(&http_load::post_json("/api/auth/login", &login)).await.unwrap();
+                http_load::cookie_of(&res).expect("a session cookie")
+            })
+        })
+        .collect();
+    let mut cookies = Vec::with_capacity(n);
+    for t in tasks {
+        cookies.push(t.await.unwrap());
+    }
+    cookies
+}
+
+/// One unlabelled sample from `/metrics`.
+async fn metric(addr: SocketAddr, name: &str) -> u64 {
+    let mut conn = http_load::Conn::open(addr).await.unwrap();
+    let res = conn
+        .request(&http_load::get("/metrics", None))
+        .await
+        .unwrap();
+    String::from_utf8_lossy(&res.body)
+        .lines()
+        .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+fn raise_fd_limit() {
+    unsafe {
+        let mut limit = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 {
+            limit.rlim_cur = limit.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
+        }
+    }
+}
+
+fn print_table(rows: &[Row], quick: bool) {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|t| {
+            t.lines().find_map(|l| {
+                l.strip_prefix("model name")?
+                    .split(':')
+                    .nth(1)
+                    .map(|s| s.trim().to_owned())
+            })
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    println!(
+        "sessiond-bench{} on {cores} x {cpu}\n",
+        if quick {
+            " --quick (figures are smoke, not targets)"
+        } else {
+            ""
+        }
+    );
+    println!("| metric | value | target | met? |");
+    println!("|---|---|---|---|");
+    for r in rows {
+        let met = match r.met {
+            Some(true) => "yes",
+            Some(false) => "no",
+            None => "-",
+        };
+        println!("| {} | {} | {} | {met} |", r.metric, r.value, r.target);
+    }
+}

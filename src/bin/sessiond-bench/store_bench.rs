@@ -1,0 +1,87 @@
+//! What the pruner, start-up and the disk cost at scale, measured on the
+//! real store in a temp dir.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use sessiond::config::StorageConfig;
+use sessiond::domain::{Email, Role, TokenHash, Username};
+use sessiond::store::{now_ms, NewUser, SessionRecord, Store};
+use sha2::{Digest, Sha256};
+
+/// Opens the store in `data_dir`, retrying while a previous handle in this
+/// process lets go of its files.
+pub fn open(data_dir: &Path) -> Store {
+    let config = StorageConfig {
+        data_dir: data_dir.to_owned(),
+        ..StorageConfig::default()
+    };
+    for _ in 0..1000 {
+        if let Ok(store) = Store::open(&config) {
+            return store;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    panic!("cannot open the store in {}", data_dir.display());
+}
+
+/// Stores `total` sessions of one user, the first `ended` of them already
+/// past their deadline, through the store's own transactions.
+pub fn populate(data_dir: &Path, total: u64, ended: u64) -> Store {
+    let store = open(data_dir);
+    let user = store
+        .create_user(NewUser {
+            username: &Username::parse("bench").unwrap(),
+            email: &Email::parse("bench@example.com").unwrap(),
+            role: Role::User,
+            password_hash: "unused".into(),
+            now_ms: now_ms(),
+        })
+        .unwrap();
+    let now = now_ms();
+    for i in 0..total {
+        let deadline = if i < ended {
+            now - 1000
+        } else {
+            now + 86_400_000
+        };
+        let record = SessionRecord {
+            user_id: user.id,
+            created_at_ms: now,
+            last_seen_at_ms: now,
+            absolute_expires_at_ms: deadline,
+            idle_expires_at_ms: deadline,
+            user_agent: "sessiond-bench/1.0 (a typical user agent string of middling length)"
+                .into(),
+            ip: "127.0.0.1".into(),
+        };
+        let hash = TokenHash::from_bytes(Sha256::digest(i.to_be_bytes()).into());
+        store.create_session(&hash, &record).unwrap();
+    }
+    store
+}
+
+/// Time to prune `ended` ended sessions among `total` stored.
+pub fn prune_time(dir: &Path, total: u64, ended: u64) -> Duration {
+    let store = populate(dir, total, ended);
+    let started = Instant::now();
+    let pruned = store.prune_ended(now_ms()).unwrap();
+    let took = started.elapsed();
+    assert_eq!(pruned, ended);
+    took
+}
+
+/// Bytes under `path`.
+pub fn disk_bytes(path: &Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(path) else {
+        return 0;
+    };
+    entries
+        .filter_map(Result::ok)
+        .map(|e| match e.metadata() {
+            Ok(m) if m.is_dir() => disk_bytes(&e.path()),
+            Ok(m) => m.len(),
+            Err(_) => 0,
+        })
+        .sum()
+}
