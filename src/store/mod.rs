@@ -15,7 +15,7 @@ mod sessions;
 mod users;
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use sled::transaction::TransactionError;
@@ -28,6 +28,9 @@ pub use users::{NewUser, RemovedUser};
 
 use crate::config::{Durability, StorageConfig};
 use crate::domain::TokenHash;
+
+/// Below this size a database is counted before serving, exactly.
+const SCAN_AT_OPEN_BYTES: u64 = 64 * 1024 * 1024;
 
 /// The schema this build writes and reads.
 pub const SCHEMA_VERSION: u32 = 1;
@@ -101,8 +104,9 @@ struct Shared {
     prune_wake: Notify,
     /// When the pruner next runs, Unix millis.
     prune_at_ms: AtomicU64,
-    session_count: AtomicU64,
-    user_count: AtomicU64,
+    /// Changes since open plus, once counted, what was stored at open.
+    session_count: AtomicI64,
+    user_count: AtomicI64,
     pruned_total: AtomicU64,
     touches_total: AtomicU64,
     /// Told of every session removal, whatever removed it.
@@ -129,9 +133,7 @@ impl Store {
         check_schema(&path, &meta)?;
         let sessions = tree("sessions")?;
         let users = tree("users")?;
-        let session_count = sessions.len() as u64;
-        let user_count = users.len() as u64;
-        Ok(Store {
+        let store = Store {
             shared: Arc::new(Shared {
                 users,
                 meta,
@@ -146,13 +148,38 @@ impl Store {
                 durability: config.durability,
                 prune_wake: Notify::new(),
                 prune_at_ms: AtomicU64::new(u64::MAX),
-                session_count: AtomicU64::new(session_count),
-                user_count: AtomicU64::new(user_count),
+                session_count: AtomicI64::new(0),
+                user_count: AtomicI64::new(0),
                 pruned_total: AtomicU64::new(0),
                 touches_total: AtomicU64::new(0),
                 endings: Mutex::new(Vec::new()),
             }),
-        })
+        };
+        if store.shared.db.size_on_disk()? < SCAN_AT_OPEN_BYTES {
+            store.count_stored();
+        } else {
+            let counting = store.clone();
+            let spawned = std::thread::Builder::new()
+                .name("sessiond-count".into())
+                .spawn(move || counting.count_stored());
+            if let Err(e) = spawned {
+                tracing::warn!(error = %e, "cannot count stored sessions");
+            }
+        }
+        Ok(store)
+    }
+
+    /// Adds what was stored at open to the counts. A large database is
+    /// counted on a thread of its own (a scan of a million sessions would
+    /// delay start-up by seconds); until it finishes the counts show only
+    /// the changes since open, and a session made or ended during the scan
+    /// may be counted twice or not at all.
+    fn count_stored(&self) {
+        let s = &self.shared;
+        s.user_count
+            .fetch_add(s.users.len() as i64, Ordering::Relaxed);
+        s.session_count
+            .fetch_add(s.sessions.len() as i64, Ordering::Relaxed);
     }
 
     /// Makes every change committed so far durable, if the configuration
@@ -172,7 +199,7 @@ impl Store {
 
     /// Sessions stored (live, or ended and not yet pruned).
     pub fn session_count(&self) -> u64 {
-        self.shared.session_count.load(Ordering::Relaxed)
+        self.shared.session_count.load(Ordering::Relaxed).max(0) as u64
     }
 
     /// A stream of every session removal (logout, revocation, password

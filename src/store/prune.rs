@@ -14,12 +14,13 @@ use super::records::user_session_key;
 use super::{decode, now_ms, tx, SessionRecord, Store, StoreError};
 use crate::domain::TokenHash;
 
-/// Expiry entries handled per read of the index.
-const BATCH: usize = 512;
+/// Expiry entries handled per read of the index, and per transaction.
+const BATCH: usize = 128;
 
 impl Store {
     /// Removes every session whose deadline is at or before `now_ms`;
-    /// returns how many.
+    /// returns how many. Walks `session_expiry` from its start and removes
+    /// a batch per transaction, so the work follows what has ended.
     pub fn prune_ended(&self, now_ms: u64) -> Result<u64, StoreError> {
         let upper = now_ms.saturating_add(1).to_be_bytes();
         let mut pruned = 0;
@@ -34,55 +35,49 @@ impl Store {
             if batch.is_empty() {
                 break;
             }
-            for key in batch {
-                if self.prune_one(&key, now_ms)? {
-                    pruned += 1;
-                }
-            }
-        }
-        if pruned > 0 {
+            let ended = self.prune_batch(&batch, now_ms)?;
+            let n = ended.len() as u64;
             self.shared
                 .session_count
-                .fetch_sub(pruned, Ordering::Relaxed);
-            self.shared
-                .pruned_total
-                .fetch_add(pruned, Ordering::Relaxed);
+                .fetch_sub(n as i64, Ordering::Relaxed);
+            self.shared.pruned_total.fetch_add(n, Ordering::Relaxed);
+            self.notify_ended(&ended);
+            pruned += n;
         }
         Ok(pruned)
     }
 
-    /// Removes the expiry entry `key` and, if its session has really ended,
-    /// the session. A touch that moved the entry meanwhile wins.
-    fn prune_one(&self, key: &[u8], now_ms: u64) -> Result<bool, StoreError> {
+    /// Removes these expiry entries and, for each whose session has really
+    /// ended, the session. A touch that moved an entry meanwhile wins.
+    fn prune_batch(&self, keys: &[sled::IVec], now_ms: u64) -> Result<Vec<TokenHash>, StoreError> {
         let s = &self.shared;
-        let Some(hash) = key.get(8..).and_then(TokenHash::from_slice) else {
-            s.session_expiry.remove(key)?;
-            return Ok(false);
-        };
-        let pruned = tx(
+        tx(
             (&s.sessions, &s.session_expiry, &s.user_sessions).transaction(
                 |(sessions, expiry, by_user)| {
-                    if expiry.remove(key)?.is_none() {
-                        return Ok(false);
+                    let mut ended = Vec::new();
+                    for key in keys {
+                        if expiry.remove(key)?.is_none() {
+                            continue;
+                        }
+                        let Some(hash) = key.get(8..).and_then(TokenHash::from_slice) else {
+                            continue;
+                        };
+                        let Some(raw) = sessions.get(hash.as_bytes())? else {
+                            continue;
+                        };
+                        let record: SessionRecord = decode("sessions", &raw).map_err(Tx::Abort)?;
+                        if record.deadline_ms() > now_ms {
+                            // A stale entry: the record's own entry stays.
+                            continue;
+                        }
+                        sessions.remove(hash.as_bytes())?;
+                        by_user.remove(user_session_key(record.owner(), &hash))?;
+                        ended.push(hash);
                     }
-                    let Some(raw) = sessions.get(hash.as_bytes())? else {
-                        return Ok(false);
-                    };
-                    let record: SessionRecord = decode("sessions", &raw).map_err(Tx::Abort)?;
-                    if record.deadline_ms() > now_ms {
-                        // A stale entry: the record's own entry stays.
-                        return Ok(false);
-                    }
-                    sessions.remove(hash.as_bytes())?;
-                    by_user.remove(user_session_key(record.owner(), &hash))?;
-                    Ok(true)
+                    Ok(ended)
                 },
             ),
-        )?;
-        if pruned {
-            self.notify_ended(&[hash]);
-        }
-        Ok(pruned)
+        )
     }
 
     /// The earliest deadline of any stored session.

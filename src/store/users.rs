@@ -132,7 +132,7 @@ impl Store {
 
     /// Users stored.
     pub fn user_count(&self) -> u64 {
-        self.shared.user_count.load(Ordering::Relaxed)
+        self.shared.user_count.load(Ordering::Relaxed).max(0) as u64
     }
 
     /// Changes a role; refuses to demote the last admin.
@@ -202,7 +202,7 @@ impl Store {
         ))?;
         s.user_count.fetch_sub(1, Ordering::Relaxed);
         s.session_count
-            .fetch_sub(removed.sessions.len() as u64, Ordering::Relaxed);
+            .fetch_sub(removed.sessions.len() as i64, Ordering::Relaxed);
         self.notify_ended(&removed.sessions);
         // A login that committed between the scan and the removal left a
         // session behind; no new one can start now that the user is gone.

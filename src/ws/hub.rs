@@ -13,6 +13,10 @@ use tokio::task::JoinHandle;
 
 use crate::domain::{RoomName, TokenHash};
 
+/// A text frame as queued: shared bytes, so a broadcast to a thousand
+/// sockets copies the text once, not a thousand times.
+pub type Frame = tokio_tungstenite::tungstenite::Utf8Bytes;
+
 /// Frames queued per socket before it counts as not reading.
 pub const QUEUE: usize = 64;
 
@@ -44,7 +48,7 @@ struct Socket {
     user: u64,
     session: TokenHash,
     rooms: HashSet<RoomName>,
-    queue: mpsc::Sender<Arc<str>>,
+    queue: mpsc::Sender<Frame>,
     close: watch::Sender<Option<CloseReason>>,
 }
 
@@ -85,7 +89,7 @@ pub struct Connection {
     /// Its id in the hub.
     pub id: SocketId,
     /// Frames to send, in order.
-    pub queue: mpsc::Receiver<Arc<str>>,
+    pub queue: mpsc::Receiver<Frame>,
     /// Set once when the hub wants it closed.
     pub close: watch::Receiver<Option<CloseReason>>,
 }
@@ -221,7 +225,7 @@ impl Hub {
 
     /// Queues a frame for every socket in the room, the sender included.
     /// Never waits: a socket whose queue is full is closed with 1008.
-    pub fn broadcast(&self, room: &RoomName, frame: Arc<str>) {
+    pub fn broadcast(&self, room: &RoomName, frame: Frame) {
         let state = self.lock();
         let Some(members) = state.rooms.get(room) else {
             return;
@@ -316,7 +320,7 @@ mod tests {
         hub.join(slow.id, &room);
         hub.join(fast.id, &room);
         for n in 0..=QUEUE {
-            hub.broadcast(&room, Arc::from(n.to_string()));
+            hub.broadcast(&room, Frame::from(n.to_string()));
             fast.queue.recv().await.unwrap();
         }
         assert_eq!(*slow.close.borrow_and_update(), Some(CloseReason::TooSlow));

@@ -1,7 +1,6 @@
 //! One task per socket: reads the client's frames, writes the hub's, pings
 //! when idle, and closes with the hub's reason.
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures_util::stream::{SplitSink, SplitStream};
@@ -14,7 +13,7 @@ use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::WebSocketStream;
 
-use super::hub::{CloseReason, Connection, Hub, Reservation};
+use super::hub::{CloseReason, Connection, Frame, Hub, Reservation};
 use super::protocol::{error_frame, joined_frame, message_frame, ClientFrame};
 use crate::auth::{Auth, CurrentSession};
 use crate::config::ChatConfig;
@@ -94,11 +93,11 @@ impl Socket {
                     heard_since_ping = true;
                     match incoming {
                         Some(Ok(Message::Text(text))) => match self.on_text(conn.id, text.as_bytes(), &mut window).await {
-                            Ok(reply) => reply.map(Arc::from),
+                            Ok(reply) => reply.map(Frame::from),
                             Err(reason) => return End::Close(reason),
                         },
                         Some(Ok(Message::Binary(_))) => {
-                            Some(Arc::from(error_frame("invalid_frame", "Frames must be JSON text.")))
+                            Some(Frame::from(error_frame("invalid_frame", "Frames must be JSON text.")))
                         }
                         Some(Ok(Message::Close(_))) | Some(Err(_)) | None => return End::Gone,
                         Some(Ok(_)) => None,
@@ -116,7 +115,7 @@ impl Socket {
                 }
             };
             if let Some(frame) = reply {
-                if let Err(end) = send(sink, Message::text(frame.as_ref()), &mut conn).await {
+                if let Err(end) = send(sink, Message::Text(frame), &mut conn).await {
                     return end;
                 }
             }
@@ -228,7 +227,8 @@ impl Socket {
                                 "The message was not stored; try again.",
                             )));
                         }
-                        self.hub.broadcast(&room, Arc::from(message_frame(&record)));
+                        self.hub
+                            .broadcast(&room, Frame::from(message_frame(&record)));
                         Ok(None)
                     }
                     Err(e) => {

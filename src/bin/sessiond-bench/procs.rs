@@ -46,7 +46,15 @@ impl Drop for Proc {
 /// The `sessiond` built beside this binary.
 pub fn sessiond_binary() -> PathBuf {
     let me = std::env::current_exe().expect("own path");
-    me.with_file_name("sessiond")
+    let server = me.with_file_name("sessiond");
+    if !server.exists() {
+        eprintln!(
+            "sessiond-bench: {} is missing; build both with `cargo build --release --bins`",
+            server.display()
+        );
+        std::process::exit(2);
+    }
+    server
 }
 
 /// Starts `sessiond serve` on `dir/data` with the default config (but
