@@ -3,8 +3,10 @@
 
 use std::sync::Arc;
 
-use argon2::password_hash::{PasswordHash, PasswordHasher as _, PasswordVerifier as _, SaltString};
-use argon2::{Algorithm, Argon2, Params, Version};
+use std::cell::RefCell;
+
+use argon2::password_hash::{Output, PasswordHash, PasswordHasher as _, SaltString};
+use argon2::{Algorithm, Argon2, Block, Params, Version};
 use rand_core::OsRng;
 
 use super::pool::HashPool;
@@ -57,19 +59,11 @@ impl Passwords {
         password: &Password,
         stored: Option<&str>,
     ) -> Result<bool, AuthError> {
-        let argon = self.argon.clone();
         let password = password.clone();
         let known = stored.is_some();
         let phc: Arc<str> = stored.map_or_else(|| self.dummy.clone(), Arc::from);
         let matched = self
-            .on_pool(move || {
-                let Ok(parsed) = PasswordHash::new(&phc) else {
-                    return false;
-                };
-                argon
-                    .verify_password(password.expose().as_bytes(), &parsed)
-                    .is_ok()
-            })
+            .on_pool(move || verify_blocking(password.expose().as_bytes(), &phc))
             .await?;
         Ok(known && matched)
     }
@@ -83,6 +77,52 @@ impl Passwords {
             .await
             .map_err(|_| AuthError::Unexpected("the password hashing pool stopped".into()))
     }
+}
+
+thread_local! {
+    /// The argon2 working memory of this pool thread, kept between
+    /// verifications: allocating 19 MiB afresh for each one cost more in
+    /// page faults and zeroing than the hash itself.
+    static BLOCKS: RefCell<Vec<Block>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Verifies `password` against a PHC string with the parameters inside it
+/// (so older hashes keep working), reusing the thread's working memory.
+/// Any malformed hash is a mismatch.
+pub fn verify_blocking(password: &[u8], phc: &str) -> bool {
+    let Ok(parsed) = PasswordHash::new(phc) else {
+        return false;
+    };
+    let (Ok(algorithm), Ok(params)) = (
+        Algorithm::try_from(parsed.algorithm),
+        Params::try_from(&parsed),
+    ) else {
+        return false;
+    };
+    let version = match parsed.version.map(Version::try_from) {
+        None => Version::V0x13,
+        Some(Ok(v)) => v,
+        Some(Err(_)) => return false,
+    };
+    let (Some(salt), Some(expected)) = (parsed.salt, parsed.hash) else {
+        return false;
+    };
+    let mut salt_buf = [0u8; 64];
+    let Ok(salt) = salt.decode_b64(&mut salt_buf) else {
+        return false;
+    };
+    let needed = params.block_count();
+    let argon = Argon2::new(algorithm, version, params);
+    let mut out = vec![0u8; expected.len()];
+    let hashed = BLOCKS.with(|cell| {
+        let mut blocks = cell.borrow_mut();
+        if blocks.len() < needed {
+            blocks.resize(needed, Block::default());
+        }
+        argon.hash_password_into_with_memory(password, salt, &mut out, &mut blocks[..needed])
+    });
+    // `Output`'s equality is constant-time.
+    hashed.is_ok() && Output::new(&out).is_ok_and(|o| o == expected)
 }
 
 fn hash_blocking(argon: &Argon2<'_>, password: &str) -> Result<String, AuthError> {
@@ -114,6 +154,19 @@ mod tests {
         assert!(p.verify(&pw, Some(&phc)).await.unwrap());
         let wrong = Password::unchecked("wrong horse battery".into());
         assert!(!p.verify(&wrong, Some(&phc)).await.unwrap());
+    }
+
+    #[test]
+    fn hashes_made_elsewhere_with_other_parameters_verify() {
+        let params = Params::new(128, 2, 1, None).unwrap();
+        let other = Argon2::new(Algorithm::Argon2id, Version::V0x13, params);
+        let phc = hash_blocking(&other, "a password from before").unwrap();
+        assert!(verify_blocking(b"a password from before", &phc));
+        assert!(!verify_blocking(b"a password from after", &phc));
+        assert!(!verify_blocking(
+            b"a password from before",
+            "$argon2id$v=19$m=128,t=2,p=1$garbage"
+        ));
     }
 
     #[tokio::test]

@@ -1,10 +1,10 @@
 //! The argon2 floor: the same crate and parameters the server uses, run
-//! directly, with no HTTP or queueing around it.
+//! directly (working memory reused, as the server's pool threads do), with
+//! no HTTP or queueing around it.
 
 use std::time::{Duration, Instant};
 
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
-use argon2::{Algorithm, Argon2, Params, Version};
+use argon2::{Algorithm, Argon2, Block, Params, Version};
 use sessiond::config::AuthConfig;
 
 fn argon() -> Argon2<'static> {
@@ -19,25 +19,27 @@ fn argon() -> Argon2<'static> {
     Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
 }
 
-fn sample_hash(argon: &Argon2<'_>) -> String {
-    let salt = SaltString::encode_b64(b"sessiond-bench-salt").unwrap();
+/// One verification: the hash recomputed into reused working memory.
+fn verify_once(argon: &Argon2<'_>, blocks: &mut [Block]) {
+    let mut out = [0u8; 32];
     argon
-        .hash_password(b"bench password 123", &salt)
-        .unwrap()
-        .to_string()
+        .hash_password_into_with_memory(
+            b"bench password 123",
+            b"sessiond-bench-salt",
+            &mut out,
+            blocks,
+        )
+        .unwrap();
 }
 
 /// Median milliseconds of one verification on one core.
 pub fn verify_ms(samples: usize) -> f64 {
     let argon = argon();
-    let phc = sample_hash(&argon);
-    let parsed = PasswordHash::new(&phc).unwrap();
+    let mut blocks = vec![Block::default(); AuthConfig::default().argon2_memory_kib as usize];
     let mut times: Vec<f64> = (0..samples)
         .map(|_| {
             let t = Instant::now();
-            argon
-                .verify_password(b"bench password 123", &parsed)
-                .unwrap();
+            verify_once(&argon, &mut blocks);
             t.elapsed().as_secs_f64() * 1000.0
         })
         .collect();
@@ -48,19 +50,17 @@ pub fn verify_ms(samples: usize) -> f64 {
 /// Verifications per second on `threads` threads for `duration`.
 pub fn verifications_per_sec(threads: usize, duration: Duration) -> f64 {
     let argon = argon();
-    let phc = sample_hash(&argon);
     let started = Instant::now();
     let counts: Vec<u64> = std::thread::scope(|scope| {
         let handles: Vec<_> = (0..threads)
             .map(|_| {
-                let (argon, phc) = (argon.clone(), phc.clone());
+                let argon = argon.clone();
                 scope.spawn(move || {
-                    let parsed = PasswordHash::new(&phc).unwrap();
+                    let mut blocks =
+                        vec![Block::default(); AuthConfig::default().argon2_memory_kib as usize];
                     let mut n = 0;
                     while started.elapsed() < duration {
-                        argon
-                            .verify_password(b"bench password 123", &parsed)
-                            .unwrap();
+                        verify_once(&argon, &mut blocks);
                         n += 1;
                     }
                     n

@@ -25,6 +25,18 @@ pub fn open(data_dir: &Path) -> Store {
     panic!("cannot open the store in {}", data_dir.display());
 }
 
+/// Waits until no handle in this process holds the database, by taking
+/// and releasing it.
+pub fn wait_until_free(data_dir: &Path) {
+    for _ in 0..3000 {
+        if sled::open(data_dir.join("db")).is_ok() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+}
+
 /// Stores `total` sessions of one user, the first `ended` of them already
 /// past their deadline, through the store's own transactions.
 pub fn populate(data_dir: &Path, total: u64, ended: u64) -> Store {
