@@ -7,4 +7,5 @@ mod chat;
 mod cli;
 mod config;
 mod durability;
+mod hostile;
 mod logs;
