@@ -75,7 +75,7 @@ async fn no_password_cookie_or_token_is_stored_on_disk() {
             .collect();
         let needles: Vec<(&str, Vec<u8>)> = vec![
             ("cookie value", value.as_bytes().to_vec()),
-            ("signature", value[..44].as_bytes().to_vec()),
+            ("signature", value.as_bytes()[..44].to_vec()),
             ("token hex", token_hex.as_bytes().to_vec()),
             ("token bytes", token.clone()),
             ("token base64", base64(&token).into_bytes()),
