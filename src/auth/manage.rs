@@ -126,14 +126,6 @@ impl Auth {
         self.inner.store.user(id)?.ok_or(AuthError::NotFound)
     }
 
-    /// Finds a user by name, ignoring case.
-    pub fn user_named(&self, name: &str) -> Result<UserRecord, AuthError> {
-        self.inner
-            .store
-            .user_by_name(name)?
-            .ok_or(AuthError::NotFound)
-    }
-
     /// Changes a role; it holds from that user's next request, since every
     /// request reads the user afresh. The last admin cannot be demoted.
     pub async fn set_role(&self, id: UserId, role: Role) -> Result<UserRecord, AuthError> {

@@ -209,11 +209,6 @@ impl Store {
         removed.sessions.extend(self.end_sessions_of(id, None)?);
         Ok(removed)
     }
-
-    /// The number of admins, as kept in `meta`.
-    pub fn admin_count(&self) -> Result<u64, StoreError> {
-        Ok(read_count(self.shared.meta.get(ADMIN_COUNT)?.as_deref()))
-    }
 }
 
 fn read_user(users: &TransactionalTree, id: UserId) -> Result<UserRecord, Tx<StoreError>> {

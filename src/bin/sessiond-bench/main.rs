@@ -388,20 +388,37 @@ const PASSWORD: &str = "bench password 123";
 
 /// Registers `n` users and logs each in once; returns their cookies.
 async fn register_and_login(addr: SocketAddr, prefix: &'static str, n: usize) -> Vec<String> {
-    let tasks: Vec<_> = (0..n)
-        .map(|i| {
-            tokio::spawn(async move {
-                let mut conn = http_load::Conn::open(addr).await.unwrap();
-                let name = format!("{prefix}{i}");
-                let register = json!({"username": name, "email": format!("{name}@example.com"), "password": PASSWORD});
-                let res = conn.request(&http_load::post_json("/api/auth/register", &register)).await.unwrap();
-                assert_eq!(res.status, 201, "{}", String::from_utf8_lossy(&res.body));
-                let login = json!({"username": name, "password": PASSWORD});
-                let res = conn.request(&http_load::post_json("/api/auth/login", &login)).await.unwrap();
-                http_load::cookie_of(&res).expect("a session cookie")
-            })
-        })
-        .collect();
+    sessions_for(n, move |i| async move {
+        let mut conn = http_load::Conn::open(addr).await.unwrap();
+        let name = format!("{prefix}{i}");
+        let register =
+            json!({"username": name, "email": format!("{name}@example.com"), "password": PASSWORD});
+        let res = conn
+            .request(&http_load::post_json("/api/auth/register", &register))
+            .await
+            .unwrap();
+        assert_eq!(res.status, 201, "{}", String::from_utf8_lossy(&res.body));
+        login(&mut conn, &name).await
+    })
+    .await
+}
+
+/// Logs `name` in `n` times at once; returns the cookies.
+async fn login_many(addr: SocketAddr, name: &'static str, n: usize) -> Vec<String> {
+    sessions_for(n, move |_| async move {
+        let mut conn = http_load::Conn::open(addr).await.unwrap();
+        login(&mut conn, name).await
+    })
+    .await
+}
+
+/// Runs `make(i)` for `0..n` at once; returns the cookies in order.
+async fn sessions_for<F, Fut>(n: usize, make: F) -> Vec<String>
+where
+    F: Fn(usize) -> Fut,
+    Fut: std::future::Future<Output = String> + Send + 'static,
+{
+    let tasks: Vec<_> = (0..n).map(|i| tokio::spawn(make(i))).collect();
     let mut cookies = Vec::with_capacity(n);
     for t in tasks {
         cookies.push(t.await.unwrap());
@@ -409,26 +426,14 @@ async fn register_and_login(addr: SocketAddr, prefix: &'static str, n: usize) ->
     cookies
 }
 
-/// Logs `name` in `n` times at once; returns the cookies.
-async fn login_many(addr: SocketAddr, name: &'static str, n: usize) -> Vec<String> {
-    let tasks: Vec<_> = (0..n)
-        .map(|_| {
-            tokio::spawn(async move {
-                let mut conn = http_load::Conn::open(addr).await.unwrap();
-                let login = json!({"username": name, "password": PASSWORD});
-                let res = conn
-                    .request(&http_load::post_json("/api/auth/login", &login))
-                    .await
-                    .unwrap();
-                http_load::cookie_of(&res).expect("a session cookie")
-            })
-        })
-        .collect();
-    let mut cookies = Vec::with_capacity(n);
-    for t in tasks {
-        cookies.push(t.await.unwrap());
-    }
-    cookies
+/// One login on an open connection; returns the session cookie.
+async fn login(conn: &mut http_load::Conn, name: &str) -> String {
+    let body = json!({"username": name, "password": PASSWORD});
+    let res = conn
+        .request(&http_load::post_json("/api/auth/login", &body))
+        .await
+        .unwrap();
+    http_load::cookie_of(&res).expect("a session cookie")
 }
 
 /// One unlabelled sample from `/metrics`.
