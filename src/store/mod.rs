@@ -49,6 +49,9 @@ pub enum StoreError {
         /// The version found.
         found: u32,
     },
+    /// The files open, but the records they held are gone.
+    #[error("the database at {0} is damaged: it held records before, and none can be read now (a truncated or overwritten file?); stop, and restore the data directory from a backup")]
+    Damaged(PathBuf),
     /// The files cannot be opened as a database.
     #[error("cannot open the database at {path}: {message}")]
     Open {
@@ -130,7 +133,7 @@ impl Store {
             .map_err(|e| open_error(&path, e))?;
         let tree = |name: &str| db.open_tree(name).map_err(|e| open_error(&path, e));
         let meta = tree("meta")?;
-        check_schema(&path, &meta)?;
+        check_schema(&path, &db, &meta)?;
         let sessions = tree("sessions")?;
         let users = tree("users")?;
         let store = Store {
@@ -249,12 +252,28 @@ fn open_error(path: &Path, err: sled::Error) -> StoreError {
     }
 }
 
-fn check_schema(path: &Path, meta: &sled::Tree) -> Result<(), StoreError> {
+/// Refuses a database a newer sessiond wrote, and one that sled opened as
+/// empty although it held records before: sled 0.34 reads a truncated or
+/// overwritten data file as an empty database, so a marker beside it
+/// (`<db>.initialized`, written once the schema record is on disk) tells
+/// "new" from "lost".
+fn check_schema(path: &Path, db: &sled::Db, meta: &sled::Tree) -> Result<(), StoreError> {
     const KEY: &[u8] = b"schema_version";
+    let marker = path.with_extension("initialized");
+    let mark = || {
+        std::fs::write(&marker, format!("sessiond schema {SCHEMA_VERSION}\n")).map_err(|e| {
+            StoreError::Open {
+                path: marker.clone(),
+                message: e.to_string(),
+            }
+        })
+    };
     match meta.get(KEY)? {
+        None if marker.exists() => Err(StoreError::Damaged(path.to_owned())),
         None => {
             meta.insert(KEY, &SCHEMA_VERSION.to_be_bytes())?;
-            Ok(())
+            db.flush()?;
+            mark()
         }
         Some(v) => {
             let found = <[u8; 4]>::try_from(v.as_ref())
@@ -268,6 +287,9 @@ fn check_schema(path: &Path, meta: &sled::Tree) -> Result<(), StoreError> {
                     path: path.to_owned(),
                     found,
                 });
+            }
+            if !marker.exists() {
+                mark()?;
             }
             Ok(())
         }
