@@ -92,3 +92,38 @@ async fn a_success_forgives_earlier_failures_of_the_account() {
     }
     assert_eq!(app.login("alice", PASSWORD).await.status(), StatusCode::OK);
 }
+
+/// Unknown users are checked against a dummy hash: both failures answer the
+/// same body, and their times are printed for the record (never asserted:
+/// tests do not depend on timing).
+#[tokio::test]
+async fn unknown_user_and_wrong_password_look_and_take_alike() {
+    use std::time::Instant;
+    let app = spawn_app_with(|c| {
+        c.auth.max_failed_logins_per_account = 1000;
+        c.auth.max_failed_logins_per_ip = 1000;
+        c.auth.argon2_memory_kib = 1024;
+    })
+    .await;
+    app.register("alice").await;
+    let mut times = [0f64; 2];
+    let mut bodies: [Option<String>; 2] = [None, None];
+    for _ in 0..20 {
+        for (i, name) in ["alice", "nobody-here"].iter().enumerate() {
+            let started = Instant::now();
+            let res = app.login(name, "wrong password, wrong").await;
+            times[i] += started.elapsed().as_secs_f64() * 1000.0 / 20.0;
+            assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+            let body = res.text().await.unwrap();
+            if let Some(seen) = &bodies[i] {
+                assert_eq!(seen, &body);
+            }
+            bodies[i] = Some(body);
+        }
+    }
+    assert_eq!(bodies[0], bodies[1], "one answer for both failures");
+    eprintln!(
+        "mean login failure: wrong password {:.2} ms, unknown user {:.2} ms",
+        times[0], times[1]
+    );
+}
