@@ -1,9 +1,7 @@
 //! Seeing and ending sessions, changing passwords and roles, removing
 //! users: what express-session leaves every application to write.
 
-use std::sync::atomic::Ordering;
-
-use super::{Auth, AuthError, ClientInfo, CurrentSession, NewSession, SessionToken};
+use super::{Auth, AuthError, ClientInfo, CurrentSession, NewSession};
 use crate::domain::{Password, Role, TokenHash, UserId};
 use crate::store::{now_ms, SessionRecord, UserRecord};
 
@@ -71,38 +69,14 @@ impl Auth {
         new: &Password,
         client: &ClientInfo,
     ) -> Result<NewSession, AuthError> {
-        let inner = &self.inner;
         let id = current.user.user_id();
-        let attempt = inner
-            .throttle
-            .begin(&super::throttle_key(id), client.ip)
-            .await
-            .map_err(|wait| {
-                inner.logins.throttled.fetch_add(1, Ordering::Relaxed);
-                AuthError::Throttled(wait)
-            })?;
-        if !inner
-            .passwords
-            .verify(old, Some(&current.user.password_hash))
-            .await?
-        {
-            attempt.failed();
-            inner.logins.failure.fetch_add(1, Ordering::Relaxed);
-            return Err(AuthError::InvalidCredentials);
-        }
-        attempt.succeeded();
-        let hash = inner.passwords.hash(new).await?;
-        let user = inner.store.set_password_hash(id, &hash)?;
-        inner.store.end_sessions_of(id, None)?;
-        let token = SessionToken::generate();
-        let session = self.new_record(&user, client);
-        inner.store.create_session(&token.hash(), &session)?;
-        inner.store.commit_durably().await?;
-        Ok(NewSession {
-            token,
-            session,
-            user,
-        })
+        let account = super::throttle_key(id);
+        self.check_password(&account, client, old, Some(&current.user.password_hash))
+            .await?;
+        let hash = self.inner.passwords.hash(new).await?;
+        let user = self.inner.store.set_password_hash(id, &hash)?;
+        self.inner.store.end_sessions_of(id, None)?;
+        self.open_session(user, client).await
     }
 
     /// A page of users in id order, and the cursor of the next page.
@@ -158,7 +132,7 @@ impl Auth {
         }
     }
 
-    async fn durable_if(&self, changed: bool) -> Result<(), AuthError> {
+    pub(super) async fn durable_if(&self, changed: bool) -> Result<(), AuthError> {
         if changed {
             self.inner.store.commit_durably().await?;
         }

@@ -20,7 +20,9 @@ pub use throttle::Throttle;
 pub use token::SessionToken;
 
 use crate::config::{AuthConfig, Config, Registration, SessionConfig};
-use crate::domain::{Email, InvalidField, Password, Role, TokenHash, UserId, Username};
+use crate::domain::{
+    email_key, name_key, Email, InvalidField, Password, Role, TokenHash, UserId, Username,
+};
 use crate::store::{now_ms, SessionRecord, Store, StoreError, UserRecord};
 
 /// What can go wrong when authenticating.
@@ -227,45 +229,67 @@ impl Auth {
         client: &ClientInfo,
         previous: Option<&SessionToken>,
     ) -> Result<NewSession, AuthError> {
-        let inner = &self.inner;
+        let store = &self.inner.store;
         let (user, account) = match name {
-            LoginName::Username(n) => {
-                let key = crate::domain::name_key(n);
-                (inner.store.user_by_name(&key)?, format!("name:{key}"))
-            }
-            LoginName::Email(e) => {
-                let key = crate::domain::email_key(e);
-                (inner.store.user_by_email(&key)?, format!("email:{key}"))
-            }
+            LoginName::Username(n) => (store.user_by_name(n)?, format!("name:{}", name_key(n))),
+            LoginName::Email(e) => (store.user_by_email(e)?, format!("email:{}", email_key(e))),
         };
         let account = user.as_ref().map_or(account, |u| throttle_key(u.user_id()));
-        let attempt = match inner.throttle.begin(&account, client.ip).await {
+        let stored = user.as_ref().map(|u| u.password_hash.as_str());
+        self.check_password(&account, client, password, stored)
+            .await?;
+        let user = user.ok_or(AuthError::InvalidCredentials)?;
+        if let Some(previous) = previous {
+            store.end_session(&previous.hash())?;
+        }
+        let new = self.open_session(user, client).await?;
+        self.inner.logins.success.fetch_add(1, Ordering::Relaxed);
+        Ok(new)
+    }
+
+    /// Checks a password against a stored hash (or the dummy hash when
+    /// there is none) under login throttling, counting the outcome: the one
+    /// gate for login and for a password change.
+    async fn check_password(
+        &self,
+        account: &str,
+        client: &ClientInfo,
+        password: &Password,
+        stored: Option<&str>,
+    ) -> Result<(), AuthError> {
+        let inner = &self.inner;
+        let attempt = match inner.throttle.begin(account, client.ip).await {
             Ok(attempt) => attempt,
             Err(wait) => {
                 inner.logins.throttled.fetch_add(1, Ordering::Relaxed);
                 return Err(AuthError::Throttled(wait));
             }
         };
-        let stored = user.as_ref().map(|u| u.password_hash.as_str());
-        if !inner.passwords.verify(password, stored).await? {
+        if inner.passwords.verify(password, stored).await? {
+            attempt.succeeded();
+            Ok(())
+        } else {
             attempt.failed();
             inner.logins.failure.fetch_add(1, Ordering::Relaxed);
-            return Err(AuthError::InvalidCredentials);
+            Err(AuthError::InvalidCredentials)
         }
-        attempt.succeeded();
-        let user = user.ok_or(AuthError::InvalidCredentials)?;
-        if let Some(previous) = previous {
-            inner.store.end_session(&previous.hash())?;
-        }
+    }
+
+    /// Opens a new session for `user`, answered once durable. A user
+    /// removed meanwhile gets no session.
+    async fn open_session(
+        &self,
+        user: UserRecord,
+        client: &ClientInfo,
+    ) -> Result<NewSession, AuthError> {
+        let store = &self.inner.store;
         let token = SessionToken::generate();
         let session = self.new_record(&user, client);
-        match inner.store.create_session(&token.hash(), &session) {
-            // Removed while the password was being checked.
+        match store.create_session(&token.hash(), &session) {
             Err(StoreError::NoSuchUser) => return Err(AuthError::InvalidCredentials),
             other => other?,
         }
-        inner.store.commit_durably().await?;
-        inner.logins.success.fetch_add(1, Ordering::Relaxed);
+        store.commit_durably().await?;
         Ok(NewSession {
             token,
             session,
@@ -331,9 +355,7 @@ impl Auth {
     /// Ends a session (logout); answered once durable.
     pub async fn end(&self, hash: &TokenHash) -> Result<bool, AuthError> {
         let ended = self.inner.store.end_session(hash)?.is_some();
-        if ended {
-            self.inner.store.commit_durably().await?;
-        }
+        self.durable_if(ended).await?;
         Ok(ended)
     }
 

@@ -114,16 +114,11 @@ impl Hub {
     /// (or while stopping).
     pub fn reserve(&self, user: u64) -> Option<Reservation> {
         let mut state = self.lock();
-        let held = state.per_user.entry(user).or_default();
-        if *held >= self.inner.max_per_user {
+        let held = state.per_user.get(&user).copied().unwrap_or(0);
+        if state.stopping || held >= self.inner.max_per_user {
             return None;
         }
-        *held += 1;
-        if state.stopping {
-            drop(state);
-            self.release(user);
-            return None;
-        }
+        state.per_user.insert(user, held + 1);
         Some(Reservation {
             hub: self.clone(),
             user,
