@@ -153,8 +153,13 @@ async fn durable_commits_share_flushes_and_complete() {
         let s = store.clone();
         tokio::spawn(async move { s.commit_durably().await })
     });
-    for w in waits {
-        w.await.unwrap().unwrap();
+    // A lost wake-up would hang a waiter: that must fail, not stall.
+    let all = futures_util::future::join_all(waits);
+    for done in tokio::time::timeout(std::time::Duration::from_secs(10), all)
+        .await
+        .expect("every durable commit completes")
+    {
+        done.unwrap().unwrap();
     }
 }
 

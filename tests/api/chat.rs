@@ -454,3 +454,31 @@ async fn a_client_that_never_reads_delays_no_one_and_is_cut_off() {
     }
     assert_eq!(open, 1, "the stalled socket was dropped");
 }
+
+#[tokio::test]
+async fn a_socket_that_never_answers_pings_is_dropped_and_a_live_one_kept() {
+    use futures_util::StreamExt;
+    let app = spawn_app_with(|c| c.chat.ping_interval = Duration::from_millis(200)).await;
+    let alice = app.register_and_login("alice").await;
+    // Never polled: it cannot answer the server's pings.
+    let _silent = app.ws_connect(Some(&alice), None).await.unwrap();
+    // Polled: tungstenite answers each ping with a pong as it reads.
+    let mut live = app.ws_connect(Some(&alice), None).await.unwrap();
+    let reader = tokio::spawn(async move { while let Some(Ok(_)) = live.next().await {} });
+    let mut open = 2;
+    for _ in 0..50 {
+        open = app.metric("sessiond_ws_connections").await;
+        if open == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(open, 1, "the silent socket was dropped");
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    assert_eq!(
+        app.metric("sessiond_ws_connections").await,
+        1,
+        "the live one stays"
+    );
+    reader.abort();
+}

@@ -180,3 +180,22 @@ async fn reads_are_not_origin_checked() {
         .unwrap();
     assert_eq!(res.status(), StatusCode::OK);
 }
+
+#[tokio::test]
+async fn forwarded_addresses_count_only_behind_a_trusted_proxy() {
+    for (trusted, expected) in [(false, "127.0.0.1"), (true, "203.0.113.9")] {
+        let app = spawn_app_with(|c| c.server.trust_proxy = trusted).await;
+        app.register("alice").await;
+        let res = app
+            .client
+            .post(app.url("/api/auth/login"))
+            .header("x-forwarded-for", "203.0.113.9, 10.0.0.1")
+            .json(&json!({"username": "alice", "password": PASSWORD}))
+            .send()
+            .await
+            .unwrap();
+        let cookie = cookie_of(&res);
+        let me: serde_json::Value = app.me(&cookie).await.json().await.unwrap();
+        assert_eq!(me["session"]["ip"], expected, "trust_proxy = {trusted}");
+    }
+}
