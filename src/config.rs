@@ -421,7 +421,7 @@ impl Config {
         Ok(())
     }
 
-    fn validate(&self) -> Result<(), ConfigError> {
+    pub(crate) fn validate(&self) -> Result<(), ConfigError> {
         let bad = |key: &str, message: &str| {
             Err(ConfigError::Invalid {
                 origin: "config".into(),

@@ -12,11 +12,16 @@
 //! - [`listener`]: the accept loop (hyper around the warp routes).
 //! - [`server`]: assembly, background tasks, graceful shutdown.
 //! - [`cli`]: the offline commands.
+//!
+//! [`fuzzing`] is not a layer: it exposes the untrusted-input paths to the
+//! fuzz targets.
 
 pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod domain;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod http;
 pub mod listener;
 pub mod server;

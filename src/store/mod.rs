@@ -6,7 +6,7 @@
 //! index never disagrees with its record, even after a crash.
 
 mod check;
-mod codec;
+pub(crate) mod codec;
 mod flush;
 mod messages;
 mod prune;

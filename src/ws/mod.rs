@@ -11,4 +11,6 @@ mod routes;
 mod socket;
 
 pub use hub::Hub;
+pub(crate) use protocol::ClientFrame;
 pub use routes::routes;
+pub(crate) use routes::socket_config;

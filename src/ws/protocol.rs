@@ -30,6 +30,21 @@ pub enum ClientFrame {
     },
 }
 
+impl ClientFrame {
+    /// Reads one text frame; the error is a sentence for the client, without
+    /// serde's position suffix.
+    pub fn parse(raw: &[u8]) -> Result<Self, String> {
+        serde_json::from_slice(raw).map_err(|e| {
+            let detail = e.to_string();
+            detail
+                .split(" at line ")
+                .next()
+                .unwrap_or_default()
+                .to_owned()
+        })
+    }
+}
+
 /// `Message` in the contract.
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]

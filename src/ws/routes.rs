@@ -36,6 +36,17 @@ const READ_BUFFER: usize = 4 * 1024;
 /// the hub's bounded queue.
 const MAX_WRITE_BUFFER: usize = 1024 * 1024;
 
+/// How every chat socket reads and writes; the fuzz target for frame
+/// parsing uses the same settings so it tests what the server runs.
+pub(crate) fn socket_config() -> WebSocketConfig {
+    WebSocketConfig::default()
+        .read_buffer_size(READ_BUFFER)
+        .write_buffer_size(0)
+        .max_write_buffer_size(MAX_WRITE_BUFFER)
+        .max_message_size(Some(MAX_WS_MESSAGE))
+        .max_frame_size(Some(MAX_WS_MESSAGE))
+}
+
 /// A valid WebSocket upgrade request, not yet answered.
 struct Handshake {
     key: String,
@@ -127,15 +138,12 @@ async fn upgrade(
                 return;
             }
         };
-        let config = WebSocketConfig::default()
-            .read_buffer_size(READ_BUFFER)
-            .write_buffer_size(0)
-            .max_write_buffer_size(MAX_WRITE_BUFFER)
-            .max_message_size(Some(MAX_WS_MESSAGE))
-            .max_frame_size(Some(MAX_WS_MESSAGE));
-        let ws =
-            WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(config))
-                .await;
+        let ws = WebSocketStream::from_raw_socket(
+            TokioIo::new(upgraded),
+            Role::Server,
+            Some(socket_config()),
+        )
+        .await;
         socket.run(ws, reservation).await;
     });
     let mut res = StatusCode::SWITCHING_PROTOCOLS.into_response();

@@ -145,11 +145,9 @@ impl Socket {
                 "Frames may be at most 64 KiB.",
             )));
         }
-        let frame: ClientFrame = match serde_json::from_slice(raw) {
+        let frame = match ClientFrame::parse(raw) {
             Ok(frame) => frame,
-            Err(e) => {
-                let detail = e.to_string();
-                let detail = detail.split(" at line ").next().unwrap_or_default();
+            Err(detail) => {
                 return Ok(Some(error_frame(
                     "invalid_frame",
                     &format!("Not a chat frame: {detail}."),

@@ -6,6 +6,7 @@ mod helpers;
 mod chat;
 mod cli;
 mod config;
+mod crash_loop;
 mod durability;
 mod hostile;
 mod logs;
