@@ -66,6 +66,9 @@ pub struct ServerConfig {
     pub trust_proxy: bool,
     /// Largest request body accepted.
     pub max_body_bytes: usize,
+    /// HTTP connections served at once; past it, new ones wait in the
+    /// listen backlog, so idle clients cannot starve the users already in.
+    pub max_connections: usize,
 }
 
 impl Default for ServerConfig {
@@ -76,6 +79,7 @@ impl Default for ServerConfig {
             allowed_origins: Vec::new(),
             trust_proxy: false,
             max_body_bytes: 16 * 1024,
+            max_connections: 4096,
         }
     }
 }
@@ -455,6 +459,9 @@ impl Config {
         if self.server.max_body_bytes == 0 {
             return bad("server.max_body_bytes", "must be at least 1");
         }
+        if self.server.max_connections == 0 {
+            return bad("server.max_connections", "must be at least 1");
+        }
         if self.auth.min_password_length > self.auth.max_password_length {
             return bad(
                 "auth.min_password_length",
@@ -529,6 +536,7 @@ mod tests {
             "allowed_origins",
             "trust_proxy",
             "max_body_bytes",
+            "max_connections",
             "data_dir",
             "cache_capacity_mb",
             "durability",

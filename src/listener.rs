@@ -18,6 +18,7 @@ use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 use warp::filters::BoxedFilter;
 use warp::reply::Response;
 
@@ -41,16 +42,38 @@ impl UpgradeSlot {
 
 /// Serves `routes` on `listener` until `stop` completes, then lets open
 /// connections finish for at most `drain`.
+///
+/// At most `max_connections` HTTP connections are served at once: the loop
+/// stops accepting until one closes, and the kernel's backlog holds the
+/// rest. A connection upgraded to a WebSocket leaves hyper and frees its
+/// place; sockets are bounded per user by the chat instead.
 pub async fn serve(
     listener: TcpListener,
     routes: BoxedFilter<(Response,)>,
+    max_connections: usize,
     stop: impl Future<Output = ()>,
     drain: Duration,
 ) {
     let graceful = GracefulShutdown::new();
     let service = warp::service(routes);
+    let places = Arc::new(Semaphore::new(max_connections));
+    let mut full = false;
     tokio::pin!(stop);
     loop {
+        if places.available_permits() == 0 && !full {
+            tracing::warn!(
+                max_connections,
+                "connection limit reached; new connections wait"
+            );
+        }
+        full = places.available_permits() == 0;
+        let place = tokio::select! {
+            place = places.clone().acquire_owned() => match place {
+                Ok(place) => place,
+                Err(_) => break,
+            },
+            _ = &mut stop => break,
+        };
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(pair) => pair,
@@ -79,6 +102,7 @@ pub async fn serve(
             if let Err(e) = conn.await {
                 tracing::debug!(error = %e, "connection ended with an error");
             }
+            drop(place);
         });
     }
     drop(listener);

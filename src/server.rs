@@ -101,9 +101,11 @@ impl Application {
         );
         let endings = self.hub.follow_endings(store.subscribe_endings());
         let chat = ws::routes(self.state.clone(), self.hub.clone());
+        let max_connections = self.state.config.server.max_connections;
         let server = tokio::spawn(listener::serve(
             self.listener,
             http::routes(self.state, chat),
+            max_connections,
             stopped(stop_rx),
             DRAIN,
         ));

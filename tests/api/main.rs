@@ -4,6 +4,7 @@ mod helpers;
 
 mod admin;
 mod chat;
+mod connections;
 mod expiry;
 mod login;
 mod logout;
