@@ -7,6 +7,7 @@ mod chat;
 mod cli;
 mod config;
 mod crash_loop;
+mod damaged;
 mod durability;
 mod hostile;
 mod logs;
