@@ -133,7 +133,7 @@ fn set_mode(path: &std::path::Path, mode: u32) {
 }
 
 fn run_as_nobody(site: &Site, args: &[&str]) -> (std::process::ExitStatus, String) {
-    let mut cmd = site.command(args);
+    let cmd = site.command(args);
     let program = cmd.get_program().to_owned();
     let rest: Vec<_> = cmd.get_args().map(ToOwned::to_owned).collect();
     let out = std::process::Command::new("setpriv")
