@@ -25,8 +25,12 @@ pub enum CodecError {
     Malformed(String),
 }
 
+/// No record comes near this; a damaged length prefix must fail to decode
+/// rather than ask the allocator for terabytes (which aborts the process).
+const MAX_RECORD_BYTES: usize = 1 << 20;
+
 fn bincode_config() -> impl bincode::config::Config {
-    bincode::config::standard()
+    bincode::config::standard().with_limit::<MAX_RECORD_BYTES>()
 }
 
 /// Encodes a record with its version byte.
@@ -74,6 +78,16 @@ mod tests {
             n: 7,
         };
         assert_eq!(decode::<Sample>(&encode(&s)).unwrap(), s);
+    }
+
+    #[test]
+    fn a_damaged_length_prefix_is_an_error_not_a_huge_allocation() {
+        // Version, then a string length of 2^40 as a bincode varint (found
+        // by the record_bytes fuzz target: it used to abort the process).
+        let mut bytes = vec![FORMAT_V1, 253];
+        bytes.extend_from_slice(&(1u64 << 40).to_le_bytes());
+        bytes.extend_from_slice(b"abc");
+        assert!(decode::<Sample>(&bytes).is_err());
     }
 
     #[test]
