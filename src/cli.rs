@@ -147,6 +147,7 @@ pub async fn run(config: &Config, command: Command) -> Result<(), CliError> {
             let user = create_account(&store, &passwords, username, email, password, role)
                 .await
                 .map_err(CliError::from)?;
+            store.close().await?;
             println!(
                 "added user {} (id {}, role {})",
                 user.username,
@@ -157,18 +158,19 @@ pub async fn run(config: &Config, command: Command) -> Result<(), CliError> {
         Command::User(UserCommand::List(output)) => {
             let store = Store::open(&config.storage)?;
             print_users(&store.list_users(None, usize::MAX)?, &output);
+            store.close().await?;
         }
         Command::User(UserCommand::SetRole { name, role }) => {
             let role = Role::parse(&role).map_err(CliError::from)?;
             let store = Store::open(&config.storage)?;
             let user = store.set_role(find_user(&store, &name)?.user_id(), role)?;
-            store.commit_durably().await?;
+            store.close().await?;
             println!("{} is now {}", user.username, user.role);
         }
         Command::User(UserCommand::Remove { name }) => {
             let store = Store::open(&config.storage)?;
             let removed = store.remove_user(find_user(&store, &name)?.user_id())?;
-            store.commit_durably().await?;
+            store.close().await?;
             println!(
                 "removed user {} and {} session(s)",
                 removed.user.username,
@@ -182,6 +184,7 @@ pub async fn run(config: &Config, command: Command) -> Result<(), CliError> {
                 None => store.all_sessions()?,
             };
             print_sessions(&store, sessions, &output)?;
+            store.close().await?;
         }
         Command::Sessions(SessionsCommand::Revoke { user, all: _ }) => {
             let store = Store::open(&config.storage)?;
@@ -191,12 +194,13 @@ pub async fn run(config: &Config, command: Command) -> Result<(), CliError> {
                     .len(),
                 None => store.end_all_sessions()?,
             };
-            store.commit_durably().await?;
+            store.close().await?;
             println!("revoked {ended} session(s)");
         }
         Command::Check => {
             let store = Store::open(&config.storage)?;
             let report = store.check()?;
+            store.close().await?;
             for problem in &report.problems {
                 println!("inconsistent: {problem}");
             }

@@ -118,7 +118,7 @@ impl Application {
         let _ = server.await;
         let _ = pruner.await;
         endings.abort();
-        store.flush().await?;
+        store.close().await?;
         tracing::info!("stopped");
         Ok(())
     }

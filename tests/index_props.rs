@@ -163,7 +163,7 @@ proptest! {
                 apply(&auth, &mut tokens, op).await;
             }
             assert_consistent(&store, "live");
-            store.flush().await.unwrap();
+            store.close().await.unwrap();
         });
         drop(runtime);
         assert_consistent(&reopen(&config), "after reopening");

@@ -11,6 +11,7 @@ mod flush;
 mod messages;
 mod prune;
 mod records;
+mod seal;
 mod sessions;
 mod users;
 
@@ -49,9 +50,14 @@ pub enum StoreError {
         /// The version found.
         found: u32,
     },
-    /// The files open, but the records they held are gone.
-    #[error("the database at {0} is damaged: it held records before, and none can be read now (a truncated or overwritten file?); stop, and restore the data directory from a backup")]
-    Damaged(PathBuf),
+    /// The files were damaged; they are left as they were found.
+    #[error("the database at {path} is damaged: {reason}; the files were left as they are: restore the data directory from a backup")]
+    Damaged {
+        /// The database directory.
+        path: PathBuf,
+        /// What was found.
+        reason: String,
+    },
     /// The files cannot be opened as a database.
     #[error("cannot open the database at {path}: {message}")]
     Open {
@@ -114,6 +120,10 @@ struct Shared {
     touches_total: AtomicU64,
     /// Told of every session removal, whatever removed it.
     endings: Mutex<Vec<mpsc::UnboundedSender<TokenHash>>>,
+    /// `<data_dir>/db`.
+    path: PathBuf,
+    /// Last, so it is released after sled has closed the files.
+    _lock: seal::DirLock,
 }
 
 impl Store {
@@ -121,6 +131,8 @@ impl Store {
     /// process holds or that a newer sessiond wrote.
     pub fn open(config: &StorageConfig) -> Result<Store, StoreError> {
         let path = config.data_dir.join("db");
+        let lock = seal::DirLock::acquire(&path)?;
+        seal::check_before_open(&path, marker_path(&path).exists())?;
         let flush_every = match config.durability {
             Durability::Sync => 500,
             Durability::Periodic => config.flush_interval.as_millis().max(1) as u64,
@@ -156,6 +168,8 @@ impl Store {
                 pruned_total: AtomicU64::new(0),
                 touches_total: AtomicU64::new(0),
                 endings: Mutex::new(Vec::new()),
+                path,
+                _lock: lock,
             }),
         };
         if store.shared.db.size_on_disk()? < SCAN_AT_OPEN_BYTES {
@@ -194,9 +208,12 @@ impl Store {
         }
     }
 
-    /// Writes everything to disk; for shutdown.
-    pub async fn flush(&self) -> Result<(), StoreError> {
+    /// Writes everything to disk and seals the files, so the next start
+    /// can open them without checking a copy first. For shutdown: nothing
+    /// may write afterwards.
+    pub async fn close(&self) -> Result<(), StoreError> {
         self.shared.db.flush_async().await?;
+        seal::write(&self.shared.path);
         Ok(())
     }
 
@@ -258,8 +275,7 @@ fn open_error(path: &Path, err: sled::Error) -> StoreError {
 /// (`<db>.initialized`, written once the schema record is on disk) tells
 /// "new" from "lost".
 fn check_schema(path: &Path, db: &sled::Db, meta: &sled::Tree) -> Result<(), StoreError> {
-    const KEY: &[u8] = b"schema_version";
-    let marker = path.with_extension("initialized");
+    let marker = marker_path(path);
     let mark = || {
         std::fs::write(&marker, format!("sessiond schema {SCHEMA_VERSION}\n")).map_err(|e| {
             StoreError::Open {
@@ -268,10 +284,13 @@ fn check_schema(path: &Path, db: &sled::Db, meta: &sled::Tree) -> Result<(), Sto
             }
         })
     };
-    match meta.get(KEY)? {
-        None if marker.exists() => Err(StoreError::Damaged(path.to_owned())),
+    match meta.get(SCHEMA_KEY)? {
+        None if marker.exists() => Err(StoreError::Damaged {
+            path: path.to_owned(),
+            reason: LOST_RECORDS.into(),
+        }),
         None => {
-            meta.insert(KEY, &SCHEMA_VERSION.to_be_bytes())?;
+            meta.insert(SCHEMA_KEY, &SCHEMA_VERSION.to_be_bytes())?;
             db.flush()?;
             mark()
         }
@@ -294,6 +313,18 @@ fn check_schema(path: &Path, db: &sled::Db, meta: &sled::Tree) -> Result<(), Sto
             Ok(())
         }
     }
+}
+
+/// Why a database that had records and opens without them is refused.
+const LOST_RECORDS: &str =
+    "it held records before, and none can be read now (a truncated or overwritten file?)";
+
+/// Where the schema version lives in the `meta` tree.
+const SCHEMA_KEY: &[u8] = b"schema_version";
+
+/// Exists once the database has held its schema record.
+fn marker_path(db_path: &Path) -> PathBuf {
+    db_path.with_extension("initialized")
 }
 
 /// Folds sled's transaction outcome into the layer's error.

@@ -271,15 +271,13 @@ async fn check_passes_on_a_used_database_and_names_damage() {
     let ok = stdout_of(&site, &["check"]);
     assert!(ok.starts_with("ok: 1 users, 1 sessions"), "{ok}");
 
-    {
-        let db = sled::open(site.data_dir().join("db")).unwrap();
+    edit_with_sled(&site, |db| {
         db.open_tree("user_names")
             .unwrap()
             .remove(b"alice")
             .unwrap();
         db.open_tree("session_expiry").unwrap().clear().unwrap();
-        db.flush().unwrap();
-    }
+    });
     let out = site.command(&["check"]).output().unwrap();
     assert!(!out.status.success());
     let stdout = String::from_utf8_lossy(&out.stdout);

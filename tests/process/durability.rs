@@ -132,34 +132,3 @@ async fn a_revocation_answered_stays_done_after_a_crash() {
     assert_eq!(server.me(&other).await, StatusCode::UNAUTHORIZED);
     assert_eq!(server.me(&keep).await, StatusCode::OK);
 }
-
-#[test]
-fn a_truncated_data_file_is_reported_not_taken_for_an_empty_database() {
-    let site = Site::new("");
-    let (status, stderr) = site.run(
-        &[
-            "user",
-            "add",
-            "alice",
-            "--email",
-            "alice@example.com",
-            "--password-stdin",
-        ],
-        &[],
-        &format!("{PASSWORD}\n"),
-    );
-    assert!(status.success(), "{stderr}");
-    let file = site.data_dir().join("db").join("db");
-    std::fs::OpenOptions::new()
-        .write(true)
-        .open(&file)
-        .unwrap()
-        .set_len(100)
-        .unwrap();
-    for args in [&["serve"][..], &["user", "list"]] {
-        let (status, stderr) = site.run(args, &[], "");
-        assert!(!status.success(), "{args:?} ran on a damaged database");
-        assert!(stderr.contains("is damaged"), "{args:?}: {stderr}");
-        assert!(stderr.contains("db"), "names the path: {stderr}");
-    }
-}

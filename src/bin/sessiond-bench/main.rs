@@ -354,7 +354,7 @@ async fn measure(scale: &Scale) -> Vec<Row> {
     {
         // Let the store settle on disk as a stopped server leaves it.
         let store = store_bench::open(&large_dir.path().join("data"));
-        store.flush().await.unwrap();
+        store.close().await.unwrap();
     }
     let bytes = store_bench::disk_bytes(&large_dir.path().join("data").join("db"));
     // The store handles above let go of the files a moment after they drop
