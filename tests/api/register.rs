@@ -112,3 +112,38 @@ async fn closed_registration_is_refused() {
     let res = app.register("alice").await;
     expect_error(res, StatusCode::FORBIDDEN, "registration_closed").await;
 }
+
+/// A taken name or e-mail says which field is taken, and nothing about
+/// the account that holds it.
+#[tokio::test]
+async fn a_conflict_reveals_nothing_but_which_field_is_taken() {
+    let app = spawn_app().await;
+    app.register("alice").await;
+    for (body, code) in [
+        (
+            json!({"username": "alice", "email": "other@example.com", "password": PASSWORD}),
+            "username_taken",
+        ),
+        (
+            json!({"username": "other", "email": "alice@example.com", "password": PASSWORD}),
+            "email_taken",
+        ),
+    ] {
+        let res = app.post_json("/api/auth/register", &body, None).await;
+        assert_eq!(res.status(), StatusCode::CONFLICT);
+        let got: Value = res.json().await.unwrap();
+        let error = got["error"].as_object().unwrap();
+        assert_eq!(got.as_object().unwrap().len(), 1, "{got}");
+        assert_eq!(error.len(), 2, "only code and message: {got}");
+        assert_eq!(error["code"], code);
+        let message = error["message"].as_str().unwrap().to_lowercase();
+        for secret in [
+            "alice@example.com",
+            "0000000000000001",
+            "admin",
+            "createdat",
+        ] {
+            assert!(!message.contains(secret), "{message}");
+        }
+    }
+}

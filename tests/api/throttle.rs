@@ -79,6 +79,73 @@ async fn parallel_guesses_cannot_slip_past_the_limit() {
     );
 }
 
+/// Counts each status among the answers.
+fn tally(statuses: &[StatusCode]) -> (usize, usize) {
+    let checked = statuses
+        .iter()
+        .filter(|s| **s == StatusCode::UNAUTHORIZED)
+        .count();
+    let refused = statuses
+        .iter()
+        .filter(|s| **s == StatusCode::TOO_MANY_REQUESTS)
+        .count();
+    (checked, refused)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn parallel_guesses_at_many_accounts_from_one_ip_stop_at_the_ip_limit() {
+    let app = spawn_app_with(|c| c.auth.max_failed_logins_per_ip = 8).await;
+    app.register("alice").await;
+    let guesses = (0..40).map(|n| {
+        let req = app
+            .client
+            .post(app.url("/api/auth/login"))
+            .json(&json!({"username": format!("user{n}"), "password": "wrong password, wrong"}))
+            .send();
+        async move { req.await.unwrap().status() }
+    });
+    let statuses = futures_util::future::join_all(guesses).await;
+    let (checked, refused) = tally(&statuses);
+    assert!(checked <= 8, "{checked} guesses were checked");
+    assert_eq!(checked + refused, 40, "{statuses:?}");
+    // The address is locked out, even with the right password.
+    let res = app.login("alice", PASSWORD).await;
+    expect_error(res, StatusCode::TOO_MANY_REQUESTS, "too_many_attempts").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn parallel_guesses_at_one_account_from_many_ips_stop_at_the_account_limit() {
+    let app = spawn_app_with(|c| {
+        c.server.trust_proxy = true;
+        c.auth.max_failed_logins_per_account = 5;
+    })
+    .await;
+    app.register("alice").await;
+    let guesses = (0..40).map(|n| {
+        let req = app
+            .client
+            .post(app.url("/api/auth/login"))
+            .header("x-forwarded-for", format!("203.0.113.{n}"))
+            .json(&json!({"username": "alice", "password": "wrong password, wrong"}))
+            .send();
+        async move { req.await.unwrap().status() }
+    });
+    let statuses = futures_util::future::join_all(guesses).await;
+    let (checked, refused) = tally(&statuses);
+    assert!(checked <= 5, "{checked} guesses were checked");
+    assert_eq!(checked + refused, 40, "{statuses:?}");
+    // A fresh address does not reopen the account.
+    let res = app
+        .client
+        .post(app.url("/api/auth/login"))
+        .header("x-forwarded-for", "198.51.100.7")
+        .json(&json!({"username": "alice", "password": PASSWORD}))
+        .send()
+        .await
+        .unwrap();
+    expect_error(res, StatusCode::TOO_MANY_REQUESTS, "too_many_attempts").await;
+}
+
 #[tokio::test]
 async fn a_success_forgives_earlier_failures_of_the_account() {
     let app = spawn_app_with(|c| c.auth.max_failed_logins_per_account = 3).await;
