@@ -122,8 +122,9 @@ struct Shared {
     endings: Mutex<Vec<mpsc::UnboundedSender<TokenHash>>>,
     /// `<data_dir>/db`.
     path: PathBuf,
-    /// Last, so it is released after sled has closed the files.
-    _lock: seal::DirLock,
+    /// Released only after sled has closed the files (and, at a clean
+    /// close, after they are sealed).
+    lock: Arc<seal::DirLock>,
 }
 
 impl Store {
@@ -169,7 +170,7 @@ impl Store {
                 touches_total: AtomicU64::new(0),
                 endings: Mutex::new(Vec::new()),
                 path,
-                _lock: lock,
+                lock: Arc::new(lock),
             }),
         };
         if store.shared.db.size_on_disk()? < SCAN_AT_OPEN_BYTES {
@@ -208,12 +209,24 @@ impl Store {
         }
     }
 
-    /// Writes everything to disk and seals the files, so the next start
-    /// can open them without checking a copy first. For shutdown: nothing
-    /// may write afterwards.
-    pub async fn close(&self) -> Result<(), StoreError> {
+    /// Writes everything to disk; then, if this is the last handle, closes
+    /// sled and seals the files, so the next start can open them without
+    /// checking a copy first. For shutdown. With other handles still alive
+    /// (a start-up count still running, say) the files are left unsealed,
+    /// which only costs the next start that check: a seal is written only
+    /// once sled can no longer change the files.
+    pub async fn close(self) -> Result<(), StoreError> {
         self.shared.db.flush_async().await?;
-        seal::write(&self.shared.path);
+        let Ok(shared) = Arc::try_unwrap(self.shared) else {
+            tracing::debug!("database still in use at close; not sealed");
+            return Ok(());
+        };
+        shared.flusher.stop().await;
+        let path = shared.path.clone();
+        let lock = shared.lock.clone();
+        drop(shared);
+        seal::write(&path);
+        drop(lock);
         Ok(())
     }
 

@@ -182,6 +182,10 @@ async fn site_with_alice(crash: bool) -> Site {
     } else {
         let (status, _) = server.stop_with("-TERM");
         assert!(status.success());
+        assert!(
+            site.data_dir().join("db.sealed").exists(),
+            "a clean stop seals the files"
+        );
     }
     site
 }
