@@ -1,6 +1,7 @@
 //! Who someone is: passwords, the signed cookie, login throttling and the
 //! session service (login, lookup, touch, end). Knows no HTTP.
 
+mod argon2id;
 mod cookies;
 mod manage;
 mod password;
@@ -15,7 +16,7 @@ use std::time::Duration;
 
 pub use cookies::SessionCookies;
 pub use manage::Stats;
-pub use password::Passwords;
+pub use password::{verify_blocking, Passwords};
 pub use throttle::Throttle;
 pub use token::SessionToken;
 

@@ -5,10 +5,11 @@ use std::sync::Arc;
 
 use std::cell::RefCell;
 
-use argon2::password_hash::{Output, PasswordHash, PasswordHasher as _, SaltString};
+use argon2::password_hash::{Output, PasswordHash, SaltString};
 use argon2::{Algorithm, Argon2, Block, Params, Version};
 use rand_core::OsRng;
 
+use super::argon2id;
 use super::pool::HashPool;
 use super::AuthError;
 use crate::config::AuthConfig;
@@ -82,13 +83,57 @@ impl Passwords {
 thread_local! {
     /// The argon2 working memory of this pool thread, kept between
     /// verifications: allocating 19 MiB afresh for each one cost more in
-    /// page faults and zeroing than the hash itself.
+    /// page faults and zeroing than the hash itself. One of the two is
+    /// used, depending on which implementation the parameters take.
     static BLOCKS: RefCell<Vec<Block>> = const { RefCell::new(Vec::new()) };
+    static FAST_BLOCKS: RefCell<Vec<argon2id::Block>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Computes the tag with the AVX2 implementation when it covers these
+/// parameters (argon2id, v=19, p=1, on a CPU with AVX2), else with the
+/// argon2 crate; both give the same bytes.
+fn hash_into(
+    argon: &Argon2<'_>,
+    algorithm: Algorithm,
+    version: Version,
+    password: &[u8],
+    salt: &[u8],
+    out: &mut [u8],
+) -> Result<(), argon2::Error> {
+    let params = argon.params();
+    if algorithm == Algorithm::Argon2id
+        && version == Version::V0x13
+        && params.p_cost() == 1
+        && (4..=1024).contains(&out.len())
+        && argon2id::available()
+    {
+        FAST_BLOCKS.with(|cell| {
+            let mut blocks = cell.borrow_mut();
+            argon2id::hash_into(
+                password,
+                salt,
+                params.m_cost(),
+                params.t_cost(),
+                out,
+                &mut blocks,
+            );
+        });
+        return Ok(());
+    }
+    let needed = params.block_count();
+    BLOCKS.with(|cell| {
+        let mut blocks = cell.borrow_mut();
+        if blocks.len() < needed {
+            blocks.resize(needed, Block::default());
+        }
+        argon.hash_password_into_with_memory(password, salt, out, &mut blocks[..needed])
+    })
 }
 
 /// Verifies `password` against a PHC string with the parameters inside it
 /// (so older hashes keep working), reusing the thread's working memory.
-/// Any malformed hash is a mismatch.
+/// Any malformed hash is a mismatch. Public so the benchmark measures
+/// exactly what a login runs.
 pub fn verify_blocking(password: &[u8], phc: &str) -> bool {
     let Ok(parsed) = PasswordHash::new(phc) else {
         return false;
@@ -111,26 +156,38 @@ pub fn verify_blocking(password: &[u8], phc: &str) -> bool {
     let Ok(salt) = salt.decode_b64(&mut salt_buf) else {
         return false;
     };
-    let needed = params.block_count();
     let argon = Argon2::new(algorithm, version, params);
     let mut out = vec![0u8; expected.len()];
-    let hashed = BLOCKS.with(|cell| {
-        let mut blocks = cell.borrow_mut();
-        if blocks.len() < needed {
-            blocks.resize(needed, Block::default());
-        }
-        argon.hash_password_into_with_memory(password, salt, &mut out, &mut blocks[..needed])
-    });
+    let hashed = hash_into(&argon, algorithm, version, password, salt, &mut out);
     // `Output`'s equality is constant-time.
     hashed.is_ok() && Output::new(&out).is_ok_and(|o| o == expected)
 }
 
+/// A PHC string for `password` under a fresh salt, with `argon`'s
+/// parameters (always argon2id, v=19).
 fn hash_blocking(argon: &Argon2<'_>, password: &str) -> Result<String, AuthError> {
+    let failed = |e: &dyn std::fmt::Display| AuthError::Unexpected(format!("hashing failed: {e}"));
     let salt = SaltString::generate(&mut OsRng);
-    argon
-        .hash_password(password.as_bytes(), &salt)
-        .map(|h| h.to_string())
-        .map_err(|e| AuthError::Unexpected(format!("hashing failed: {e}")))
+    let mut salt_bytes = [0u8; 64];
+    let salt_raw = salt.decode_b64(&mut salt_bytes).map_err(|e| failed(&e))?;
+    let mut out = [0u8; 32];
+    hash_into(
+        argon,
+        Algorithm::Argon2id,
+        Version::V0x13,
+        password.as_bytes(),
+        salt_raw,
+        &mut out,
+    )
+    .map_err(|e| failed(&e))?;
+    let phc = PasswordHash {
+        algorithm: Algorithm::Argon2id.ident(),
+        version: Some(Version::V0x13.into()),
+        params: argon.params().try_into().map_err(|e| failed(&e))?,
+        salt: Some(salt.as_salt()),
+        hash: Some(Output::new(&out).map_err(|e| failed(&e))?),
+    };
+    Ok(phc.to_string())
 }
 
 #[cfg(test)]
@@ -167,6 +224,37 @@ mod tests {
             b"a password from before",
             "$argon2id$v=19$m=128,t=2,p=1$garbage"
         ));
+    }
+
+    /// PHC strings are interchangeable with the argon2 crate both ways,
+    /// at cheap parameters and at the defaults (the AVX2 path, where the
+    /// CPU has it).
+    #[test]
+    fn hashes_interchange_with_the_argon2_crate() {
+        use argon2::password_hash::{PasswordHasher, PasswordVerifier};
+        for (m, t) in [(256, 2), (19456, 2)] {
+            let argon = Argon2::new(
+                Algorithm::Argon2id,
+                Version::V0x13,
+                Params::new(m, t, 1, None).unwrap(),
+            );
+            let salt = SaltString::generate(&mut OsRng);
+            let theirs = argon
+                .hash_password(b"written by the crate", &salt)
+                .unwrap()
+                .to_string();
+            assert!(verify_blocking(b"written by the crate", &theirs), "m={m}");
+            assert!(!verify_blocking(b"written by the crate!", &theirs), "m={m}");
+
+            let ours = hash_blocking(&argon, "written by sessiond").unwrap();
+            let parsed = PasswordHash::new(&ours).unwrap();
+            assert!(argon
+                .verify_password(b"written by sessiond", &parsed)
+                .is_ok());
+            assert!(argon
+                .verify_password(b"written by someone", &parsed)
+                .is_err());
+        }
     }
 
     #[tokio::test]

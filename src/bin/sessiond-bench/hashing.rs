@@ -1,11 +1,15 @@
-//! The argon2 floor: the same crate and parameters the server uses, run
-//! directly (working memory reused, as the server's pool threads do), with
-//! no HTTP or queueing around it.
+//! The argon2 floor: the server's own verification (`auth::verify_blocking`,
+//! working memory reused as on its pool threads) run directly, with no
+//! HTTP or queueing around it; and the argon2 crate alone, for comparison.
 
 use std::time::{Duration, Instant};
 
+use argon2::password_hash::{PasswordHasher, SaltString};
 use argon2::{Algorithm, Argon2, Block, Params, Version};
+use sessiond::auth::verify_blocking;
 use sessiond::config::AuthConfig;
+
+const PASSWORD: &[u8] = b"bench password 123";
 
 fn argon() -> Argon2<'static> {
     let c = AuthConfig::default();
@@ -19,27 +23,17 @@ fn argon() -> Argon2<'static> {
     Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
 }
 
-/// One verification: the hash recomputed into reused working memory.
-fn verify_once(argon: &Argon2<'_>, blocks: &mut [Block]) {
-    let mut out = [0u8; 32];
-    argon
-        .hash_password_into_with_memory(
-            b"bench password 123",
-            b"sessiond-bench-salt",
-            &mut out,
-            blocks,
-        )
-        .unwrap();
+/// A stored hash at the default parameters, written by the crate.
+fn stored() -> String {
+    let salt = SaltString::encode_b64(b"sessiond-bench-salt").unwrap();
+    argon().hash_password(PASSWORD, &salt).unwrap().to_string()
 }
 
-/// Median milliseconds of one verification on one core.
-pub fn verify_ms(samples: usize) -> f64 {
-    let argon = argon();
-    let mut blocks = vec![Block::default(); AuthConfig::default().argon2_memory_kib as usize];
+fn median_ms(samples: usize, mut once: impl FnMut()) -> f64 {
     let mut times: Vec<f64> = (0..samples)
         .map(|_| {
             let t = Instant::now();
-            verify_once(&argon, &mut blocks);
+            once();
             t.elapsed().as_secs_f64() * 1000.0
         })
         .collect();
@@ -47,20 +41,37 @@ pub fn verify_ms(samples: usize) -> f64 {
     times[times.len() / 2]
 }
 
+/// Median milliseconds of one verification on one core, as the server
+/// does it.
+pub fn verify_ms(samples: usize) -> f64 {
+    let phc = stored();
+    median_ms(samples, || assert!(verify_blocking(PASSWORD, &phc)))
+}
+
+/// The same with the argon2 crate's own implementation.
+pub fn crate_verify_ms(samples: usize) -> f64 {
+    let argon = argon();
+    let mut blocks = vec![Block::default(); AuthConfig::default().argon2_memory_kib as usize];
+    median_ms(samples, || {
+        let mut out = [0u8; 32];
+        argon
+            .hash_password_into_with_memory(PASSWORD, b"sessiond-bench-salt", &mut out, &mut blocks)
+            .unwrap();
+    })
+}
+
 /// Verifications per second on `threads` threads for `duration`.
 pub fn verifications_per_sec(threads: usize, duration: Duration) -> f64 {
-    let argon = argon();
+    let phc = stored();
     let started = Instant::now();
     let counts: Vec<u64> = std::thread::scope(|scope| {
         let handles: Vec<_> = (0..threads)
             .map(|_| {
-                let argon = argon.clone();
+                let phc = phc.as_str();
                 scope.spawn(move || {
-                    let mut blocks =
-                        vec![Block::default(); AuthConfig::default().argon2_memory_kib as usize];
                     let mut n = 0;
                     while started.elapsed() < duration {
-                        verify_once(&argon, &mut blocks);
+                        assert!(verify_blocking(PASSWORD, phc));
                         n += 1;
                     }
                     n
