@@ -16,7 +16,7 @@ mod sessions;
 mod users;
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use sled::transaction::TransactionError;
@@ -120,6 +120,9 @@ struct Shared {
     touches_total: AtomicU64,
     /// Told of every session removal, whatever removed it.
     endings: Mutex<Vec<mpsc::UnboundedSender<TokenHash>>>,
+    /// The start-up count of a large database, stopped by a close.
+    counting: Mutex<Option<std::thread::JoinHandle<()>>>,
+    closing: AtomicBool,
     /// `<data_dir>/db`.
     path: PathBuf,
     /// Released only after sled has closed the files (and, at a clean
@@ -169,6 +172,8 @@ impl Store {
                 pruned_total: AtomicU64::new(0),
                 touches_total: AtomicU64::new(0),
                 endings: Mutex::new(Vec::new()),
+                counting: Mutex::new(None),
+                closing: AtomicBool::new(false),
                 path,
                 lock: Arc::new(lock),
             }),
@@ -180,8 +185,13 @@ impl Store {
             let spawned = std::thread::Builder::new()
                 .name("sessiond-count".into())
                 .spawn(move || counting.count_stored());
-            if let Err(e) = spawned {
-                tracing::warn!(error = %e, "cannot count stored sessions");
+            match spawned {
+                Ok(thread) => {
+                    if let Ok(mut slot) = store.shared.counting.lock() {
+                        *slot = Some(thread);
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "cannot count stored sessions"),
             }
         }
         Ok(store)
@@ -191,13 +201,24 @@ impl Store {
     /// counted on a thread of its own (a scan of a million sessions would
     /// delay start-up by seconds); until it finishes the counts show only
     /// the changes since open, and a session made or ended during the scan
-    /// may be counted twice or not at all.
+    /// may be counted twice or not at all. A close stops the count.
     fn count_stored(&self) {
         let s = &self.shared;
-        s.user_count
-            .fetch_add(s.users.len() as i64, Ordering::Relaxed);
-        s.session_count
-            .fetch_add(s.sessions.len() as i64, Ordering::Relaxed);
+        let count = |tree: &sled::Tree| {
+            let mut n = 0i64;
+            for (i, key) in tree.iter().keys().enumerate() {
+                if i % 4096 == 0 && s.closing.load(Ordering::Relaxed) {
+                    return None;
+                }
+                key.ok()?;
+                n += 1;
+            }
+            Some(n)
+        };
+        if let (Some(users), Some(sessions)) = (count(&s.users), count(&s.sessions)) {
+            s.user_count.fetch_add(users, Ordering::Relaxed);
+            s.session_count.fetch_add(sessions, Ordering::Relaxed);
+        }
     }
 
     /// Makes every change committed so far durable, if the configuration
@@ -217,6 +238,11 @@ impl Store {
     /// once sled can no longer change the files.
     pub async fn close(self) -> Result<(), StoreError> {
         self.shared.db.flush_async().await?;
+        self.shared.closing.store(true, Ordering::Relaxed);
+        let counting = self.shared.counting.lock().ok().and_then(|mut c| c.take());
+        if let Some(thread) = counting {
+            let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+        }
         let Ok(shared) = Arc::try_unwrap(self.shared) else {
             tracing::debug!("database still in use at close; not sealed");
             return Ok(());

@@ -26,19 +26,14 @@ pub fn open(data_dir: &Path) -> Store {
 }
 
 /// Waits until no handle in this process holds the database, then opens
-/// and closes it until the close seals it, as a stopped server leaves it
-/// (a large store counts its records on a thread of its own after opening,
-/// and a close during the count does not seal).
+/// and closes it, so it is sealed as a stopped server leaves it.
 pub async fn wait_until_free(data_dir: &Path) {
-    for _ in 0..60 {
-        let store = open(data_dir);
-        tokio::time::sleep(Duration::from_secs(1)).await;
-        store.close().await.unwrap();
-        if data_dir.join("db.sealed").exists() {
-            return;
-        }
-    }
-    panic!("the store in {} never closed cleanly", data_dir.display());
+    open(data_dir).close().await.unwrap();
+    assert!(
+        data_dir.join("db.sealed").exists(),
+        "the store in {} did not close cleanly",
+        data_dir.display()
+    );
 }
 
 /// Stores `total` sessions of one user, the first `ended` of them already
