@@ -226,7 +226,21 @@ fn check_a_copy(db_path: &Path) -> Result<(), StoreError> {
         .tempdir_in(parent)
         .map_err(|e| io_error(parent, e))?;
     let copy = scratch.path().join("db");
-    copy_dir(db_path, &copy).map_err(|e| io_error(db_path, e))?;
+    match copy_dir(db_path, &copy) {
+        Ok(()) => {}
+        // A full disk must not keep the server down after a crash: open
+        // the real files unchecked, as sled always would.
+        Err(e)
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded
+            ) =>
+        {
+            tracing::warn!(path = %db_path.display(), error = %e, "no room to check a copy of the database; opening it unchecked");
+            return Ok(());
+        }
+        Err(e) => return Err(io_error(db_path, e)),
+    }
     let db = sled::Config::new()
         .path(&copy)
         .cache_capacity(8 * 1024 * 1024)
