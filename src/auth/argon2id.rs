@@ -132,7 +132,6 @@ fn long_hash(input: &[u8], out: &mut [u8]) {
 unsafe fn fill(blocks: &mut [Block], passes: usize) {
     let lane = blocks.len();
     let segment = lane / SYNC_POINTS;
-    let zero = Block::default();
     let mut addresses = Block::default();
     let mut input = Block::default();
     let mut state = [_mm256_setzero_si256(); VECTORS];
@@ -157,13 +156,13 @@ unsafe fn fill(blocks: &mut [Block], passes: usize) {
             }
             let first = if pass == 0 && slice == 0 { 2 } else { 0 };
             if independent && first == 2 {
-                next_addresses(&mut addresses, &mut input, &zero);
+                next_addresses(&mut addresses, &mut input);
             }
             for index in first..segment {
                 let current = slice * segment + index;
                 let random = if independent {
                     if index % ADDRESSES_PER_BLOCK == 0 {
-                        next_addresses(&mut addresses, &mut input, &zero);
+                        next_addresses(&mut addresses, &mut input);
                     }
                     addresses.0[index % ADDRESSES_PER_BLOCK]
                 } else {
@@ -193,14 +192,19 @@ unsafe fn fill(_: &mut [Block], _: usize) {
     unreachable!("available() is false off x86_64")
 }
 
-/// The next 128 pseudo-random words of data-independent addressing.
+/// The next 128 pseudo-random words of data-independent addressing:
+/// G(0, G(0, input)) with the input's counter advanced.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
-unsafe fn next_addresses(addresses: &mut Block, input: &mut Block, zero: &Block) {
+unsafe fn next_addresses(addresses: &mut Block, input: &mut Block) {
     input.0[6] += 1;
-    compress(zero, input, addresses, false);
+    let mut zero = [_mm256_setzero_si256(); VECTORS];
+    // SAFETY: AVX2 is enabled here, as fill_block needs.
+    unsafe { fill_block(&mut zero, input, addresses, false) };
     let once = addresses.clone();
-    compress(zero, &once, addresses, false);
+    let mut zero = [_mm256_setzero_si256(); VECTORS];
+    // SAFETY: as above.
+    unsafe { fill_block(&mut zero, &once, addresses, false) };
 }
 
 /// Which earlier block the current one mixes in (section 3.4.1.2).
@@ -231,67 +235,10 @@ fn reference_index(
 #[cfg(target_arch = "x86_64")]
 use std::arch::x86_64::*;
 
-/// G of section 3.5: `next = P(prev ^ reference) ^ prev ^ reference`,
-/// also xored with the old `next` when `xor` (passes after the first).
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-unsafe fn compress(prev: &Block, reference: &Block, next: &mut Block, xor: bool) {
-    let mut r = [_mm256_setzero_si256(); 32];
-    let p = prev.0.as_ptr() as *const __m256i;
-    let q = reference.0.as_ptr() as *const __m256i;
-    for (i, v) in r.iter_mut().enumerate() {
-        // SAFETY: blocks are 64-byte aligned and 32 vectors long.
-        *v = unsafe { _mm256_xor_si256(_mm256_load_si256(p.add(i)), _mm256_load_si256(q.add(i))) };
-    }
-    let mut z = r;
-    // Rows: words 16i..16i+16 are vectors 4i..4i+4.
-    for row in z.chunks_exact_mut(4) {
-        if let [a, b, c, d] = row {
-            round(a, b, c, d);
-        }
-    }
-    // Columns: words (2i, 2i+1, 2i+16, 2i+17, ..., 2i+112, 2i+113), the
-    // i-th pair of words of each row, two pairs to a vector.
-    let halves = z.as_mut_ptr() as *mut __m128i;
-    for i in 0..8 {
-        let mut v = [_mm256_setzero_si256(); 4];
-        for (k, v) in v.iter_mut().enumerate() {
-            // SAFETY: i + 8 * (2k + 1) < 64 halves of the 32-vector array.
-            unsafe {
-                *v = _mm256_set_m128i(
-                    _mm_loadu_si128(halves.add(i + 8 * (2 * k + 1))),
-                    _mm_loadu_si128(halves.add(i + 8 * (2 * k))),
-                );
-            }
-        }
-        let [a, b, c, d] = &mut v;
-        round(a, b, c, d);
-        for (k, v) in v.into_iter().enumerate() {
-            // SAFETY: as above.
-            unsafe {
-                _mm_storeu_si128(halves.add(i + 8 * (2 * k)), _mm256_castsi256_si128(v));
-                _mm_storeu_si128(
-                    halves.add(i + 8 * (2 * k + 1)),
-                    _mm256_extracti128_si256::<1>(v),
-                );
-            }
-        }
-    }
-    let out = next.0.as_mut_ptr() as *mut __m256i;
-    for i in 0..32 {
-        let mut v = _mm256_xor_si256(z[i], r[i]);
-        // SAFETY: as above.
-        unsafe {
-            if xor {
-                v = _mm256_xor_si256(v, _mm256_load_si256(out.add(i)));
-            }
-            _mm256_store_si256(out.add(i), v);
-        }
-    }
-}
-
-/// G for the lane's blocks: `state` holds the previous block and leaves
-/// holding the new one, which is also stored in `next`.
+/// G of section 3.5, `next = P(prev ^ reference) ^ prev ^ reference`
+/// (also xored with the old `next` when `xor`: passes after the first).
+/// `state` holds `prev` and leaves holding the new block, which is also
+/// stored in `next`.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
 unsafe fn fill_block(
@@ -395,17 +342,6 @@ fn undiagonalize(b: &mut __m256i, c: &mut __m256i, d: &mut __m256i) {
     *b = _mm256_permute4x64_epi64::<0b10_01_00_11>(*b);
     *c = _mm256_permute4x64_epi64::<0b01_00_11_10>(*c);
     *d = _mm256_permute4x64_epi64::<0b00_11_10_01>(*d);
-}
-
-/// One BLAKE2b round without message words, on a 16-word state held as
-/// four vectors of four: columns, then diagonals.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-fn round(a: &mut __m256i, b: &mut __m256i, c: &mut __m256i, d: &mut __m256i) {
-    g(a, b, c, d);
-    diagonalize(b, c, d);
-    g(a, b, c, d);
-    undiagonalize(b, c, d);
 }
 
 #[cfg(target_arch = "x86_64")]

@@ -101,7 +101,6 @@ pub(super) fn write(db_path: &Path) {
 }
 
 /// What a seal records of one file.
-#[derive(PartialEq)]
 struct Sealed {
     name: String,
     size: u64,
