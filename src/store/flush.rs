@@ -70,9 +70,7 @@ impl Flusher {
             ))))
         }
     }
-}
 
-impl Flusher {
     /// Ends the task, so that sled closes once the store's own handles
     /// drop. Only for a store about to be dropped: later flushes would wait
     /// forever.

@@ -216,8 +216,9 @@ fn seal_path(db_path: &Path) -> PathBuf {
     db_path.with_extension("sealed")
 }
 
-/// Opens a scratch copy of the database and refuses it if the copy has
-/// lost its schema record; the copy is removed either way.
+/// Opens a scratch copy of the database and refuses it on what the real
+/// files would be refused for (a lost schema record, a newer schema); the
+/// copy is removed either way.
 fn check_a_copy(db_path: &Path) -> Result<(), StoreError> {
     let parent = db_path.parent().unwrap_or(Path::new("."));
     let scratch = tempfile::Builder::new()
@@ -244,25 +245,13 @@ fn check_a_copy(db_path: &Path) -> Result<(), StoreError> {
         .path(&copy)
         .cache_capacity(8 * 1024 * 1024)
         .open()
-        .map_err(|e| StoreError::Open {
-            path: db_path.to_owned(),
-            message: one_line(&e.to_string()),
-        })?;
-    let schema = db
+        .map_err(|e| super::open_error(db_path, e))?;
+    let meta = db
         .open_tree("meta")
-        .and_then(|meta| meta.get(super::SCHEMA_KEY))
-        .map_err(|e| StoreError::Open {
-            path: db_path.to_owned(),
-            message: one_line(&e.to_string()),
-        })?;
-    drop(db);
-    match schema {
-        Some(_) => Ok(()),
-        None => Err(StoreError::Damaged {
-            path: db_path.to_owned(),
-            reason: super::LOST_RECORDS.into(),
-        }),
-    }
+        .map_err(|e| super::open_error(db_path, e))?;
+    // The same decision as for the real files; with the marker present
+    // (the caller checked) it only reads.
+    super::check_schema(db_path, &db, &meta)
 }
 
 fn copy_dir(from: &Path, to: &Path) -> std::io::Result<()> {
@@ -284,8 +273,4 @@ fn io_error(path: &Path, e: std::io::Error) -> StoreError {
         path: path.to_owned(),
         message: e.to_string(),
     }
-}
-
-fn one_line(text: &str) -> String {
-    text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
