@@ -206,3 +206,25 @@ fn removing_a_user_frees_the_name_and_takes_the_sessions() {
     assert!(store.check().unwrap().problems.is_empty());
     add_user(&store, "alice");
 }
+
+/// A seal written while sled could still change the files would later
+/// refuse a sound database, so only the last handle seals, and a sealed
+/// database opens again, unsealed while open.
+#[tokio::test]
+async fn only_the_last_handle_seals_and_a_seal_lasts_until_the_next_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let sealed = || dir.path().join("db.sealed").exists();
+    let store = open(&dir);
+    add_user(&store, "alice");
+    let other = store.clone();
+    store.close().await.unwrap();
+    assert!(!sealed(), "sealed while another handle was open");
+    other.close().await.unwrap();
+    assert!(sealed(), "the last close seals");
+
+    let reopened = open(&dir);
+    assert!(!sealed(), "an open database carries no seal");
+    assert!(reopened.user_by_name("alice").unwrap().is_some());
+    reopened.close().await.unwrap();
+    assert!(sealed());
+}
