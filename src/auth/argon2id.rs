@@ -295,30 +295,39 @@ fn permute(s: &mut [__m256i; VECTORS]) {
         let (mut c0, mut c1, mut d0, mut d1) = (s[16 + i], s[20 + i], s[24 + i], s[28 + i]);
         g(&mut a0, &mut b0, &mut c0, &mut d0);
         g(&mut a1, &mut b1, &mut c1, &mut d1);
-        // Diagonals: b takes (v5, v6 | v7, v4), c swaps, d (v15, v12 | v13, v14).
-        (b0, b1) = (
-            swap_halves(_mm256_blend_epi32::<0x33>(b0, b1)),
-            swap_halves(_mm256_blend_epi32::<0xCC>(b0, b1)),
-        );
+        // Diagonals: b becomes (v5, v6 | v7, v4), c swaps, d (v15, v12 | v13, v14).
+        (b0, b1) = shift_forward(b0, b1);
         (c0, c1) = (c1, c0);
-        (d0, d1) = (
-            swap_halves(_mm256_blend_epi32::<0xCC>(d0, d1)),
-            swap_halves(_mm256_blend_epi32::<0x33>(d0, d1)),
-        );
+        (d0, d1) = shift_back(d0, d1);
         g(&mut a0, &mut b0, &mut c0, &mut d0);
         g(&mut a1, &mut b1, &mut c1, &mut d1);
-        (b0, b1) = (
-            swap_halves(_mm256_blend_epi32::<0xCC>(b0, b1)),
-            swap_halves(_mm256_blend_epi32::<0x33>(b0, b1)),
-        );
+        (b0, b1) = shift_back(b0, b1);
         (c0, c1) = (c1, c0);
-        (d0, d1) = (
-            swap_halves(_mm256_blend_epi32::<0x33>(d0, d1)),
-            swap_halves(_mm256_blend_epi32::<0xCC>(d0, d1)),
-        );
+        (d0, d1) = shift_forward(d0, d1);
         [s[i], s[4 + i], s[8 + i], s[12 + i]] = [a0, a1, b0, b1];
         [s[16 + i], s[20 + i], s[24 + i], s[28 + i]] = [c0, c1, d0, d1];
     }
+}
+
+/// Four words held as two pairs, (w0, w1) in `x` and (w2, w3) in `y`
+/// (in each 128-bit half), moved one place forward: (w1, w2), (w3, w0).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+fn shift_forward(x: __m256i, y: __m256i) -> (__m256i, __m256i) {
+    (
+        swap_halves(_mm256_blend_epi32::<0x33>(x, y)),
+        swap_halves(_mm256_blend_epi32::<0xCC>(x, y)),
+    )
+}
+
+/// The inverse of `shift_forward`: (w3, w0), (w1, w2).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+fn shift_back(x: __m256i, y: __m256i) -> (__m256i, __m256i) {
+    (
+        swap_halves(_mm256_blend_epi32::<0xCC>(x, y)),
+        swap_halves(_mm256_blend_epi32::<0x33>(x, y)),
+    )
 }
 
 /// Swaps the two words in each 128-bit half.
