@@ -18,7 +18,8 @@ use crate::domain::Password;
 /// Hashes and verifies passwords with the configured parameters.
 #[derive(Clone)]
 pub struct Passwords {
-    argon: Argon2<'static>,
+    /// Those of new hashes (argon2id, v=19); stored ones carry their own.
+    params: Params,
     pool: Arc<HashPool>,
     /// Verified against when the user does not exist, so both failures cost
     /// the same time: a valid PHC string with the current parameters.
@@ -35,11 +36,10 @@ impl Passwords {
             None,
         )
         .map_err(|e| AuthError::Unexpected(format!("argon2 parameters: {e}")))?;
-        let argon = Argon2::new(Algorithm::Argon2id, Version::V0x13, params);
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let dummy = hash_blocking(&argon, "sessiond dummy password for unknown users")?;
+        let dummy = hash_blocking(&params, "sessiond dummy password for unknown users")?;
         Ok(Self {
-            argon,
+            params,
             pool: HashPool::new(cores),
             dummy: dummy.into(),
         })
@@ -47,9 +47,9 @@ impl Passwords {
 
     /// A PHC string for a new password.
     pub async fn hash(&self, password: &Password) -> Result<String, AuthError> {
-        let argon = self.argon.clone();
+        let params = self.params.clone();
         let password = password.clone();
-        self.on_pool(move || hash_blocking(&argon, password.expose()))
+        self.on_pool(move || hash_blocking(&params, password.expose()))
             .await?
     }
 
@@ -93,14 +93,13 @@ thread_local! {
 /// parameters (argon2id, v=19, p=1, on a CPU with AVX2), else with the
 /// argon2 crate; both give the same bytes.
 fn hash_into(
-    argon: &Argon2<'_>,
     algorithm: Algorithm,
     version: Version,
+    params: &Params,
     password: &[u8],
     salt: &[u8],
     out: &mut [u8],
 ) -> Result<(), argon2::Error> {
-    let params = argon.params();
     if algorithm == Algorithm::Argon2id
         && version == Version::V0x13
         && params.p_cost() == 1
@@ -126,7 +125,12 @@ fn hash_into(
         if blocks.len() < needed {
             blocks.resize(needed, Block::default());
         }
-        argon.hash_password_into_with_memory(password, salt, out, &mut blocks[..needed])
+        Argon2::new(algorithm, version, params.clone()).hash_password_into_with_memory(
+            password,
+            salt,
+            out,
+            &mut blocks[..needed],
+        )
     })
 }
 
@@ -156,25 +160,24 @@ pub fn verify_blocking(password: &[u8], phc: &str) -> bool {
     let Ok(salt) = salt.decode_b64(&mut salt_buf) else {
         return false;
     };
-    let argon = Argon2::new(algorithm, version, params);
     let mut out = vec![0u8; expected.len()];
-    let hashed = hash_into(&argon, algorithm, version, password, salt, &mut out);
+    let hashed = hash_into(algorithm, version, &params, password, salt, &mut out);
     // `Output`'s equality is constant-time.
     hashed.is_ok() && Output::new(&out).is_ok_and(|o| o == expected)
 }
 
-/// A PHC string for `password` under a fresh salt, with `argon`'s
-/// parameters (always argon2id, v=19).
-fn hash_blocking(argon: &Argon2<'_>, password: &str) -> Result<String, AuthError> {
+/// A PHC string for `password` under a fresh salt: argon2id, v=19,
+/// `params`.
+fn hash_blocking(params: &Params, password: &str) -> Result<String, AuthError> {
     let failed = |e: &dyn std::fmt::Display| AuthError::Unexpected(format!("hashing failed: {e}"));
     let salt = SaltString::generate(&mut OsRng);
     let mut salt_bytes = [0u8; 64];
     let salt_raw = salt.decode_b64(&mut salt_bytes).map_err(|e| failed(&e))?;
     let mut out = [0u8; 32];
     hash_into(
-        argon,
         Algorithm::Argon2id,
         Version::V0x13,
+        params,
         password.as_bytes(),
         salt_raw,
         &mut out,
@@ -183,7 +186,7 @@ fn hash_blocking(argon: &Argon2<'_>, password: &str) -> Result<String, AuthError
     let phc = PasswordHash {
         algorithm: Algorithm::Argon2id.ident(),
         version: Some(Version::V0x13.into()),
-        params: argon.params().try_into().map_err(|e| failed(&e))?,
+        params: params.try_into().map_err(|e| failed(&e))?,
         salt: Some(salt.as_salt()),
         hash: Some(Output::new(&out).map_err(|e| failed(&e))?),
     };
@@ -217,7 +220,7 @@ mod tests {
     fn hashes_made_elsewhere_with_other_parameters_verify() {
         let params = Params::new(128, 2, 1, None).unwrap();
         let other = Argon2::new(Algorithm::Argon2id, Version::V0x13, params);
-        let phc = hash_blocking(&other, "a password from before").unwrap();
+        let phc = hash_blocking(other.params(), "a password from before").unwrap();
         assert!(verify_blocking(b"a password from before", &phc));
         assert!(!verify_blocking(b"a password from after", &phc));
         assert!(!verify_blocking(
@@ -246,7 +249,7 @@ mod tests {
             assert!(verify_blocking(b"written by the crate", &theirs), "m={m}");
             assert!(!verify_blocking(b"written by the crate!", &theirs), "m={m}");
 
-            let ours = hash_blocking(&argon, "written by sessiond").unwrap();
+            let ours = hash_blocking(argon.params(), "written by sessiond").unwrap();
             let parsed = PasswordHash::new(&ours).unwrap();
             assert!(argon
                 .verify_password(b"written by sessiond", &parsed)
