@@ -52,62 +52,47 @@ async fn failed_logins_per_ip_span_accounts() {
     expect_error(res, StatusCode::TOO_MANY_REQUESTS, "too_many_attempts").await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn parallel_guesses_cannot_slip_past_the_limit() {
-    let app = spawn_app_with(|c| c.auth.max_failed_logins_per_account = 5).await;
-    app.register("alice").await;
-    let guesses = (0..40).map(|_| {
+/// Sends 40 wrong guesses at once, the n-th as `who(n)`: a username and
+/// an `X-Forwarded-For` address (counted only behind `trust_proxy`).
+/// Each must be checked (401) or refused (429); returns how many were
+/// checked.
+async fn forty_parallel_guesses(app: &TestApp, who: impl Fn(usize) -> (String, String)) -> usize {
+    let guesses = (0..40).map(|n| {
+        let (username, ip) = who(n);
         let req = app
             .client
             .post(app.url("/api/auth/login"))
-            .json(&json!({"username": "alice", "password": "wrong password, wrong"}))
+            .header("x-forwarded-for", ip)
+            .json(&json!({"username": username, "password": "wrong password, wrong"}))
             .send();
         async move { req.await.unwrap().status() }
     });
     let statuses = futures_util::future::join_all(guesses).await;
-    let checked = statuses
-        .iter()
-        .filter(|s| **s == StatusCode::UNAUTHORIZED)
-        .count();
-    assert!(checked <= 5, "{checked} guesses were checked");
+    let count = |status| statuses.iter().filter(|s| **s == status).count();
+    let checked = count(StatusCode::UNAUTHORIZED);
     assert_eq!(
-        statuses
-            .iter()
-            .filter(|s| **s == StatusCode::TOO_MANY_REQUESTS)
-            .count(),
-        40 - checked
+        checked + count(StatusCode::TOO_MANY_REQUESTS),
+        40,
+        "{statuses:?}"
     );
+    checked
 }
 
-/// Counts each status among the answers.
-fn tally(statuses: &[StatusCode]) -> (usize, usize) {
-    let checked = statuses
-        .iter()
-        .filter(|s| **s == StatusCode::UNAUTHORIZED)
-        .count();
-    let refused = statuses
-        .iter()
-        .filter(|s| **s == StatusCode::TOO_MANY_REQUESTS)
-        .count();
-    (checked, refused)
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn parallel_guesses_cannot_slip_past_the_limit() {
+    let app = spawn_app_with(|c| c.auth.max_failed_logins_per_account = 5).await;
+    app.register("alice").await;
+    let checked = forty_parallel_guesses(&app, |_| ("alice".into(), "203.0.113.1".into())).await;
+    assert!(checked <= 5, "{checked} guesses were checked");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn parallel_guesses_at_many_accounts_from_one_ip_stop_at_the_ip_limit() {
     let app = spawn_app_with(|c| c.auth.max_failed_logins_per_ip = 8).await;
     app.register("alice").await;
-    let guesses = (0..40).map(|n| {
-        let req = app
-            .client
-            .post(app.url("/api/auth/login"))
-            .json(&json!({"username": format!("user{n}"), "password": "wrong password, wrong"}))
-            .send();
-        async move { req.await.unwrap().status() }
-    });
-    let statuses = futures_util::future::join_all(guesses).await;
-    let (checked, refused) = tally(&statuses);
+    let checked =
+        forty_parallel_guesses(&app, |n| (format!("user{n}"), "203.0.113.1".into())).await;
     assert!(checked <= 8, "{checked} guesses were checked");
-    assert_eq!(checked + refused, 40, "{statuses:?}");
     // The address is locked out, even with the right password.
     let res = app.login("alice", PASSWORD).await;
     expect_error(res, StatusCode::TOO_MANY_REQUESTS, "too_many_attempts").await;
@@ -121,19 +106,9 @@ async fn parallel_guesses_at_one_account_from_many_ips_stop_at_the_account_limit
     })
     .await;
     app.register("alice").await;
-    let guesses = (0..40).map(|n| {
-        let req = app
-            .client
-            .post(app.url("/api/auth/login"))
-            .header("x-forwarded-for", format!("203.0.113.{n}"))
-            .json(&json!({"username": "alice", "password": "wrong password, wrong"}))
-            .send();
-        async move { req.await.unwrap().status() }
-    });
-    let statuses = futures_util::future::join_all(guesses).await;
-    let (checked, refused) = tally(&statuses);
+    let checked =
+        forty_parallel_guesses(&app, |n| ("alice".into(), format!("203.0.113.{n}"))).await;
     assert!(checked <= 5, "{checked} guesses were checked");
-    assert_eq!(checked + refused, 40, "{statuses:?}");
     // A fresh address does not reopen the account.
     let res = app
         .client
