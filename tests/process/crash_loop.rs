@@ -165,6 +165,26 @@ async fn next_json(ws: &mut Ws) -> Result<Value, Stop> {
     }
 }
 
+/// Sends a request that ends the sessions `which`: they are unsure from
+/// the moment it leaves, and ended once `wanted` comes back.
+async fn end_sessions(
+    ledger: &mut Ledger,
+    which: &[usize],
+    request: reqwest::RequestBuilder,
+    wanted: StatusCode,
+) -> Result<(), Stop> {
+    for &i in which {
+        ledger.sessions[i].fate = Fate::Unsure;
+    }
+    let res = request.send().await?;
+    expect(res.status(), wanted, "ending sessions")?;
+    for &i in which {
+        ledger.sessions[i].fate = Fate::Ended;
+    }
+    ledger.acknowledged += 1;
+    Ok(())
+}
+
 /// One client's load until the server dies under it.
 async fn run_client(ledger: &mut Ledger, addr: &str) -> Result<(), Stop> {
     let base = format!("http://{addr}");
@@ -209,15 +229,10 @@ async fn run_client(ledger: &mut Ledger, addr: &str) -> Result<(), Stop> {
                 let Some(i) = ledger.live_session() else {
                     continue;
                 };
-                ledger.sessions[i].fate = Fate::Unsure;
-                let res = http
+                let logout = http
                     .post(format!("{base}/api/auth/logout"))
-                    .header(COOKIE, &ledger.sessions[i].cookie)
-                    .send()
-                    .await?;
-                expect(res.status(), StatusCode::NO_CONTENT, "logout")?;
-                ledger.sessions[i].fate = Fate::Ended;
-                ledger.acknowledged += 1;
+                    .header(COOKIE, &ledger.sessions[i].cookie);
+                end_sessions(ledger, &[i], logout, StatusCode::NO_CONTENT).await?;
             }
             60..=69 => {
                 let Some(keep) = ledger.live_session() else {
@@ -228,19 +243,10 @@ async fn run_client(ledger: &mut Ledger, addr: &str) -> Result<(), Stop> {
                     .filter(|&i| i != keep && ledger.sessions[i].user == user)
                     .filter(|&i| ledger.sessions[i].fate == Fate::Live)
                     .collect();
-                for &i in &others {
-                    ledger.sessions[i].fate = Fate::Unsure;
-                }
-                let res = http
+                let revoke = http
                     .delete(format!("{base}/api/auth/sessions"))
-                    .header(COOKIE, &ledger.sessions[keep].cookie)
-                    .send()
-                    .await?;
-                expect(res.status(), StatusCode::OK, "revoking the other sessions")?;
-                for &i in &others {
-                    ledger.sessions[i].fate = Fate::Ended;
-                }
-                ledger.acknowledged += 1;
+                    .header(COOKIE, &ledger.sessions[keep].cookie);
+                end_sessions(ledger, &others, revoke, StatusCode::OK).await?;
             }
             _ => {
                 let text = format!("m{}-{}", ledger.worker, ledger.messages.len());
