@@ -13,8 +13,9 @@
 //! - [`server`]: assembly, background tasks, graceful shutdown.
 //! - [`cli`]: the offline commands.
 //!
-//! [`fuzzing`] is not a layer: it exposes the untrusted-input paths to the
-//! fuzz targets.
+//! Beside the layers: [`log_writer`] batches log lines to stderr on a
+//! thread of its own, and [`fuzzing`] exposes the untrusted-input paths to
+//! the fuzz targets.
 
 pub mod auth;
 pub mod cli;
@@ -24,6 +25,7 @@ pub mod domain;
 pub mod fuzzing;
 pub mod http;
 pub mod listener;
+pub mod log_writer;
 pub mod server;
 pub mod store;
 pub mod ws;

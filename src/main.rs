@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use clap::Parser;
 use sessiond::cli::{self, Cli, Command};
 use sessiond::config::Config;
+use sessiond::log_writer;
 use sessiond::server::Application;
 
 #[tokio::main]
@@ -40,24 +41,26 @@ fn fail(e: impl std::fmt::Display) -> ExitCode {
     ExitCode::FAILURE
 }
 
-/// Logs go to stderr from a writer thread that batches lines while busy
-/// and flushes as soon as it is idle: a log line per request costs the
-/// request a queue push, not a write system call. The guard flushes what
-/// is left when `main` returns.
-fn init_logging() -> tracing_appender::non_blocking::WorkerGuard {
+/// Logs go to stderr through `log_writer`'s batching thread; the guard
+/// writes what is left when `main` returns. Without that thread (out of
+/// threads at start-up) lines go straight to stderr.
+fn init_logging() -> Option<log_writer::FlushGuard> {
     use std::io::IsTerminal;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
-        .lossy(false)
-        .thread_name("log-writer")
-        .finish(std::io::BufWriter::new(std::io::stderr()));
-    tracing_subscriber::fmt()
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(writer)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
-    guard
+        .with_ansi(std::io::stderr().is_terminal());
+    match log_writer::spawn(std::io::stderr()) {
+        Ok((writer, guard)) => {
+            logs.with_writer(writer).init();
+            Some(guard)
+        }
+        Err(_) => {
+            logs.with_writer(std::io::stderr).init();
+            None
+        }
+    }
 }
 
 /// Completes on SIGINT or SIGTERM.
