@@ -18,6 +18,7 @@ mod store_bench;
 mod ws_load;
 
 use std::net::SocketAddr;
+use std::path::Path;
 use std::time::Duration;
 
 use clap::Parser;
@@ -29,9 +30,42 @@ struct Args {
     /// A short run (under a minute) that exercises every measurement.
     #[arg(long)]
     quick: bool,
+    /// Measure only these groups (repeatable); all of them by default.
+    #[arg(long, value_enum)]
+    only: Vec<Group>,
     /// Internal: run as the floor server.
     #[arg(long, hide = true)]
     floor_server: bool,
+}
+
+/// The measurements, in the order they run; `--only` picks some.
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Group {
+    /// `/me` requests/s and latency vs the floor.
+    Me,
+    /// One argon2id verification.
+    Argon2,
+    /// Logins/s vs raw verifications/s.
+    Logins,
+    /// `/me` p99 during a login storm.
+    Storm,
+    /// Database writes from reads.
+    Writes,
+    /// Handshakes, 10,000 sockets, RSS per socket, fan-out.
+    Websockets,
+    /// Pruning, start-up and disk with a million sessions.
+    Store,
+}
+
+impl Group {
+    /// The groups that need a live server with users.
+    const LIVE: [Group; 5] = [
+        Group::Me,
+        Group::Logins,
+        Group::Storm,
+        Group::Writes,
+        Group::Websockets,
+    ];
 }
 
 /// How big each measurement is.
@@ -117,27 +151,75 @@ fn main() {
     }
     raise_fd_limit();
     let scale = Scale::new(args.quick);
-    let rows = runtime.block_on(measure(&scale));
+    let wants = |g| args.only.is_empty() || args.only.contains(&g);
+    let rows = runtime.block_on(measure(&scale, wants));
     print_table(&rows, args.quick);
 }
 
-async fn measure(scale: &Scale) -> Vec<Row> {
+/// The server every HTTP and WebSocket measurement shares, with its users.
+struct Live {
+    server: procs::Proc,
+    cookies: Vec<String>,
+}
+
+impl Live {
+    async fn start(dir: &Path, scale: &Scale) -> Live {
+        let server = procs::start_sessiond(dir).await;
+        eprintln!("users and sessions ...");
+        let socket_users = scale.sockets.div_ceil(16);
+        let cookies =
+            register_and_login(server.addr, "bench", socket_users.max(scale.storm_users)).await;
+        Live { server, cookies }
+    }
+
+    fn me_requests(&self) -> Vec<Vec<u8>> {
+        self.cookies
+            .iter()
+            .map(|c| http_load::get("/api/auth/me", Some(c)))
+            .collect()
+    }
+}
+
+async fn measure(scale: &Scale, wants: impl Fn(Group) -> bool) -> Vec<Row> {
     let dir = tempfile::tempdir().unwrap();
     let mut rows = Vec::new();
-    let server = procs::start_sessiond(dir.path()).await;
-    let floor = procs::start_floor(dir.path()).await;
-    let addr = server.addr;
+    let live = if Group::LIVE.into_iter().any(&wants) {
+        Some(Live::start(dir.path(), scale).await)
+    } else {
+        None
+    };
+    if let (true, Some(live)) = (wants(Group::Me), &live) {
+        rows.extend(me_vs_floor(scale, dir.path(), live).await);
+    }
+    if wants(Group::Argon2) {
+        rows.push(argon2(scale).await);
+    }
+    if let (true, Some(live)) = (wants(Group::Logins), &live) {
+        rows.push(logins_vs_raw(scale, live).await);
+    }
+    if let (true, Some(live)) = (wants(Group::Storm), &live) {
+        rows.push(storm(scale, live).await);
+    }
+    if let (true, Some(live)) = (wants(Group::Writes), &live) {
+        rows.push(reads_do_not_write(scale, live).await);
+    }
+    if let (true, Some(live)) = (wants(Group::Websockets), &live) {
+        rows.extend(websockets(scale, live).await);
+    }
+    if let Some(live) = live {
+        live.server.stop();
+    }
+    if wants(Group::Store) {
+        rows.extend(store_at_scale(scale).await);
+    }
+    rows
+}
 
-    eprintln!("users and sessions ...");
-    let socket_users = scale.sockets.div_ceil(16);
-    let cookies = register_and_login(addr, "bench", socket_users.max(scale.storm_users)).await;
-
+async fn me_vs_floor(scale: &Scale, dir: &Path, live: &Live) -> Vec<Row> {
+    let floor = procs::start_floor(dir).await;
     eprintln!("GET /api/auth/me vs the floor ...");
     let secs = Duration::from_secs(scale.http_secs);
-    let me_requests: Vec<_> = cookies
-        .iter()
-        .map(|c| http_load::get("/api/auth/me", Some(c)))
-        .collect();
+    let me_requests = live.me_requests();
     let mut floor_load = http_load::run(
         floor.addr,
         me_requests.clone(),
@@ -145,33 +227,38 @@ async fn measure(scale: &Scale) -> Vec<Row> {
         secs,
     )
     .await;
-    let mut me_load = http_load::run(addr, me_requests.clone(), scale.http_connections, secs).await;
-    let ratio = me_load.per_second() / floor_load.per_second();
-    rows.push(row(
-        "GET /api/auth/me requests/s vs floor",
-        format!(
-            "{:.0}/s vs {:.0}/s = {ratio:.2}x",
-            me_load.per_second(),
-            floor_load.per_second()
-        ),
-        ">= 0.80x",
-        Some(ratio >= 0.80),
-    ));
-    rows.push(row(
-        "/me latency p50 / p99 at that load",
-        format!(
-            "{:.2} ms / {:.2} ms (floor {:.2} / {:.2}; {} errors)",
-            me_load.quantile_ms(0.5),
-            me_load.quantile_ms(0.99),
-            floor_load.quantile_ms(0.5),
-            floor_load.quantile_ms(0.99),
-            me_load.errors
-        ),
-        "reported",
-        None,
-    ));
     floor.stop();
+    let mut me_load =
+        http_load::run(live.server.addr, me_requests, scale.http_connections, secs).await;
+    let ratio = me_load.per_second() / floor_load.per_second();
+    vec![
+        row(
+            "GET /api/auth/me requests/s vs floor",
+            format!(
+                "{:.0}/s vs {:.0}/s = {ratio:.2}x",
+                me_load.per_second(),
+                floor_load.per_second()
+            ),
+            ">= 0.80x",
+            Some(ratio >= 0.80),
+        ),
+        row(
+            "/me latency p50 / p99 at that load",
+            format!(
+                "{:.2} ms / {:.2} ms (floor {:.2} / {:.2}; {} errors)",
+                me_load.quantile_ms(0.5),
+                me_load.quantile_ms(0.99),
+                floor_load.quantile_ms(0.5),
+                floor_load.quantile_ms(0.99),
+                me_load.errors
+            ),
+            "reported",
+            None,
+        ),
+    ]
+}
 
+async fn argon2(scale: &Scale) -> Row {
     eprintln!("argon2id ...");
     let (verify_ms, crate_ms) = tokio::task::spawn_blocking({
         let n = scale.verify_samples;
@@ -179,29 +266,41 @@ async fn measure(scale: &Scale) -> Vec<Row> {
     })
     .await
     .unwrap();
-    rows.push(row(
+    row(
         "argon2id verification, default parameters, one core",
         format!("{verify_ms:.1} ms (the argon2 crate alone: {crate_ms:.1} ms)"),
         "<= 11 ms",
         Some(verify_ms <= 11.0),
-    ));
+    )
+}
 
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let storm = Duration::from_secs(scale.storm_secs);
-    let raw = tokio::task::spawn_blocking(move || hashing::verifications_per_sec(cores, storm))
-        .await
-        .unwrap();
-    let logins: Vec<_> = (0..scale.storm_users)
+fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// One login request per storm user.
+fn login_requests(scale: &Scale) -> Vec<Vec<u8>> {
+    (0..scale.storm_users)
         .map(|i| {
             http_load::post_json(
                 "/api/auth/login",
                 &json!({"username": format!("bench{i}"), "password": PASSWORD}),
             )
         })
-        .collect();
-    let login_load = http_load::run(addr, logins.clone(), cores * 4, storm).await;
+        .collect()
+}
+
+async fn logins_vs_raw(scale: &Scale, live: &Live) -> Row {
+    eprintln!("logins vs raw verifications ...");
+    let cores = cores();
+    let storm = Duration::from_secs(scale.storm_secs);
+    let raw = tokio::task::spawn_blocking(move || hashing::verifications_per_sec(cores, storm))
+        .await
+        .unwrap();
+    let login_load =
+        http_load::run(live.server.addr, login_requests(scale), cores * 4, storm).await;
     let ratio = login_load.per_second() / raw;
-    rows.push(row(
+    row(
         "logins/s (distinct users) vs raw verifications/s, same threads",
         format!(
             "{:.1}/s vs {raw:.1}/s on {cores} threads = {ratio:.2}x",
@@ -209,31 +308,37 @@ async fn measure(scale: &Scale) -> Vec<Row> {
         ),
         ">= 0.90x",
         Some(ratio >= 0.90),
-    ));
+    )
+}
 
+async fn storm(scale: &Scale, live: &Live) -> Row {
     eprintln!("/me during a login storm ...");
-    let quiet_requests = me_requests.clone();
-    let mut quiet = http_load::run(addr, quiet_requests.clone(), 4, storm).await;
+    let addr = live.server.addr;
+    let storm = Duration::from_secs(scale.storm_secs);
+    let mut quiet = http_load::run(addr, live.me_requests(), 4, storm).await;
     let storm_task = tokio::spawn(http_load::run(
         addr,
-        logins,
-        cores * 4,
+        login_requests(scale),
+        cores() * 4,
         storm + Duration::from_millis(500),
     ));
     tokio::time::sleep(Duration::from_millis(250)).await;
-    let mut stormy = http_load::run(addr, quiet_requests, 4, storm).await;
+    let mut stormy = http_load::run(addr, live.me_requests(), 4, storm).await;
     storm_task.await.unwrap();
     let (q99, s99) = (quiet.quantile_ms(0.99), stormy.quantile_ms(0.99));
-    rows.push(row(
+    row(
         "/me p99 during a login storm vs quiet",
         format!("{s99:.2} ms vs {q99:.2} ms = {:.1}x", s99 / q99),
         "<= 3x",
         Some(s99 / q99 <= 3.0),
-    ));
+    )
+}
 
+/// 100 sessions made now, read at full rate: a session is written at most
+/// once per touch_interval (60 s), so none should be in 10 s.
+async fn reads_do_not_write(scale: &Scale, live: &Live) -> Row {
     eprintln!("reads do not write ...");
-    // 100 sessions made now, read at full rate: a session is written at
-    // most once per touch_interval (60 s), so none should be in 10 s.
+    let addr = live.server.addr;
     let fresh = login_many(addr, "bench0", 100).await;
     let hundred: Vec<_> = fresh
         .iter()
@@ -244,7 +349,7 @@ async fn measure(scale: &Scale) -> Vec<Row> {
     let reads = http_load::run(addr, hundred, scale.http_connections, write_secs).await;
     let touches = metric(addr, "sessiond_session_touches_total").await - touches_before;
     let expected = fresh.len() as f64 * write_secs.as_secs_f64() / 60.0;
-    rows.push(row(
+    row(
         &format!(
             "database writes from {}s of /me on {} sessions vs sessions x (time / touch_interval)",
             scale.write_secs,
@@ -257,12 +362,16 @@ async fn measure(scale: &Scale) -> Vec<Row> {
         ),
         "<= 1.0x",
         Some(touches as f64 <= expected),
-    ));
+    )
+}
 
+async fn websockets(scale: &Scale, live: &Live) -> Vec<Row> {
     eprintln!("WebSockets ...");
-    let rss_before = server.rss_kib();
+    let (addr, cookies) = (live.server.addr, &live.cookies);
+    let mut rows = Vec::new();
+    let rss_before = live.server.rss_kib();
     let (first, handshake_time) =
-        ws_load::open_many(addr, &cookies, 0, scale.handshake_sockets, 64).await;
+        ws_load::open_many(addr, cookies, 0, scale.handshake_sockets, 64).await;
     let rate = scale.handshake_sockets as f64 / handshake_time.as_secs_f64();
     rows.push(row(
         &format!(
@@ -275,7 +384,7 @@ async fn measure(scale: &Scale) -> Vec<Row> {
     ));
     let (mut more, _) = ws_load::open_many(
         addr,
-        &cookies,
+        cookies,
         scale.handshake_sockets,
         scale.sockets - scale.handshake_sockets,
         64,
@@ -283,7 +392,7 @@ async fn measure(scale: &Scale) -> Vec<Row> {
     .await;
     tokio::time::sleep(Duration::from_secs(1)).await;
     let open = metric(addr, "sessiond_ws_connections").await;
-    let rss_after = server.rss_kib();
+    let rss_after = live.server.rss_kib();
     let per_socket = (rss_after.saturating_sub(rss_before)) as f64 / scale.sockets as f64;
     rows.push(row(
         "authenticated WebSocket connections held open at once",
@@ -323,8 +432,13 @@ async fn measure(scale: &Scale) -> Vec<Row> {
         "p50 <= 10 ms",
         Some(p50 <= 10.0),
     ));
-    server.stop();
+    rows
+}
 
+/// Pruning, start-up and disk use with a million stored sessions, on the
+/// store directly and then through a restarted server.
+async fn store_at_scale(scale: &Scale) -> Vec<Row> {
+    let mut rows = Vec::new();
     eprintln!("pruning ...");
     let small_dir = tempfile::tempdir().unwrap();
     let small = store_bench::prune_time(small_dir.path(), scale.prune_small, scale.prune_ended);
