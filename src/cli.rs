@@ -9,8 +9,8 @@ use serde_json::json;
 
 use crate::auth::{create_account, Passwords};
 use crate::config::Config;
+use crate::domain::rfc3339;
 use crate::domain::{Email, Password, Role, TokenHash, Username};
-use crate::http::views::rfc3339;
 use crate::store::{now_ms, SessionRecord, Store, StoreError, UserRecord};
 
 /// sessiond: a self-hosted session and login server.

@@ -307,9 +307,75 @@ pub fn hex(bytes: &[u8]) -> String {
     out
 }
 
+/// Unix millis as RFC 3339 in UTC (`2026-12-01T02:44:39.305Z`).
+pub fn rfc3339(ms: u64) -> String {
+    String::from_utf8_lossy(&rfc3339_bytes(ms)).into_owned()
+}
+
+/// The 24 bytes of `rfc3339`, for writers that need no `String`; computed with the days-to-civil algorithm
+/// (Howard Hinnant's) instead of a formatter; years past 9999 are clamped,
+/// as the four-digit form cannot hold them.
+pub fn rfc3339_bytes(ms: u64) -> [u8; 24] {
+    const LAST: u64 = 253_402_300_799_999; // 9999-12-31T23:59:59.999Z
+    let ms = ms.min(LAST);
+    let (secs, millis) = (ms / 1000, ms % 1000);
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    let (hour, minute, second) = (rem / 3600, rem % 3600 / 60, rem % 60);
+    let z = days + 719_468;
+    let era = z / 146_097;
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + u64::from(month <= 2);
+    let mut out = *b"0000-00-00T00:00:00.000Z";
+    let mut put = |at: usize, width: usize, mut v: u64| {
+        for i in (at..at + width).rev() {
+            out[i] = b'0' + (v % 10) as u8;
+            v /= 10;
+        }
+    };
+    put(0, 4, year);
+    put(5, 2, month);
+    put(8, 2, day);
+    put(11, 2, hour);
+    put(14, 2, minute);
+    put(17, 2, second);
+    put(20, 3, millis);
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::{Duration, UNIX_EPOCH};
+
+    fn reference(ms: u64) -> String {
+        humantime::format_rfc3339_millis(UNIX_EPOCH + Duration::from_millis(ms)).to_string()
+    }
+
+    #[test]
+    fn times_read_as_humantime_writes_them() {
+        let mut ms = 0u64;
+        // Every day boundary around leap years and centuries, then a
+        // stride through the four-digit years.
+        for _ in 0..200_000 {
+            for probe in [ms, ms + 86_399_999] {
+                assert_eq!(rfc3339(probe), reference(probe), "{probe}");
+            }
+            ms += if ms < 13_000_000_000_000 {
+                86_400_000
+            } else {
+                1_234_567_890_123
+            };
+            if ms > 253_402_300_799_999 {
+                break;
+            }
+        }
+        assert_eq!(rfc3339(u64::MAX), "9999-12-31T23:59:59.999Z");
+    }
 
     #[test]
     fn username_length_bounds() {

@@ -119,9 +119,9 @@ async fn logout(state: State, token: Option<SessionToken>) -> Result<Response, R
 fn me(current: CurrentSession) -> Response {
     /// Serialised directly: `/me` is the hot path.
     #[derive(serde::Serialize)]
-    struct Me {
-        user: UserView,
-        session: SessionView,
+    struct Me<'a> {
+        user: UserView<'a>,
+        session: SessionView<'a>,
     }
     json(
         StatusCode::OK,

@@ -1,34 +1,34 @@
 //! The JSON shapes of API.md, built from store records.
 
-use std::time::{Duration, UNIX_EPOCH};
-
-use serde::Serialize;
+use serde::{Serialize, Serializer};
 use warp::http::{header, HeaderValue, StatusCode};
 use warp::reply::Response;
 use warp::Reply;
 
-use crate::domain::{Role, TokenHash};
+use crate::domain::{rfc3339_bytes, Role, TokenHash, UserId};
 use crate::store::{SessionRecord, UserRecord};
 
-/// `User` in the contract.
+/// `User` in the contract, borrowed from its record: `/me` builds one per
+/// request, so it copies nothing.
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
-pub struct UserView {
-    id: String,
-    username: String,
-    email: String,
+pub struct UserView<'a> {
+    #[serde(serialize_with = "display")]
+    id: UserId,
+    username: &'a str,
+    email: &'a str,
     role: Role,
-    created_at: String,
+    created_at: Time,
 }
 
-impl From<&UserRecord> for UserView {
-    fn from(u: &UserRecord) -> Self {
+impl<'a> From<&'a UserRecord> for UserView<'a> {
+    fn from(u: &'a UserRecord) -> Self {
         Self {
-            id: u.user_id().to_string(),
-            username: u.username.clone(),
-            email: u.email.clone(),
+            id: u.user_id(),
+            username: &u.username,
+            email: &u.email,
             role: u.role,
-            created_at: rfc3339(u.created_at_ms),
+            created_at: Time(u.created_at_ms),
         }
     }
 }
@@ -36,46 +36,89 @@ impl From<&UserRecord> for UserView {
 /// `Session` in the contract: the public id, never the token.
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
-pub struct SessionView {
+pub struct SessionView<'a> {
     id: String,
-    created_at: String,
-    last_seen_at: String,
-    expires_at: String,
-    idle_expires_at: String,
-    user_agent: String,
-    ip: String,
+    created_at: Time,
+    last_seen_at: Time,
+    expires_at: Time,
+    idle_expires_at: Time,
+    user_agent: &'a str,
+    ip: &'a str,
     current: bool,
 }
 
-impl SessionView {
+impl<'a> SessionView<'a> {
     /// `current` marks the session the request came with.
-    pub fn new(hash: &TokenHash, s: &SessionRecord, current: bool) -> Self {
+    pub fn new(hash: &TokenHash, s: &'a SessionRecord, current: bool) -> Self {
         Self {
             id: hash.public_id(),
-            created_at: rfc3339(s.created_at_ms),
-            last_seen_at: rfc3339(s.last_seen_at_ms),
-            expires_at: rfc3339(s.absolute_expires_at_ms),
-            idle_expires_at: rfc3339(s.idle_expires_at_ms),
-            user_agent: s.user_agent.clone(),
-            ip: s.ip.clone(),
+            created_at: Time(s.created_at_ms),
+            last_seen_at: Time(s.last_seen_at_ms),
+            expires_at: Time(s.absolute_expires_at_ms),
+            idle_expires_at: Time(s.idle_expires_at_ms),
+            user_agent: &s.user_agent,
+            ip: &s.ip,
             current,
         }
     }
 }
 
-/// Unix millis as RFC 3339 in UTC.
-pub fn rfc3339(ms: u64) -> String {
-    humantime::format_rfc3339_millis(UNIX_EPOCH + Duration::from_millis(ms)).to_string()
+fn display<S: Serializer>(value: &impl std::fmt::Display, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(value)
 }
 
-/// A JSON answer with a status.
+/// Unix millis, serialised as RFC 3339 in UTC without an allocation.
+#[derive(Clone, Copy)]
+struct Time(u64);
+
+impl Serialize for Time {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let buf = rfc3339_bytes(self.0);
+        s.serialize_str(std::str::from_utf8(&buf).unwrap_or_default())
+    }
+}
+
+/// A JSON answer with a status, serialised into one buffer sized for a
+/// typical answer (`warp::reply::json` grows its buffer from empty).
 pub fn json(status: StatusCode, body: &impl Serialize) -> Response {
-    warp::reply::with_status(warp::reply::json(body), status).into_response()
+    let mut bytes = Vec::with_capacity(512);
+    if let Err(e) = serde_json::to_writer(&mut bytes, body) {
+        tracing::error!(error = %e, "answer not serialisable");
+        return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+    }
+    let mut res = Response::new(bytes.into());
+    *res.status_mut() = status;
+    res.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    res
 }
 
 /// Adds a `Set-Cookie` header.
 pub fn set_cookie(res: &mut Response, cookie: &str) {
     if let Ok(value) = HeaderValue::from_str(cookie) {
         res.headers_mut().append(header::SET_COOKIE, value);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    #[test]
+    fn a_user_serialises_with_the_contract_field_names() {
+        let user = UserRecord {
+            id: 42,
+            username: "ann".into(),
+            email: "ann@example.com".into(),
+            role: Role::User,
+            password_hash: "$argon2id$unused".into(),
+            created_at_ms: 42,
+        };
+        let text = serde_json::to_string(&UserView::from(&user)).unwrap();
+        assert_eq!(
+            text,
+            r#"{"id":"000000000000002a","username":"ann","email":"ann@example.com","role":"user","createdAt":"1970-01-01T00:00:00.042Z"}"#
+        );
     }
 }

@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use crate::http::views::rfc3339;
+use crate::domain::rfc3339;
 use crate::store::MessageRecord;
 
 /// What a client may send.
