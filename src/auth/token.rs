@@ -24,10 +24,17 @@ impl SessionToken {
         if raw.len() != 64 {
             return None;
         }
+        fn nibble(c: u8) -> Option<u8> {
+            match c {
+                b'0'..=b'9' => Some(c - b'0'),
+                b'a'..=b'f' => Some(c - b'a' + 10),
+                b'A'..=b'F' => Some(c - b'A' + 10),
+                _ => None,
+            }
+        }
         let mut bytes = [0u8; 32];
-        for (i, pair) in raw.as_bytes().chunks(2).enumerate() {
-            let pair = std::str::from_utf8(pair).ok()?;
-            bytes[i] = u8::from_str_radix(pair, 16).ok()?;
+        for (byte, pair) in bytes.iter_mut().zip(raw.as_bytes().chunks_exact(2)) {
+            *byte = nibble(pair[0])? << 4 | nibble(pair[1])?;
         }
         Some(Self(bytes))
     }
