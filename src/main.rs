@@ -50,6 +50,7 @@ fn init_logging() -> Option<log_writer::FlushGuard> {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_timer(log_writer::LogClock)
         .with_ansi(std::io::stderr().is_terminal());
     match log_writer::spawn(std::io::stderr()) {
         Ok((writer, guard)) => {
