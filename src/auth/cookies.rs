@@ -180,7 +180,7 @@ mod tests {
     #[test]
     fn issued_cookie_verifies_and_tampering_fails() {
         let c = SessionCookies::from_config(&config(A, &[])).unwrap();
-        let token = SessionToken::generate();
+        let token = SessionToken::generate(1_000);
         let set = c.issue(&token, 60);
         let header = format!("connect.sid={}", value_of(&set));
         assert_eq!(c.token_from_header(&header).unwrap().hash(), token.hash());
@@ -197,7 +197,7 @@ mod tests {
 
     #[test]
     fn old_secret_still_verifies_but_unknown_does_not() {
-        let token = SessionToken::generate();
+        let token = SessionToken::generate(1_000);
         let before = SessionCookies::from_config(&config(A, &[])).unwrap();
         let header = format!("connect.sid={}", value_of(&before.issue(&token, 60)));
         let rotated = SessionCookies::from_config(&config(B, &[A])).unwrap();
@@ -222,7 +222,7 @@ mod tests {
         let mut c = config(A, &[]);
         c.server.environment = Environment::Production;
         let cookies = SessionCookies::from_config(&c).unwrap();
-        let set = cookies.issue(&SessionToken::generate(), 86400);
+        let set = cookies.issue(&SessionToken::generate(1_000), 86400);
         for part in [
             "Path=/",
             "HttpOnly",
@@ -241,7 +241,7 @@ mod tests {
         let mut c = Config::default();
         c.storage.data_dir = dir.path().to_owned();
         let first = SessionCookies::from_config(&c).unwrap();
-        let token = SessionToken::generate();
+        let token = SessionToken::generate(1_000);
         let header = format!("connect.sid={}", value_of(&first.issue(&token, 60)));
         let again = SessionCookies::from_config(&c).unwrap();
         assert!(again.token_from_header(&header).is_some());

@@ -284,8 +284,8 @@ impl Auth {
         client: &ClientInfo,
     ) -> Result<NewSession, AuthError> {
         let store = &self.inner.store;
-        let token = SessionToken::generate();
         let session = self.new_record(&user, client);
+        let token = SessionToken::generate(session.created_at_ms);
         match store.create_session(&token.hash(), &session) {
             Err(StoreError::NoSuchUser) => return Err(AuthError::InvalidCredentials),
             other => other?,

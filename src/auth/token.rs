@@ -1,5 +1,12 @@
-//! Session tokens: 32 bytes from the OS random source, known only to the
-//! client (inside its signed cookie) and never stored.
+//! Session tokens: the login time and 32 bytes from the OS random source,
+//! known only to the client (inside its signed cookie) and never stored.
+//!
+//! The store keys a session by [`TokenHash`]: the login time, then 24
+//! bytes of the token's SHA-256. Sessions therefore sit in the order they
+//! were opened, so the ones that end together (the oldest, by
+//! `absolute_timeout`) share leaves of the B-trees, and removing them
+//! rewrites few pages instead of one page per session. Tokens issued before
+//! that (the random part alone) still parse, and hash as they always did.
 
 use std::fmt;
 
@@ -8,46 +15,94 @@ use sha2::{Digest, Sha256};
 
 use crate::domain::{hex, TokenHash};
 
+/// Hex digits of a token issued before the time prefix.
+const LEGACY_LEN: usize = 64;
+/// Hex digits of a token: 8 bytes of login time, 32 random.
+const LEN: usize = 80;
+
 /// A session's bearer secret. Not `Debug`-printable, not `Clone`.
-pub struct SessionToken([u8; 32]);
+pub struct SessionToken {
+    /// Login time in Unix ms; `None` for a token from before the prefix.
+    issued_ms: Option<u64>,
+    secret: [u8; 32],
+}
 
 impl SessionToken {
-    /// A fresh token: 256 bits from the OS.
-    pub fn generate() -> Self {
-        let mut bytes = [0u8; 32];
-        OsRng.fill_bytes(&mut bytes);
-        Self(bytes)
+    /// A fresh token for a session opened at `now_ms`: 256 random bits
+    /// from the OS behind the time.
+    pub fn generate(now_ms: u64) -> Self {
+        let mut secret = [0u8; 32];
+        OsRng.fill_bytes(&mut secret);
+        Self {
+            issued_ms: Some(now_ms),
+            secret,
+        }
     }
 
-    /// Reads the form `encode` writes; anything else is no token.
+    /// Reads the form `encode` writes, either generation; anything else is
+    /// no token.
     pub fn parse(raw: &str) -> Option<Self> {
-        if raw.len() != 64 {
-            return None;
-        }
-        fn nibble(c: u8) -> Option<u8> {
-            match c {
-                b'0'..=b'9' => Some(c - b'0'),
-                b'a'..=b'f' => Some(c - b'a' + 10),
-                b'A'..=b'F' => Some(c - b'A' + 10),
-                _ => None,
+        let raw = raw.as_bytes();
+        let (issued_ms, secret) = match raw.len() {
+            LEGACY_LEN => (None, raw),
+            LEN => {
+                let mut time = [0u8; 8];
+                decode_hex(&raw[..16], &mut time)?;
+                (Some(u64::from_be_bytes(time)), &raw[16..])
             }
-        }
+            _ => return None,
+        };
         let mut bytes = [0u8; 32];
-        for (byte, pair) in bytes.iter_mut().zip(raw.as_bytes().chunks_exact(2)) {
-            *byte = nibble(pair[0])? << 4 | nibble(pair[1])?;
-        }
-        Some(Self(bytes))
+        decode_hex(secret, &mut bytes)?;
+        Some(Self {
+            issued_ms,
+            secret: bytes,
+        })
     }
 
     /// The cookie's payload (before signing).
     pub fn encode(&self) -> String {
-        hex(&self.0)
+        match self.issued_ms {
+            Some(ms) => hex(&ms.to_be_bytes()) + &hex(&self.secret),
+            None => hex(&self.secret),
+        }
     }
 
-    /// The only form the store sees.
+    /// The only form the store sees: the login time in front, so keys
+    /// sort by it; a legacy token's plain SHA-256.
     pub fn hash(&self) -> TokenHash {
-        TokenHash::from_bytes(Sha256::digest(self.0).into())
+        let Some(ms) = self.issued_ms else {
+            return TokenHash::from_bytes(Sha256::digest(self.secret).into());
+        };
+        let time = ms.to_be_bytes();
+        let digest = Sha256::new()
+            .chain_update(time)
+            .chain_update(self.secret)
+            .finalize();
+        let mut key = [0u8; 32];
+        key[..8].copy_from_slice(&time);
+        key[8..].copy_from_slice(&digest[..24]);
+        TokenHash::from_bytes(key)
     }
+}
+
+/// Lower- or upper-case hex into `out`, which it must fill exactly.
+fn decode_hex(raw: &[u8], out: &mut [u8]) -> Option<()> {
+    fn nibble(c: u8) -> Option<u8> {
+        match c {
+            b'0'..=b'9' => Some(c - b'0'),
+            b'a'..=b'f' => Some(c - b'a' + 10),
+            b'A'..=b'F' => Some(c - b'A' + 10),
+            _ => None,
+        }
+    }
+    if raw.len() != out.len() * 2 {
+        return None;
+    }
+    for (byte, pair) in out.iter_mut().zip(raw.chunks_exact(2)) {
+        *byte = nibble(pair[0])? << 4 | nibble(pair[1])?;
+    }
+    Some(())
 }
 
 impl fmt::Debug for SessionToken {
@@ -62,11 +117,35 @@ mod tests {
 
     #[test]
     fn tokens_are_distinct_and_round_trip() {
-        let a = SessionToken::generate();
-        let b = SessionToken::generate();
+        let a = SessionToken::generate(1_000);
+        let b = SessionToken::generate(1_000);
         assert_ne!(a.encode(), b.encode());
+        assert_ne!(a.hash(), b.hash());
         let back = SessionToken::parse(&a.encode()).unwrap();
         assert_eq!(back.hash(), a.hash());
+        assert_eq!(a.encode().len(), LEN);
+    }
+
+    #[test]
+    fn keys_sort_by_login_time() {
+        let times = [0, 1, 999, 1_764_556_279_305, 1_764_556_279_306, u64::MAX];
+        let keys: Vec<_> = times
+            .iter()
+            .map(|&t| SessionToken::generate(t).hash())
+            .collect();
+        for pair in keys.windows(2) {
+            assert!(pair[0].as_bytes() < pair[1].as_bytes());
+        }
+    }
+
+    #[test]
+    fn a_token_from_before_the_time_prefix_keeps_its_session() {
+        let legacy = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
+        let token = SessionToken::parse(legacy).unwrap();
+        assert_eq!(token.encode(), legacy);
+        let bytes: Vec<u8> = (0..32).map(|i| (i % 16) * 0x11).collect();
+        let old_hash = TokenHash::from_bytes(Sha256::digest(&bytes).into());
+        assert_eq!(token.hash(), old_hash);
     }
 
     #[test]
@@ -74,11 +153,14 @@ mod tests {
         assert!(SessionToken::parse("abc").is_none());
         assert!(SessionToken::parse(&"g".repeat(64)).is_none());
         assert!(SessionToken::parse(&"é".repeat(32)).is_none());
+        assert!(SessionToken::parse(&"é".repeat(40)).is_none());
+        assert!(SessionToken::parse(&"0".repeat(72)).is_none());
+        assert!(SessionToken::parse(&format!("+{}", "0".repeat(79))).is_none());
     }
 
     #[test]
     fn debug_hides_token() {
-        let t = SessionToken::generate();
+        let t = SessionToken::generate(1_000);
         assert!(!format!("{t:?}").contains(&t.encode()));
     }
 }

@@ -4,10 +4,10 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use sessiond::auth::SessionToken;
 use sessiond::config::StorageConfig;
-use sessiond::domain::{Email, Role, TokenHash, Username};
+use sessiond::domain::{Email, Role, Username};
 use sessiond::store::{now_ms, NewUser, SessionRecord, Store};
-use sha2::{Digest, Sha256};
 
 /// Opens the store in `data_dir`, retrying while a previous handle in this
 /// process lets go of its files.
@@ -50,23 +50,27 @@ pub fn populate(data_dir: &Path, total: u64, ended: u64) -> Store {
         })
         .unwrap();
     let now = now_ms();
+    const HOUR: u64 = 3_600_000;
     for i in 0..total {
-        let deadline = if i < ended {
-            now - 1000
+        // Ended sessions were opened 24-25 hours ago, stayed active and
+        // reached `absolute_timeout` in the last hour; the rest were opened
+        // now. Keys come from tokens made as the server makes them.
+        let (created, last_seen) = if i < ended {
+            (now - 25 * HOUR + i * HOUR / ended, now - HOUR)
         } else {
-            now + 86_400_000
+            (now, now)
         };
         let record = SessionRecord {
             user_id: user.id,
-            created_at_ms: now,
-            last_seen_at_ms: now,
-            absolute_expires_at_ms: deadline,
-            idle_expires_at_ms: deadline,
+            created_at_ms: created,
+            last_seen_at_ms: last_seen,
+            absolute_expires_at_ms: created + 24 * HOUR,
+            idle_expires_at_ms: last_seen + 2 * HOUR,
             user_agent: "sessiond-bench/1.0 (a typical user agent string of middling length)"
                 .into(),
             ip: "127.0.0.1".into(),
         };
-        let hash = TokenHash::from_bytes(Sha256::digest(i.to_be_bytes()).into());
+        let hash = SessionToken::generate(created).hash();
         store.create_session(&hash, &record).unwrap();
     }
     store
