@@ -3,6 +3,7 @@
 //! to now, so a pass costs what has ended, not what is stored.
 
 use std::future::Future;
+use std::ops::Bound;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
@@ -22,19 +23,24 @@ impl Store {
     /// returns how many. Walks `session_expiry` from its start and removes
     /// a batch per transaction, so the work follows what has ended.
     pub fn prune_ended(&self, now_ms: u64) -> Result<u64, StoreError> {
-        let upper = now_ms.saturating_add(1).to_be_bytes();
+        let upper = Bound::Excluded(sled::IVec::from(&now_ms.saturating_add(1).to_be_bytes()));
+        // Each batch removes every entry it read, so the next one starts
+        // after the last: restarting at the front would walk the emptied
+        // leaves again, a cost that grows with the pass.
+        let mut after = Bound::Unbounded;
         let mut pruned = 0;
         loop {
             let batch = self
                 .shared
                 .session_expiry
-                .range(..&upper[..])
+                .range((after, upper.clone()))
                 .keys()
                 .take(BATCH)
                 .collect::<Result<Vec<_>, _>>()?;
-            if batch.is_empty() {
+            let Some(last) = batch.last() else {
                 break;
-            }
+            };
+            after = Bound::Excluded(last.clone());
             let ended = self.prune_batch(&batch, now_ms)?;
             let n = ended.len() as u64;
             self.shared

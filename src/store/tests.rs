@@ -112,6 +112,42 @@ fn touch_moves_the_expiry_entry() {
 }
 
 #[test]
+fn a_pass_spanning_many_batches_removes_every_ended_session_and_no_other() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    let user = add_user(&store, "alice");
+    let key = |n: u16| {
+        let mut bytes = [0u8; 32];
+        bytes[..2].copy_from_slice(&n.to_be_bytes());
+        TokenHash::from_bytes(bytes)
+    };
+    // Deadlines 1000..1999, in an order unlike the keys'; those up to 1699
+    // have ended, except one whose idle deadline a touch moved past them.
+    let touched = (0..1000u16).find(|n| n * 7 % 1000 == 3).unwrap();
+    for n in 0..1000u16 {
+        let deadline = 1000 + u64::from(n * 7 % 1000);
+        let mut record = session(&user, deadline);
+        if n == touched {
+            record.absolute_expires_at_ms = 10_000;
+            record.idle_expires_at_ms = deadline;
+        }
+        store.create_session(&key(n), &record).unwrap();
+    }
+    store
+        .touch_session(&key(touched), 1, 5000)
+        .unwrap()
+        .unwrap();
+    assert_eq!(store.prune_ended(1699).unwrap(), 699);
+    for n in 0..1000u16 {
+        let ended = 1000 + u64::from(n * 7 % 1000) <= 1699 && n != touched;
+        assert_eq!(store.session(&key(n)).unwrap().is_none(), ended, "{n}");
+    }
+    assert_eq!(store.session_count(), 301);
+    assert_eq!(store.next_deadline_ms().unwrap(), Some(1700));
+    assert!(store.check().unwrap().problems.is_empty());
+}
+
+#[test]
 fn prune_removes_exactly_the_ended_sessions() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(&dir);
