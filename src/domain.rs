@@ -257,7 +257,8 @@ impl fmt::Display for UserId {
     }
 }
 
-/// SHA-256 of a session token: the only form of a token the store ever sees,
+/// A session token's key: its login time, then 24 bytes of its SHA-256
+/// (`SessionToken::hash`). The only form of a token the store ever sees,
 /// so a copy of the database lets nobody in.
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
 pub struct TokenHash([u8; 32]);

@@ -199,3 +199,33 @@ async fn forwarded_addresses_count_only_behind_a_trusted_proxy() {
         assert_eq!(me["session"]["ip"], expected, "trust_proxy = {trusted}");
     }
 }
+
+/// The request log prints the path as it came, unescaped: that is safe only
+/// because a path with a control character (an ANSI escape, a line break)
+/// never gets that far.
+#[tokio::test]
+async fn a_path_with_a_control_character_is_refused_before_any_route() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let app = spawn_app().await;
+    for path in ["/a\x1b[2Jb", "/a\x7fb", "/a\x01b", "/a\rb"] {
+        let mut stream = tokio::net::TcpStream::connect(app.addr).await.unwrap();
+        let request = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+        stream.write_all(request.as_bytes()).await.unwrap();
+        let mut answer = Vec::new();
+        stream.read_to_end(&mut answer).await.unwrap();
+        let answer = String::from_utf8_lossy(&answer);
+        assert!(
+            answer.starts_with("HTTP/1.1 400"),
+            "{path:?} got {answer:?}"
+        );
+    }
+    // A control: the same request with a plain path reaches the routes.
+    let mut stream = tokio::net::TcpStream::connect(app.addr).await.unwrap();
+    stream
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answer = Vec::new();
+    stream.read_to_end(&mut answer).await.unwrap();
+    assert!(answer.starts_with(b"HTTP/1.1 200"));
+}
