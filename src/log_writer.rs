@@ -216,4 +216,57 @@ mod tests {
         }
         assert_eq!(next, [1000; 4]);
     }
+
+    /// A sink that takes nothing until the test opens it.
+    #[derive(Clone, Default)]
+    struct Gate(Arc<(Mutex<bool>, Condvar)>, Shared);
+
+    impl Write for Gate {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            let (open, cond) = &*self.0;
+            let mut open = open.lock().unwrap();
+            while !*open {
+                open = cond.wait(open).unwrap();
+            }
+            self.1.write(bytes)
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_sink_that_stops_reading_holds_loggers_back_instead_of_growing_the_buffer() {
+        let gate = Gate::default();
+        let (writer, guard) = spawn(gate.clone()).unwrap();
+        let line = vec![b'x'; 1023];
+        let lines = 3 * MAX_BUFFERED / 1024;
+        let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let logger = std::thread::spawn({
+            let (mut writer, line, done) = (writer.clone(), line.clone(), done.clone());
+            move || {
+                for _ in 0..lines {
+                    writer.write_all(&line).unwrap();
+                    writer.write_all(b"\n").unwrap();
+                }
+                done.store(true, std::sync::atomic::Ordering::SeqCst);
+            }
+        });
+        // Lines for three buffers cannot all be taken while the sink is
+        // shut: one batch is stuck in it, one buffer fills, then the
+        // logger waits. (A wait can only make this pass wrongly, never
+        // fail wrongly.)
+        std::thread::sleep(Duration::from_millis(300));
+        let finished_while_shut = done.load(std::sync::atomic::Ordering::SeqCst);
+        let buffered = writer.shared.lock().buf.len();
+        // Opened before asserting, so a failure cannot leave the writer
+        // stuck in the sink and the test hanging.
+        *gate.0 .0.lock().unwrap() = true;
+        gate.0 .1.notify_all();
+        assert!(!finished_while_shut, "the logger never waited");
+        assert!(buffered <= MAX_BUFFERED + 1024, "{buffered} bytes buffered");
+        logger.join().unwrap();
+        drop(guard);
+        assert_eq!(gate.1 .0.lock().unwrap().len(), lines * 1024);
+    }
 }
