@@ -310,13 +310,28 @@ pub fn hex(bytes: &[u8]) -> String {
 
 /// Unix millis as RFC 3339 in UTC (`2026-12-01T02:44:39.305Z`).
 pub fn rfc3339(ms: u64) -> String {
-    String::from_utf8_lossy(&rfc3339_bytes(ms)).into_owned()
+    Rfc3339::new(ms).as_str().to_owned()
 }
 
-/// The 24 bytes of `rfc3339`, for writers that need no `String`; computed with the days-to-civil algorithm
-/// (Howard Hinnant's) instead of a formatter; years past 9999 are clamped,
-/// as the four-digit form cannot hold them.
-pub fn rfc3339_bytes(ms: u64) -> [u8; 24] {
+/// `rfc3339` on the stack, for writers that need no `String` (JSON
+/// answers, log lines): computed with Howard Hinnant's days-to-civil
+/// algorithm instead of a formatter. Years past 9999 are clamped, as the
+/// four-digit form cannot hold them.
+pub struct Rfc3339([u8; 24]);
+
+impl Rfc3339 {
+    /// The time `ms` after the Unix epoch.
+    pub fn new(ms: u64) -> Self {
+        Self(rfc3339_bytes(ms))
+    }
+
+    /// The text; always ASCII.
+    pub fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.0).unwrap_or_default()
+    }
+}
+
+fn rfc3339_bytes(ms: u64) -> [u8; 24] {
     const LAST: u64 = 253_402_300_799_999; // 9999-12-31T23:59:59.999Z
     let ms = ms.min(LAST);
     let (secs, millis) = (ms / 1000, ms % 1000);

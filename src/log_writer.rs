@@ -5,17 +5,17 @@
 //! Replaces `tracing-appender`, whose worker spins and yields on its queue
 //! between lines: at one line per request that spinning took an eighth of
 //! the server's CPU. This thread sleeps on a condition variable while idle
-//! and, once woken, lets lines gather for [`GATHER`] before writing them.
+//! and, once woken, lets lines gather for `GATHER` (2 ms) before writing them.
 
 use std::io::Write;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use crate::domain::rfc3339_bytes;
+use crate::domain::Rfc3339;
 
 /// How long the writer lets lines gather after the first one wakes it.
-pub const GATHER: Duration = Duration::from_millis(2);
+const GATHER: Duration = Duration::from_millis(2);
 
 /// Past this many buffered bytes (a sink that stopped reading), loggers
 /// wait for the writer instead of growing the buffer without bound.
@@ -148,7 +148,7 @@ impl tracing_subscriber::fmt::time::FormatTime for LogClock {
         let ms = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
-        w.write_str(std::str::from_utf8(&rfc3339_bytes(ms)).unwrap_or_default())
+        w.write_str(Rfc3339::new(ms).as_str())
     }
 }
 

@@ -5,7 +5,7 @@ use warp::http::{header, HeaderValue, StatusCode};
 use warp::reply::Response;
 use warp::Reply;
 
-use crate::domain::{rfc3339_bytes, Role, TokenHash, UserId};
+use crate::domain::{Rfc3339, Role, TokenHash, UserId};
 use crate::store::{SessionRecord, UserRecord};
 
 /// `User` in the contract, borrowed from its record: `/me` builds one per
@@ -68,13 +68,11 @@ fn display<S: Serializer>(value: &impl std::fmt::Display, s: S) -> Result<S::Ok,
 }
 
 /// Unix millis, serialised as RFC 3339 in UTC without an allocation.
-#[derive(Clone, Copy)]
 struct Time(u64);
 
 impl Serialize for Time {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let buf = rfc3339_bytes(self.0);
-        s.serialize_str(std::str::from_utf8(&buf).unwrap_or_default())
+        s.serialize_str(Rfc3339::new(self.0).as_str())
     }
 }
 
