@@ -146,3 +146,34 @@ async fn a_login_without_a_name_is_invalid() {
     let message = expect_error(res, StatusCode::BAD_REQUEST, "invalid_request").await;
     assert!(message.contains("username"), "{message}");
 }
+
+/// The store keys a session by the time its token carries, so sessions that
+/// end together are pruned together; the token must carry the login time.
+#[tokio::test]
+async fn a_session_cookie_carries_its_login_time_in_front_of_the_secret() {
+    let app = spawn_app().await;
+    let now = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as u64
+    };
+    app.register("ann").await;
+    let mut times = Vec::new();
+    for _ in 0..2 {
+        let before = now();
+        let res = app.login("ann", PASSWORD).await;
+        let after = now();
+        let cookie = cookie_of(&res);
+        let token = &cookie.split_once('=').unwrap().1[44..];
+        assert_eq!(token.len(), 80, "time and 32 random bytes, in hex");
+        let issued = u64::from_str_radix(&token[..16], 16).unwrap();
+        assert!(
+            (before..=after).contains(&issued),
+            "{issued} not in {before}..={after}"
+        );
+        times.push(issued);
+        tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+    }
+    assert!(times[0] < times[1]);
+}
