@@ -25,6 +25,7 @@ pub mod domain;
 pub mod fuzzing;
 pub mod http;
 pub mod listener;
+pub mod log_line;
 pub mod log_writer;
 pub mod server;
 pub mod store;

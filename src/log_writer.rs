@@ -12,8 +12,6 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use crate::domain::Rfc3339;
-
 /// How long the writer lets lines gather after the first one wakes it.
 const GATHER: Duration = Duration::from_millis(2);
 
@@ -136,19 +134,6 @@ impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for LogWriter {
     type Writer = LogWriter;
     fn make_writer(&'a self) -> LogWriter {
         self.clone()
-    }
-}
-
-/// Each line's timestamp: RFC 3339 to the millisecond, formatted without
-/// `fmt` machinery (tracing's own clock was a fifth of a line's cost).
-pub struct LogClock;
-
-impl tracing_subscriber::fmt::time::FormatTime for LogClock {
-    fn format_time(&self, w: &mut tracing_subscriber::fmt::format::Writer<'_>) -> std::fmt::Result {
-        let ms = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
-        w.write_str(Rfc3339::new(ms).as_str())
     }
 }
 

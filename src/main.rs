@@ -6,8 +6,8 @@ use std::process::ExitCode;
 use clap::Parser;
 use sessiond::cli::{self, Cli, Command};
 use sessiond::config::Config;
-use sessiond::log_writer;
 use sessiond::server::Application;
+use sessiond::{log_line, log_writer};
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -45,13 +45,12 @@ fn fail(e: impl std::fmt::Display) -> ExitCode {
 /// writes what is left when `main` returns. Without that thread (out of
 /// threads at start-up) lines go straight to stderr.
 fn init_logging() -> Option<log_writer::FlushGuard> {
-    use std::io::IsTerminal;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_timer(log_writer::LogClock)
-        .with_ansi(std::io::stderr().is_terminal());
+        .with_ansi(false)
+        .event_format(log_line::LogLine);
     match log_writer::spawn(std::io::stderr()) {
         Ok((writer, guard)) => {
             logs.with_writer(writer).init();

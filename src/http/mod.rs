@@ -82,9 +82,8 @@ pub fn routes(state: State, chat: BoxedFilter<(Response,)>) -> BoxedFilter<(Resp
             res
         })
         .with(warp::log::custom(|info| {
-            // The path is displayed, not escaped: hyper admits no spaces or
-            // control characters in it, so it cannot break the line.
-            // Whole microseconds: float formatting cost more than the rest.
+            // Displayed, not quoted: `log_line` escapes control characters
+            // in every value. Whole microseconds: a float cost more.
             tracing::info!(
                 method = %info.method(),
                 path = %info.path(),
