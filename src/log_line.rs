@@ -45,7 +45,9 @@ where
                 w.write_str(span.name())?;
                 if let Some(fields) = span.extensions().get::<FormattedFields<N>>() {
                     if !fields.is_empty() {
-                        write!(w, "{{{fields}}}")?;
+                        w.write_char('{')?;
+                        Escaped(&mut w).write_str(fields)?;
+                        w.write_char('}')?;
                     }
                 }
                 w.write_char(':')?;
@@ -224,12 +226,14 @@ mod tests {
     #[test]
     fn spans_are_named_before_the_target() {
         let lines = lines_of(|| {
-            let span = tracing::info_span!("socket", user = 7);
+            let span = tracing::info_span!("socket", user = 7, agent = %"a\nb");
             let _entered = span.enter();
             tracing::debug!("closed");
         });
         assert!(
-            lines[0].ends_with(" DEBUG socket{user=7}: sessiond::log_line::tests: closed"),
+            lines[0].ends_with(
+                r" DEBUG socket{user=7 agent=a\u{a}b}: sessiond::log_line::tests: closed"
+            ),
             "{}",
             lines[0]
         );
