@@ -36,9 +36,12 @@ pub async fn wait_until_free(data_dir: &Path) {
     );
 }
 
+const HOUR: u64 = 3_600_000;
+
 /// Stores `total` sessions of one user, the first `ended` of them already
-/// past their deadline, through the store's own transactions.
-pub fn populate(data_dir: &Path, total: u64, ended: u64) -> Store {
+/// past their deadline, through the store's own transactions. Their
+/// deadlines spread evenly over the hour before the returned `now`.
+pub fn populate(data_dir: &Path, total: u64, ended: u64) -> (Store, u64) {
     let store = open(data_dir);
     let user = store
         .create_user(NewUser {
@@ -50,7 +53,6 @@ pub fn populate(data_dir: &Path, total: u64, ended: u64) -> Store {
         })
         .unwrap();
     let now = now_ms();
-    const HOUR: u64 = 3_600_000;
     for i in 0..total {
         // Ended sessions were opened 24-25 hours ago, stayed active and
         // reached `absolute_timeout` in the last hour; the rest were opened
@@ -73,17 +75,29 @@ pub fn populate(data_dir: &Path, total: u64, ended: u64) -> Store {
         let hash = SessionToken::generate(created).hash();
         store.create_session(&hash, &record).unwrap();
     }
-    store
+    (store, now)
 }
 
-/// Time to prune `ended` ended sessions among `total` stored.
-pub fn prune_time(dir: &Path, total: u64, ended: u64) -> Duration {
-    let store = populate(dir, total, ended);
-    let started = Instant::now();
-    let pruned = store.prune_ended(now_ms()).unwrap();
-    let took = started.elapsed();
-    assert_eq!(pruned, ended);
-    took
+/// Times to prune `ended` ended sessions among `total` stored, `rounds`
+/// times: the store holds `rounds` bands of `ended`, by deadline, and each
+/// round prunes one band with the clock at its end. The store is flushed
+/// before each: a pruner meets a store at rest, not one still writing out
+/// a bulk load behind it.
+pub async fn prune_times(dir: &Path, total: u64, ended: u64, rounds: u64) -> Vec<Duration> {
+    let (store, now) = populate(dir, total, ended * rounds);
+    let mut times = Vec::new();
+    for round in 1..=rounds {
+        // Band deadlines run up to, not including, this cut-off.
+        let cutoff = now - HOUR + round * HOUR / rounds - 1;
+        store.commit_durably().await.unwrap();
+        let started = Instant::now();
+        let pruned = store.prune_ended(cutoff).unwrap();
+        times.push(started.elapsed());
+        assert_eq!(pruned, ended, "round {round}");
+    }
+    // Closed, not dropped: the flush task holds sled open until then.
+    store.close().await.unwrap();
+    times
 }
 
 /// Bytes under `path`.
