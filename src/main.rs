@@ -9,6 +9,11 @@ use sessiond::config::Config;
 use sessiond::server::Application;
 use sessiond::{log_line, log_writer};
 
+/// mimalloc, not glibc's malloc: sled allocates for every node it reads,
+/// and after a large load glibc's bins made each allocation a search.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();

@@ -11,6 +11,11 @@
 //! body). Load comes from this process over loopback, sharing the cores,
 //! so figures are quoted as ratios to the floor measured in the same run.
 
+/// mimalloc, not glibc's malloc: sled allocates for every node it reads,
+/// and after a large load glibc's bins made each allocation a search.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 mod hashing;
 mod http_load;
 mod procs;
