@@ -11,8 +11,8 @@
 //! body). Load comes from this process over loopback, sharing the cores,
 //! so figures are quoted as ratios to the floor measured in the same run.
 
-/// mimalloc, not glibc's malloc: sled allocates for every node it reads,
-/// and after a large load glibc's bins made each allocation a search.
+/// The server's allocator (see its `main.rs`), so the floor and the store
+/// timed here run as the server does.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

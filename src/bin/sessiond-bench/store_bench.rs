@@ -87,7 +87,8 @@ pub async fn prune_times(dir: &Path, total: u64, ended: u64, rounds: u64) -> Vec
     let (store, now) = populate(dir, total, ended * rounds);
     let mut times = Vec::new();
     for round in 1..=rounds {
-        // Band deadlines run up to, not including, this cut-off.
+        // This band's deadlines are at or before the cut-off, the next
+        // band's after it.
         let cutoff = now - HOUR + round * HOUR / rounds - 1;
         store.commit_durably().await.unwrap();
         let started = Instant::now();
