@@ -238,4 +238,27 @@ mod tests {
             lines[0]
         );
     }
+
+    #[test]
+    fn a_log_crate_record_shows_its_own_target_and_no_log_fields() {
+        use tracing_log::log;
+        let lines = lines_of(|| {
+            tracing_log::format_trace(
+                &log::Record::builder()
+                    .args(format_args!("segment {} reused", 7))
+                    .level(log::Level::Warn)
+                    .target("sled::pagecache::segment")
+                    .file(Some("segment.rs"))
+                    .line(Some(42))
+                    .build(),
+            )
+            .unwrap();
+        });
+        assert_eq!(lines.len(), 1, "{lines:?}");
+        assert!(
+            lines[0].ends_with("  WARN sled::pagecache::segment: segment 7 reused"),
+            "{}",
+            lines[0]
+        );
+    }
 }
