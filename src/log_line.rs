@@ -7,7 +7,6 @@
 //! a line early or reach a terminal as an escape sequence.
 
 use std::fmt::{self, Write};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use tracing::field::{Field, Visit};
 use tracing::{Event, Level, Subscriber};
@@ -17,6 +16,7 @@ use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields, FormattedFi
 use tracing_subscriber::registry::LookupSpan;
 
 use crate::domain::Rfc3339;
+use crate::store::now_ms;
 
 /// The event format `main` installs.
 pub struct LogLine;
@@ -35,10 +35,7 @@ where
         // Records from the `log` crate (sled's) name their own target.
         let normalized = event.normalized_metadata();
         let meta = normalized.as_ref().unwrap_or_else(|| event.metadata());
-        let ms = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
-        w.write_str(Rfc3339::new(ms).as_str())?;
+        w.write_str(Rfc3339::new(now_ms()).as_str())?;
         w.write_str(level(meta.level()))?;
         if let Some(scope) = ctx.event_scope() {
             for span in scope.from_root() {

@@ -134,6 +134,8 @@ impl Signer {
             return None;
         }
         let (tag, value) = signed.split_at(TAG_CHARS);
+        // The decoder wants room for its estimate, 33 bytes for 44 chars;
+        // a genuine tag fills 32.
         let mut bytes = [0u8; 33];
         let n = BASE64_STANDARD.decode_slice(tag, &mut bytes).ok()?;
         self.0
