@@ -152,12 +152,7 @@ async fn a_login_without_a_name_is_invalid() {
 #[tokio::test]
 async fn a_session_cookie_carries_its_login_time_in_front_of_the_secret() {
     let app = spawn_app().await;
-    let now = || {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_millis() as u64
-    };
+    let now = sessiond::store::now_ms;
     app.register("ann").await;
     let mut times = Vec::new();
     for _ in 0..2 {
