@@ -78,12 +78,12 @@ pub fn populate(data_dir: &Path, total: u64, ended: u64) -> (Store, u64) {
     (store, now)
 }
 
-/// Times to prune `ended` ended sessions among `total` stored, `rounds`
-/// times: the store holds `rounds` bands of `ended`, by deadline, and each
+/// Microseconds to prune `ended` ended sessions among `total` stored,
+/// `rounds` times (as the load figures keep latencies): the store holds `rounds` bands of `ended`, by deadline, and each
 /// round prunes one band with the clock at its end. The store is flushed
 /// before each: a pruner meets a store at rest, not one still writing out
 /// a bulk load behind it.
-pub async fn prune_times(dir: &Path, total: u64, ended: u64, rounds: u64) -> Vec<Duration> {
+pub async fn prune_times(dir: &Path, total: u64, ended: u64, rounds: u64) -> Vec<u32> {
     let (store, now) = populate(dir, total, ended * rounds);
     let mut times = Vec::new();
     for round in 1..=rounds {
@@ -93,7 +93,7 @@ pub async fn prune_times(dir: &Path, total: u64, ended: u64, rounds: u64) -> Vec
         store.commit_durably().await.unwrap();
         let started = Instant::now();
         let pruned = store.prune_ended(cutoff).unwrap();
-        times.push(started.elapsed());
+        times.push(started.elapsed().as_micros() as u32);
         assert_eq!(pruned, ended, "round {round}");
     }
     // Closed, not dropped: the flush task holds sled open until then.
