@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 use serde_json::json;
 
-use crate::auth::{create_account, Passwords};
+use crate::auth::{create_account, set_password, Passwords};
 use crate::config::Config;
 use crate::domain::rfc3339;
 use crate::domain::{Email, Password, Role, TokenHash, Username};
@@ -66,6 +66,15 @@ pub enum UserCommand {
         name: String,
         /// "user" or "admin".
         role: String,
+    },
+    /// Set a user's password (read from standard input) and end every
+    /// session they have.
+    Passwd {
+        /// User name.
+        name: String,
+        /// Read the password from the first line of standard input.
+        #[arg(long, required = true)]
+        password_stdin: bool,
     },
     /// Remove a user with their sessions.
     Remove {
@@ -129,6 +138,11 @@ impl From<StoreError> for CliError {
 }
 
 /// Runs an offline command against the configured data directory.
+///
+/// Everything that can be refused without the database (a bad name, role
+/// or password) is refused before it is opened; once opened, it is closed
+/// and sealed whatever the command's outcome, so a failed command never
+/// leaves the next start a crash to recover from.
 pub async fn run(config: &Config, command: Command) -> Result<(), CliError> {
     match command {
         Command::Serve => unreachable!("serve is not an offline command"),
@@ -142,12 +156,13 @@ pub async fn run(config: &Config, command: Command) -> Result<(), CliError> {
             let email = Email::parse(&email).map_err(CliError::from)?;
             let role = Role::parse(&role).map_err(CliError::from)?;
             let password = read_password(config)?;
-            let store = Store::open(&config.storage)?;
             let passwords = Passwords::new(&config.auth).map_err(CliError::from)?;
-            let user = create_account(&store, &passwords, username, email, password, role)
-                .await
-                .map_err(CliError::from)?;
-            store.close().await?;
+            let user = with_store(config, async move |store| {
+                create_account(store, &passwords, username, email, password, role)
+                    .await
+                    .map_err(CliError::from)
+            })
+            .await?;
             println!(
                 "added user {} (id {}, role {})",
                 user.username,
@@ -156,21 +171,44 @@ pub async fn run(config: &Config, command: Command) -> Result<(), CliError> {
             );
         }
         Command::User(UserCommand::List(output)) => {
-            let store = Store::open(&config.storage)?;
-            print_users(&store.list_users(None, usize::MAX)?, &output);
-            store.close().await?;
+            let users = with_store(config, async move |store| {
+                Ok(store.list_users(None, usize::MAX)?)
+            })
+            .await?;
+            print_users(&users, &output);
         }
         Command::User(UserCommand::SetRole { name, role }) => {
             let role = Role::parse(&role).map_err(CliError::from)?;
-            let store = Store::open(&config.storage)?;
-            let user = store.set_role(find_user(&store, &name)?.user_id(), role)?;
-            store.close().await?;
+            let user = with_store(config, async move |store| {
+                Ok(store.set_role(find_user(store, &name)?.user_id(), role)?)
+            })
+            .await?;
             println!("{} is now {}", user.username, user.role);
         }
+        Command::User(UserCommand::Passwd {
+            name,
+            password_stdin: _,
+        }) => {
+            let password = read_password(config)?;
+            let passwords = Passwords::new(&config.auth).map_err(CliError::from)?;
+            let (user, ended) = with_store(config, async move |store| {
+                let user = find_user(store, &name)?;
+                let changed = set_password(store, &passwords, user.user_id(), &password)
+                    .await
+                    .map_err(CliError::from)?;
+                Ok(changed)
+            })
+            .await?;
+            println!(
+                "password of {} changed; {ended} session(s) ended",
+                user.username
+            );
+        }
         Command::User(UserCommand::Remove { name }) => {
-            let store = Store::open(&config.storage)?;
-            let removed = store.remove_user(find_user(&store, &name)?.user_id())?;
-            store.close().await?;
+            let removed = with_store(config, async move |store| {
+                Ok(store.remove_user(find_user(store, &name)?.user_id())?)
+            })
+            .await?;
             println!(
                 "removed user {} and {} session(s)",
                 removed.user.username,
@@ -178,29 +216,29 @@ pub async fn run(config: &Config, command: Command) -> Result<(), CliError> {
             );
         }
         Command::Sessions(SessionsCommand::List { user, output }) => {
-            let store = Store::open(&config.storage)?;
-            let sessions = match user {
-                Some(name) => store.sessions_of(find_user(&store, &name)?.user_id())?,
-                None => store.all_sessions()?,
-            };
-            print_sessions(&store, sessions, &output)?;
-            store.close().await?;
+            with_store(config, async move |store| {
+                let sessions = match user {
+                    Some(name) => store.sessions_of(find_user(store, &name)?.user_id())?,
+                    None => store.all_sessions()?,
+                };
+                print_sessions(store, sessions, &output)
+            })
+            .await?;
         }
         Command::Sessions(SessionsCommand::Revoke { user, all: _ }) => {
-            let store = Store::open(&config.storage)?;
-            let ended = match user {
-                Some(name) => store
-                    .end_sessions_of(find_user(&store, &name)?.user_id(), None)?
-                    .len(),
-                None => store.end_all_sessions()?,
-            };
-            store.close().await?;
+            let ended = with_store(config, async move |store| {
+                Ok(match user {
+                    Some(name) => store
+                        .end_sessions_of(find_user(store, &name)?.user_id(), None)?
+                        .len(),
+                    None => store.end_all_sessions()?,
+                })
+            })
+            .await?;
             println!("revoked {ended} session(s)");
         }
         Command::Check => {
-            let store = Store::open(&config.storage)?;
-            let report = store.check()?;
-            store.close().await?;
+            let report = with_store(config, async move |store| Ok(store.check()?)).await?;
             for problem in &report.problems {
                 println!("inconsistent: {problem}");
             }
@@ -225,6 +263,20 @@ pub async fn run(config: &Config, command: Command) -> Result<(), CliError> {
     Ok(())
 }
 
+/// Opens the database, runs `work` on it and closes it again, whether
+/// `work` succeeded or not; `work`'s error wins over the close's.
+async fn with_store<T>(
+    config: &Config,
+    work: impl AsyncFnOnce(&Store) -> Result<T, CliError>,
+) -> Result<T, CliError> {
+    let store = Store::open(&config.storage)?;
+    let outcome = work(&store).await;
+    let closed = store.close().await;
+    let value = outcome?;
+    closed?;
+    Ok(value)
+}
+
 fn find_user(store: &Store, name: &str) -> Result<UserRecord, CliError> {
     store
         .user_by_name(name)?
@@ -233,10 +285,17 @@ fn find_user(store: &Store, name: &str) -> Result<UserRecord, CliError> {
 
 fn read_password(config: &Config) -> Result<Password, CliError> {
     let mut line = String::new();
-    std::io::stdin()
+    let read = std::io::stdin()
         .lock()
         .read_line(&mut line)
         .map_err(|e| CliError(format!("cannot read the password from standard input: {e}")))?;
+    if read == 0 {
+        return Err(CliError(
+            "there was no password on standard input; pipe one in, e.g. \
+             echo 'a long password' | sessiond user add NAME --email E --password-stdin"
+                .into(),
+        ));
+    }
     let raw = line.trim_end_matches(['\n', '\r']).to_owned();
     Password::parse(
         raw,

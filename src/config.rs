@@ -378,6 +378,11 @@ impl Config {
         serde_path_to_error::deserialize(de).map_err(|err| {
             let key = err.path().to_string();
             let inner = err.into_inner();
+            let mut message = one_line(inner.message());
+            if let Some(span) = inner.span() {
+                let (line, column) = line_and_column(text, span.start);
+                message = format!("{message} (line {line}, column {column})");
+            }
             ConfigError::Invalid {
                 origin: origin.to_owned(),
                 key: if key == "." {
@@ -385,7 +390,7 @@ impl Config {
                 } else {
                     key
                 },
-                message: one_line(inner.message()),
+                message,
             }
         })
     }
@@ -495,8 +500,30 @@ fn one_line(message: &str) -> String {
     message.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
+/// 1-based line and column of a byte offset, as editors count them.
+fn line_and_column(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..text.floor_char_boundary(offset.min(text.len()))];
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().unwrap_or("").chars().count() + 1;
+    (line, column)
+}
+
 fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-    let raw = String::deserialize(d)?;
+    /// A bare number is the likeliest mistake: say how to write it.
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        Text(String),
+        Number(f64),
+    }
+    let raw = match Raw::deserialize(d)? {
+        Raw::Text(t) => t,
+        Raw::Number(n) => {
+            return Err(serde::de::Error::custom(format!(
+                "a duration is a string with a unit: write \"{n}s\" (or \"{n}ms\", \"{n}m\", \"{n}h\"), not {n}"
+            )))
+        }
+    };
     humantime::parse_duration(&raw).map_err(|e| {
         serde::de::Error::custom(format!(
             "invalid duration {raw:?} ({e}); write it like \"500ms\", \"90s\" or \"2h\""
@@ -592,6 +619,19 @@ mod tests {
         let line = err_line("[session]\nidle_timeout = \"2 fortnights\"\n");
         assert!(line.contains("session.idle_timeout"), "{line}");
         assert!(line.contains("invalid duration"), "{line}");
+    }
+
+    #[test]
+    fn a_bare_number_duration_says_to_add_a_unit() {
+        let line = err_line("[session]\nidle_timeout = 30\n");
+        assert!(line.contains("session.idle_timeout"), "{line}");
+        assert!(line.contains(r#"write "30s""#), "{line}");
+    }
+
+    #[test]
+    fn a_syntax_error_gives_line_and_column() {
+        let line = err_line("[server]\ntrust_proxy = false\nlisten = 127.0.0.1:8080\n");
+        assert!(line.contains("(line 3, column 15)"), "{line}");
     }
 
     #[test]

@@ -29,7 +29,7 @@ pub enum ServerError {
     #[error(transparent)]
     Auth(#[from] AuthError),
     /// The address is taken or not ours.
-    #[error("cannot listen on {addr}: {source}")]
+    #[error("cannot listen on {addr}: {source}; set server.listen in the config file, or SESSIOND_LISTEN, to a free address")]
     Listen {
         /// The configured address.
         addr: SocketAddr,
@@ -47,10 +47,12 @@ pub struct Application {
 }
 
 impl Application {
-    /// Opens the store, derives the keys and binds (port 0 picks a port).
+    /// Checks the secrets, binds (port 0 picks a port), opens the store
+    /// and derives the keys, in that order: what can be refused is refused
+    /// before the database is opened, and a failure after it closes the
+    /// database again, so a refusal never leaves it to be recovered.
     pub async fn build(config: Config) -> Result<Self, ServerError> {
-        let store = Store::open(&config.storage)?;
-        let auth = Auth::new(&config, store)?;
+        Auth::check_config(&config)?;
         let listen = config.server.listen;
         let bind_error = |source| ServerError::Listen {
             addr: listen,
@@ -58,6 +60,16 @@ impl Application {
         };
         let listener = TcpListener::bind(listen).await.map_err(bind_error)?;
         let addr = listener.local_addr().map_err(bind_error)?;
+        let store = Store::open(&config.storage)?;
+        let auth = match Auth::new(&config, store.clone()) {
+            Ok(auth) => auth,
+            Err(e) => {
+                if let Err(close) = store.close().await {
+                    tracing::warn!(error = %close, "closing the database failed");
+                }
+                return Err(e.into());
+            }
+        };
         let ws_connections = Arc::new(AtomicU64::new(0));
         let hub = Hub::new(config.chat.max_sockets_per_user, ws_connections.clone());
         Ok(Self {

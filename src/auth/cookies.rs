@@ -38,15 +38,10 @@ impl SessionCookies {
     /// Builds the signing keys from `SESSION_SECRET` (and `_OLD`), or in
     /// development from `<data_dir>/dev-secret`, created on first start.
     pub fn from_config(config: &Config) -> Result<Self, AuthError> {
+        Self::check_config(config)?;
         let env = config.server.environment;
         let current = match &config.secrets.current {
             Some(secret) => key_from(secret, env, "SESSION_SECRET")?,
-            None if env == Environment::Production => {
-                return Err(AuthError::Config(
-                    "SESSION_SECRET is not set: production needs a secret of at least 32 bytes"
-                        .into(),
-                ))
-            }
             None => key_from(&dev_secret(&config.storage.data_dir)?, env, "dev-secret")?,
         };
         let mut signers = vec![Signer::new(&current)];
@@ -63,6 +58,29 @@ impl SessionCookies {
                 SameSite::None => cookie::SameSite::None,
             },
         })
+    }
+
+    /// The refusals that need no disk: production without a secret, and
+    /// any configured secret too short for its environment.
+    pub fn check_config(config: &Config) -> Result<(), AuthError> {
+        if config.server.environment != Environment::Production {
+            return Ok(());
+        }
+        let Some(current) = &config.secrets.current else {
+            return Err(AuthError::Config(
+                "SESSION_SECRET is not set: production needs a secret of at least 32 bytes".into(),
+            ));
+        };
+        let named = std::iter::once(("SESSION_SECRET", current))
+            .chain(config.secrets.old.iter().map(|s| ("SESSION_SECRET_OLD", s)));
+        for (name, secret) in named {
+            if secret.expose().len() < MIN_SECRET_BYTES {
+                return Err(AuthError::Config(format!(
+                    "{name} is too short: production needs a secret of at least {MIN_SECRET_BYTES} bytes"
+                )));
+            }
+        }
+        Ok(())
     }
 
     /// The token in a `Cookie` request header, if one of our cookies there

@@ -144,6 +144,13 @@ struct Inner {
 }
 
 impl Auth {
+    /// Refuses settings that cannot work without touching the disk (a
+    /// production server without a usable secret), so a server that will
+    /// refuse to start does so before it opens the database.
+    pub fn check_config(config: &Config) -> Result<(), AuthError> {
+        SessionCookies::check_config(config)
+    }
+
     /// Builds the service; fails on settings that cannot work.
     pub fn new(config: &Config, store: Store) -> Result<Self, AuthError> {
         Ok(Self {
@@ -389,6 +396,22 @@ pub async fn create_account(
     })?;
     store.commit_durably().await?;
     Ok(user)
+}
+
+/// Sets a user's password offline and ends every session they have:
+/// someone who may know the old one is signed out everywhere. Returns the
+/// user and how many sessions ended.
+pub async fn set_password(
+    store: &Store,
+    passwords: &Passwords,
+    id: UserId,
+    password: &Password,
+) -> Result<(UserRecord, usize), AuthError> {
+    let hash = passwords.hash(password).await?;
+    let user = store.set_password_hash(id, &hash)?;
+    let ended = store.end_sessions_of(id, None)?.len();
+    store.commit_durably().await?;
+    Ok((user, ended))
 }
 
 /// What a known account's login failures count against, whichever name

@@ -3,7 +3,7 @@
 use std::collections::{HashMap, HashSet};
 
 use super::records::{expiry_key, user_session_key};
-use super::users::ADMIN_COUNT;
+use super::users::{ADMIN_COUNT, NEXT_USER_ID};
 use super::{decode, SessionRecord, Store, StoreError, UserRecord};
 use crate::domain::{email_key, name_key, Role, TokenHash, UserId};
 
@@ -53,6 +53,12 @@ impl Store {
         if admins != counted {
             report.problems.push(format!(
                 "meta: admin_count is {counted} but {admins} users are admins"
+            ));
+        }
+        let next_id = super::users::read_count(s.meta.get(NEXT_USER_ID)?.as_deref());
+        if let Some(highest) = users.keys().max().filter(|h| **h >= next_id) {
+            report.problems.push(format!(
+                "meta: next_user_id is {next_id} but a user has id {highest}"
             ));
         }
 

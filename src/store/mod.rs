@@ -178,6 +178,7 @@ impl Store {
                 lock: Arc::new(lock),
             }),
         };
+        store.init_user_ids()?;
         if store.shared.db.size_on_disk()? < SCAN_AT_OPEN_BYTES {
             store.count_stored();
         } else {

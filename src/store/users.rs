@@ -15,6 +15,11 @@ use crate::domain::{email_key, name_key, Email, Role, TokenHash, UserId, Usernam
 /// change roles, so two admins demoting each other cannot both succeed.
 pub(super) const ADMIN_COUNT: &[u8] = b"admin_count";
 
+/// `meta` key of the next user id: users get their own dense counter,
+/// taken in the registering transaction (sled's `generate_id` reserves
+/// blocks, so its ids jumped by about a million at every open).
+pub(super) const NEXT_USER_ID: &[u8] = b"next_user_id";
+
 /// What registration hands the store; the hash is made by the auth layer.
 pub struct NewUser<'a> {
     /// Parsed name.
@@ -43,18 +48,8 @@ impl Store {
     /// (ignoring case) is refused, even by a racing registration.
     pub fn create_user(&self, new: NewUser<'_>) -> Result<UserRecord, StoreError> {
         let s = &self.shared;
-        let record = UserRecord {
-            id: s.db.generate_id()? + 1,
-            username: new.username.as_ref().to_owned(),
-            email: new.email.as_ref().to_owned(),
-            role: new.role,
-            password_hash: new.password_hash,
-            created_at_ms: new.now_ms,
-        };
-        let id = record.user_id().to_be_bytes();
-        let value = codec::encode(&record);
         let (name, email) = (new.username.key(), new.email.key());
-        tx(
+        let record = tx(
             (&s.users, &s.user_names, &s.user_emails, &s.meta).transaction(
                 |(users, names, emails, meta)| {
                     if names.get(name.as_bytes())?.is_some() {
@@ -63,18 +58,44 @@ impl Store {
                     if emails.get(email.as_bytes())?.is_some() {
                         return Err(Tx::Abort(StoreError::EmailTaken));
                     }
-                    users.insert(&id, value.as_slice())?;
+                    let next = read_count(meta.get(NEXT_USER_ID)?.as_deref()).max(1);
+                    meta.insert(NEXT_USER_ID, &(next + 1).to_be_bytes())?;
+                    let record = UserRecord {
+                        id: next,
+                        username: new.username.as_ref().to_owned(),
+                        email: new.email.as_ref().to_owned(),
+                        role: new.role,
+                        password_hash: new.password_hash.clone(),
+                        created_at_ms: new.now_ms,
+                    };
+                    let id = record.user_id().to_be_bytes();
+                    users.insert(&id, codec::encode(&record))?;
                     names.insert(name.as_bytes(), &id)?;
                     emails.insert(email.as_bytes(), &id)?;
                     if record.role == Role::Admin {
                         adjust_admins(meta, 1)?;
                     }
-                    Ok(())
+                    Ok(record)
                 },
             ),
         )?;
         s.user_count.fetch_add(1, Ordering::Relaxed);
         Ok(record)
+    }
+
+    /// Starts the user id counter of a database written before it existed
+    /// just past its highest id, so ids stay unique and only grow.
+    pub(super) fn init_user_ids(&self) -> Result<(), StoreError> {
+        let s = &self.shared;
+        if s.meta.get(NEXT_USER_ID)?.is_some() {
+            return Ok(());
+        }
+        let highest = match s.users.last()? {
+            Some((key, _)) => read_count(Some(&key)),
+            None => 0,
+        };
+        s.meta.insert(NEXT_USER_ID, &(highest + 1).to_be_bytes())?;
+        Ok(())
     }
 
     /// The user with this id, if any.

@@ -11,3 +11,4 @@ mod damaged;
 mod durability;
 mod hostile;
 mod logs;
+mod newcomer;
