@@ -79,6 +79,14 @@ impl Auth {
         self.open_session(user, client).await
     }
 
+    /// Clears login throttling for a user's account (an admin's unlock);
+    /// `NotFound` if there is no such user.
+    pub fn unlock(&self, id: UserId) -> Result<(), AuthError> {
+        self.user(id)?;
+        self.inner.throttle.forgive(&super::throttle_key(id));
+        Ok(())
+    }
+
     /// A page of users in id order, and the cursor of the next page.
     pub fn list_users(
         &self,

@@ -91,6 +91,15 @@ impl Throttle {
         }
     }
 
+    /// Forgets an account's failures, so it may log in again at once (an
+    /// admin's unlock); its address's tally is left as it is.
+    pub fn forgive(&self, account: &str) {
+        let mut tallies = self.tallies.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(t) = tallies.get_mut(&Subject::Account(account.to_owned())) {
+            t.failures.clear();
+        }
+    }
+
     fn try_begin(&self, account: &str, ip: IpAddr) -> Decision<'_> {
         let now = Instant::now();
         let cutoff = now.checked_sub(WINDOW).unwrap_or(now);

@@ -10,6 +10,7 @@ use warp::reply::Response;
 use warp::{Filter, Rejection, Reply};
 
 use super::error::ApiError;
+use super::filters::get_or_head;
 use super::filters::{check_origin, json_body, require_admin, with_state};
 use super::views::{json, UserView};
 use super::State;
@@ -26,7 +27,7 @@ pub fn routes(state: State) -> warp::filters::BoxedFilter<(Response,)> {
     let limit = state.config.server.max_body_bytes;
     let admin = || require_admin(state.clone());
     let list = warp::path!("api" / "admin" / "users")
-        .and(warp::get())
+        .and(get_or_head())
         .and(with_state(state.clone()))
         .and(admin())
         .and(warp::query::<HashMap<String, String>>())
@@ -50,8 +51,14 @@ pub fn routes(state: State) -> warp::filters::BoxedFilter<(Response,)> {
         .and(with_state(state.clone()))
         .and(admin())
         .and_then(revoke_sessions);
+    let unlock = warp::path!("api" / "admin" / "users" / String / "unlock")
+        .and(warp::post())
+        .and(check_origin(state.clone()))
+        .and(with_state(state.clone()))
+        .and(admin())
+        .and_then(unlock);
     let stats = warp::path!("api" / "admin" / "stats")
-        .and(warp::get())
+        .and(get_or_head())
         .and(with_state(state.clone()))
         .and(admin())
         .map(stats);
@@ -61,13 +68,22 @@ pub fn routes(state: State) -> warp::filters::BoxedFilter<(Response,)> {
         .unify()
         .or(revoke)
         .unify()
+        .or(unlock)
+        .unify()
         .or(stats)
         .unify()
         .boxed()
 }
 
-fn user_id(raw: &str) -> Result<UserId, Rejection> {
-    UserId::parse(raw).ok_or_else(|| ApiError::not_found().into())
+/// The user a path names, or a 404 saying there is none: an id that does
+/// not parse names nobody, exactly like one that parses and is unused.
+async fn existing_user(state: &State, raw: &str) -> Result<UserId, Rejection> {
+    let id = UserId::parse(raw).ok_or_else(|| ApiError::no_user(raw))?;
+    match state.auth.user(id) {
+        Ok(_) => Ok(id),
+        Err(crate::auth::AuthError::NotFound) => Err(ApiError::no_user(raw).into()),
+        Err(e) => Err(e.into()),
+    }
 }
 
 async fn list_users(
@@ -112,9 +128,11 @@ async fn set_role(
     _admin: CurrentSession,
     body: RoleBody,
 ) -> Result<Response, Rejection> {
-    let id = user_id(&id)?;
     let role = Role::parse(&body.role)?;
-    let user = state.auth.set_role(id, role).await?;
+    let user = state
+        .auth
+        .set_role(existing_user(&state, &id).await?, role)
+        .await?;
     Ok(json(
         StatusCode::OK,
         &json!({ "user": UserView::from(&user) }),
@@ -126,7 +144,10 @@ async fn remove_user(
     state: State,
     _admin: CurrentSession,
 ) -> Result<Response, Rejection> {
-    state.auth.remove_user(user_id(&id)?).await?;
+    state
+        .auth
+        .remove_user(existing_user(&state, &id).await?)
+        .await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -135,8 +156,16 @@ async fn revoke_sessions(
     state: State,
     _admin: CurrentSession,
 ) -> Result<Response, Rejection> {
-    let revoked = state.auth.end_sessions_of(user_id(&id)?).await?;
+    let revoked = state
+        .auth
+        .end_sessions_of(existing_user(&state, &id).await?)
+        .await?;
     Ok(json(StatusCode::OK, &json!({ "revoked": revoked })))
+}
+
+async fn unlock(id: String, state: State, _admin: CurrentSession) -> Result<Response, Rejection> {
+    state.auth.unlock(existing_user(&state, &id).await?)?;
+    Ok(StatusCode::NO_CONTENT.into_response())
 }
 
 fn stats(state: State, _admin: CurrentSession) -> Response {

@@ -7,6 +7,7 @@ use warp::reply::Response;
 use warp::{Filter, Rejection, Reply};
 
 use super::error::ApiError;
+use super::filters::get_or_head;
 use super::filters::{
     check_origin, client_info, json_body, session_token, with_session, with_state,
 };
@@ -39,7 +40,7 @@ pub fn routes(state: State) -> warp::filters::BoxedFilter<(Response,)> {
         .and(session_token(state.clone()))
         .and_then(logout);
     let me = warp::path!("api" / "auth" / "me")
-        .and(warp::get())
+        .and(get_or_head())
         .and(with_session(state.clone()))
         .map(me);
     register

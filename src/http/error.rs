@@ -57,9 +57,43 @@ impl ApiError {
         )
     }
 
-    /// 404.
-    pub fn not_found() -> Self {
-        Self::new(StatusCode::NOT_FOUND, "not_found", "There is nothing here.")
+    /// 404 naming what was not found.
+    pub fn not_found(what: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, "not_found", what)
+    }
+
+    /// 404 for a path no route serves.
+    pub fn no_route(path: &str) -> Self {
+        Self::not_found(format!(
+            "There is no route {path}; the README's HTTP API lists them all."
+        ))
+    }
+
+    /// 404 for a user id that names nobody (or is not an id at all).
+    pub fn no_user(id: &str) -> Self {
+        Self::not_found(format!(
+            "No user with id {id}; user ids look like 0000000000000001 (see GET /api/admin/users)."
+        ))
+    }
+
+    /// 405, listing what the path takes (the caller adds `Allow`).
+    pub fn method_not_allowed(route: &super::route_table::Route) -> Self {
+        Self::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            format!("{} takes {}.", route.path, route.allow_header()),
+        )
+    }
+
+    /// 403 for a request whose `Origin` is not this server's nor allowed.
+    pub fn bad_origin(origin: &str) -> Self {
+        Self::new(
+            StatusCode::FORBIDDEN,
+            "bad_origin",
+            format!(
+                "Origin {origin} is not allowed; add it to server.allowed_origins to accept it."
+            ),
+        )
     }
 
     fn internal() -> Self {
@@ -106,14 +140,17 @@ impl From<AuthError> for ApiError {
                 "invalid_credentials",
                 "Invalid username or password.",
             ),
-            AuthError::Throttled(wait) => ApiError {
-                retry_after_secs: Some(wait.as_secs_f64().ceil().max(1.0) as u64),
-                ..ApiError::new(
-                    StatusCode::TOO_MANY_REQUESTS,
-                    "too_many_attempts",
-                    "Too many failed logins; try again later.",
-                )
-            },
+            AuthError::Throttled(wait) => {
+                let secs = wait.as_secs_f64().ceil().max(1.0) as u64;
+                ApiError {
+                    retry_after_secs: Some(secs),
+                    ..ApiError::new(
+                        StatusCode::TOO_MANY_REQUESTS,
+                        "too_many_attempts",
+                        format!("Too many failed logins; try again in {secs} seconds."),
+                    )
+                }
+            }
             AuthError::RegistrationClosed => ApiError::new(
                 StatusCode::FORBIDDEN,
                 "registration_closed",
@@ -129,7 +166,7 @@ impl From<AuthError> for ApiError {
                 "email_taken",
                 "That email is already registered.",
             ),
-            AuthError::NotFound => ApiError::not_found(),
+            AuthError::NotFound => ApiError::not_found("No such user."),
             AuthError::LastAdmin => ApiError::new(
                 StatusCode::CONFLICT,
                 "last_admin",
@@ -166,8 +203,10 @@ pub async fn handle_rejection(err: Rejection) -> Result<Response, Infallible> {
         InvalidHeader, InvalidQuery, LengthRequired, MethodNotAllowed, MissingHeader,
         PayloadTooLarge, UnsupportedMediaType,
     };
+    // Unknown paths and methods were answered from the route table before
+    // any route ran; these two remain only as a safety net.
     let api = if err.is_not_found() {
-        ApiError::not_found()
+        ApiError::not_found("There is nothing here.")
     } else if let Some(e) = err.find::<ApiError>() {
         e.clone()
     } else if err.find::<MethodNotAllowed>().is_some() {
@@ -177,7 +216,11 @@ pub async fn handle_rejection(err: Rejection) -> Result<Response, Infallible> {
             "This path does not accept that method.",
         )
     } else if err.find::<PayloadTooLarge>().is_some() {
-        payload_too_large()
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            "The request body is too large (see server.max_body_bytes).",
+        )
     } else if err.find::<UnsupportedMediaType>().is_some() {
         unsupported_media_type()
     } else if err.find::<LengthRequired>().is_some() {
@@ -199,12 +242,12 @@ pub async fn handle_rejection(err: Rejection) -> Result<Response, Infallible> {
     Ok(api.into_response())
 }
 
-/// 413.
-pub fn payload_too_large() -> ApiError {
+/// 413, naming the limit and the setting that raises it.
+pub fn payload_too_large(limit: usize) -> ApiError {
     ApiError::new(
         StatusCode::PAYLOAD_TOO_LARGE,
         "payload_too_large",
-        "The request body is too large.",
+        format!("The request body is over the limit of {limit} bytes (server.max_body_bytes)."),
     )
 }
 

@@ -20,6 +20,12 @@ pub fn with_state(
     warp::any().map(move || state.clone())
 }
 
+/// `GET`, or `HEAD` for the same route: hyper sends a `HEAD` answer's
+/// headers without its body, so uptime checkers can probe any `GET` route.
+pub fn get_or_head() -> impl Filter<Extract = (), Error = Rejection> + Clone {
+    warp::get().or(warp::head()).unify()
+}
+
 /// The token of a correctly signed session cookie, if the request has one.
 /// Forged or altered cookies are dropped here, before the database.
 pub fn session_token(
@@ -72,7 +78,7 @@ pub fn json_body<T: DeserializeOwned + Send>(
         .and_then(
             move |content_type: Option<String>, length: Option<u64>, body| async move {
                 if length.is_some_and(|n| n > limit as u64) {
-                    return Err(Rejection::from(payload_too_large()));
+                    return Err(Rejection::from(payload_too_large(limit)));
                 }
                 if content_type.as_deref().is_some_and(|t| !is_json(t)) {
                     return Err(unsupported_media_type().into());
@@ -100,7 +106,7 @@ where
         let mut chunk =
             chunk.map_err(|_| ApiError::invalid_request("The request body could not be read."))?;
         if out.len() + chunk.remaining() > limit {
-            return Err(payload_too_large().into());
+            return Err(payload_too_large(limit).into());
         }
         while chunk.has_remaining() {
             let part = chunk.chunk();
@@ -122,22 +128,75 @@ fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     let mut de = serde_json::Deserializer::from_slice(bytes);
     let value = serde_path_to_error::deserialize(&mut de).map_err(|e| {
         let path = e.path().to_string();
-        let inner = e.into_inner();
-        let inner = inner.to_string();
-        let what = strip_position(&inner);
-        if path == "." {
-            ApiError::invalid_request(format!("Invalid JSON body: {what}."))
-        } else {
-            ApiError::invalid_request(format!("{path}: {what}."))
-        }
+        ApiError::invalid_request(describe_json_error(&path, e.inner()))
     })?;
-    de.end()
-        .map_err(|_| ApiError::invalid_request("Invalid JSON body: trailing characters."))?;
+    de.end().map_err(|_| {
+        ApiError::invalid_request("The body is not valid JSON: it goes on after the object ends.")
+    })?;
     Ok(value)
 }
 
-fn strip_position(message: &str) -> &str {
-    message.split(" at line ").next().unwrap_or(message)
+/// A sentence for a person about why a JSON document was refused: where
+/// (`field` is serde's path, `.` for the whole document) and what was
+/// expected, in place of serde's wording ("invalid length 0, expected
+/// struct LoginBody with 3 elements", "expected ident at line 1 column 2").
+pub fn describe_json_error(field: &str, e: &serde_json::Error) -> String {
+    use serde_json::error::Category;
+    if matches!(
+        e.classify(),
+        Category::Syntax | Category::Eof | Category::Io
+    ) {
+        return format!(
+            "The body is not valid JSON (line {}, column {}).",
+            e.line(),
+            e.column()
+        );
+    }
+    let text = e.to_string();
+    let text = text.split(" at line ").next().unwrap_or(&text);
+    if let Some(name) = text
+        .strip_prefix("missing field `")
+        .and_then(|r| r.strip_suffix('`'))
+    {
+        return format!("{}: required.", join_path(field, name));
+    }
+    if let Some((got, expected)) = text
+        .strip_prefix("invalid type: ")
+        .and_then(|r| r.split_once(", expected "))
+    {
+        let got = got.replace('`', "");
+        return if field == "." {
+            format!("The body must be a JSON object, not {got}.")
+        } else {
+            format!("{field}: expected {}, got {got}.", plain(expected))
+        };
+    }
+    if field == "." {
+        // serde reads an array as a struct's fields in order: "invalid
+        // length 0, expected struct LoginBody with 2 elements".
+        return if text.starts_with("invalid length") {
+            "The body must be a JSON object, not an array.".into()
+        } else {
+            "The body must be a JSON object with this route's fields.".into()
+        };
+    }
+    format!("{field}: {}.", plain(text))
+}
+
+fn join_path(parent: &str, name: &str) -> String {
+    if parent == "." {
+        name.to_owned()
+    } else {
+        format!("{parent}.{name}")
+    }
+}
+
+/// serde's words for a type, as a person would say them.
+fn plain(expected: &str) -> String {
+    if expected.starts_with("struct ") || expected.starts_with("internally tagged") {
+        return "an object".into();
+    }
+    expected.replace('`', "")
 }
 
 /// 403 `bad_origin` for a request whose `Origin` is neither this server's
@@ -162,11 +221,7 @@ pub fn check_origin(state: State) -> impl Filter<Extract = (), Error = Rejection
                     ) {
                         Ok(())
                     } else {
-                        Err(Rejection::from(ApiError::new(
-                            warp::http::StatusCode::FORBIDDEN,
-                            "bad_origin",
-                            "This request's Origin is not allowed.",
-                        )))
+                        Err(Rejection::from(ApiError::bad_origin(&origin)))
                     }
                 }
             },
@@ -281,7 +336,31 @@ mod tests {
         let e = parse_json::<B>(br#"{"username": 5}"#).unwrap_err();
         assert!(format!("{e:?}").contains("username"));
         let e = parse_json::<B>(b"{}").unwrap_err();
-        assert!(format!("{e:?}").contains("username"));
+        assert!(format!("{e:?}").contains("username: required"));
         assert!(parse_json::<B>(b"{nope").is_err());
+    }
+
+    #[test]
+    fn json_errors_never_show_serde_internals() {
+        #[derive(serde::Deserialize, Debug)]
+        #[allow(dead_code)]
+        struct LoginBody {
+            username: String,
+            password: String,
+        }
+        let message = |body: &[u8]| format!("{:?}", parse_json::<LoginBody>(body).unwrap_err());
+        let array = message(b"[]");
+        assert!(array.contains("must be a JSON object, not"), "{array}");
+        assert!(!array.contains("LoginBody"), "{array}");
+        let syntax = message(b"{nope");
+        assert!(
+            syntax.contains("not valid JSON (line 1, column 2)"),
+            "{syntax}"
+        );
+        let typed = message(br#"{"username": 5, "password": "x"}"#);
+        assert!(
+            typed.contains("username: expected a string, got integer 5"),
+            "{typed}"
+        );
     }
 }

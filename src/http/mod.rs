@@ -5,7 +5,9 @@ mod admin_routes;
 mod auth_routes;
 mod error;
 mod filters;
+mod gate;
 mod ops;
+pub mod route_table;
 mod session_routes;
 pub mod views;
 
@@ -19,7 +21,7 @@ use warp::reply::Response;
 use warp::{Filter, Reply};
 
 pub use error::ApiError;
-pub use filters::{check_origin, with_session, with_state};
+pub use filters::{check_origin, describe_json_error, get_or_head, with_session, with_state};
 
 use crate::auth::Auth;
 use crate::config::Config;
@@ -60,27 +62,33 @@ impl std::ops::Deref for State {
 /// Boxed, because hyper clones the service for every request: a boxed
 /// filter clones as one reference count.
 pub fn routes(state: State, chat: BoxedFilter<(Response,)>) -> BoxedFilter<(Response,)> {
-    let api = auth_routes::routes(state.clone())
+    let api = gate::early(state.clone())
+        .or(auth_routes::routes(state.clone()))
+        .unify()
         .or(session_routes::routes(state.clone()))
         .unify()
         .or(admin_routes::routes(state.clone()))
         .unify()
         .or(chat)
         .unify()
-        .or(ops::routes(state))
+        .or(ops::routes(state.clone()))
         .unify()
         .recover(error::handle_rejection)
         .unify();
     warp::path::full()
+        .and(warp::header::optional::<String>("origin"))
         .and(api)
-        .map(|path: FullPath, mut res: Response| {
-            let p = path.as_str();
-            if p.starts_with("/api/auth/") || p.starts_with("/api/admin/") {
-                res.headers_mut()
-                    .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-            }
-            res
-        })
+        .map(
+            move |path: FullPath, origin: Option<String>, mut res: Response| {
+                let p = path.as_str();
+                if p.starts_with("/api/auth/") || p.starts_with("/api/admin/") {
+                    res.headers_mut()
+                        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+                }
+                gate::add_cors(&state, origin.as_deref(), &mut res);
+                res
+            },
+        )
         .with(warp::log::custom(|info| {
             // Displayed, not quoted: `log_line` escapes control characters
             // in every value. Whole microseconds: a float cost more.

@@ -8,16 +8,17 @@ use warp::http::{header, StatusCode};
 use warp::reply::Response;
 use warp::{Filter, Reply};
 
+use super::filters::get_or_head;
 use super::views::json;
 use super::State;
 
 /// Health and metrics routes.
 pub fn routes(state: State) -> warp::filters::BoxedFilter<(Response,)> {
     let health = warp::path!("healthz")
-        .and(warp::get())
+        .and(get_or_head())
         .map(|| json(StatusCode::OK, &json!({ "status": "ok" })));
     let metrics = warp::path!("metrics")
-        .and(warp::get())
+        .and(get_or_head())
         .map(move || metrics(&state));
     health.or(metrics).unify().boxed()
 }

@@ -7,6 +7,7 @@ use warp::reply::Response;
 use warp::{Filter, Rejection, Reply};
 
 use super::error::ApiError;
+use super::filters::get_or_head;
 use super::filters::{check_origin, client_info, json_body, with_session, with_state};
 use super::views::{json, set_cookie, SessionView};
 use super::State;
@@ -17,7 +18,7 @@ use crate::domain::Password;
 pub fn routes(state: State) -> warp::filters::BoxedFilter<(Response,)> {
     let limit = state.config.server.max_body_bytes;
     let list = warp::path!("api" / "auth" / "sessions")
-        .and(warp::get())
+        .and(get_or_head())
         .and(with_state(state.clone()))
         .and(with_session(state.clone()))
         .and_then(list);
@@ -66,7 +67,11 @@ async fn end_others(state: State, current: CurrentSession) -> Result<Response, R
 
 async fn end_one(id: String, state: State, current: CurrentSession) -> Result<Response, Rejection> {
     let Some(ended) = state.auth.end_own_session(&current, &id).await? else {
-        return Err(ApiError::not_found().into());
+        // The same words whether the id is someone else's or nobody's.
+        return Err(ApiError::not_found(
+            "You have no live session with that id (see GET /api/auth/sessions).",
+        )
+        .into());
     };
     let mut res = StatusCode::NO_CONTENT.into_response();
     if ended == current.hash {

@@ -29,6 +29,8 @@ pub enum CloseReason {
     Shutdown,
     /// The client does not read its frames: 1008.
     TooSlow,
+    /// The client sent a frame over the 64 KiB limit: 1009.
+    TooBig,
 }
 
 impl CloseReason {
@@ -38,6 +40,7 @@ impl CloseReason {
             CloseReason::SessionEnded => (4401, "session ended"),
             CloseReason::Shutdown => (1001, "server shutting down"),
             CloseReason::TooSlow => (1008, "not reading"),
+            CloseReason::TooBig => (1009, "frame over the 64 KiB limit"),
         }
     }
 }

@@ -31,17 +31,26 @@ pub enum ClientFrame {
 }
 
 impl ClientFrame {
-    /// Reads one text frame; the error is a sentence for the client, without
-    /// serde's position suffix.
+    /// Reads one text frame; the error is a sentence for the client that
+    /// says what a frame looks like, never serde's internals.
     pub fn parse(raw: &[u8]) -> Result<Self, String> {
-        serde_json::from_slice(raw).map_err(|e| {
-            let detail = e.to_string();
-            detail
-                .split(" at line ")
-                .next()
-                .unwrap_or_default()
-                .to_owned()
-        })
+        let mut de = serde_json::Deserializer::from_slice(raw);
+        let frame: Self = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+            let field = e.path().to_string();
+            let e = e.into_inner();
+            if e.is_syntax() || e.is_eof() {
+                return r#"Not a chat frame: frames are JSON objects like {"type":"join","room":"general"}."#
+                    .to_owned();
+            }
+            if let Some(rest) = e.to_string().strip_prefix("unknown variant `") {
+                let name = rest.split('`').next().unwrap_or_default();
+                return format!("type: {name:?} is not a frame type; use join, leave or message.");
+            }
+            crate::http::describe_json_error(&field, &e).replace("The body", "A frame")
+        })?;
+        de.end()
+            .map_err(|_| "Not a chat frame: one JSON object per frame.".to_owned())?;
+        Ok(frame)
     }
 }
 

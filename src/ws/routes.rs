@@ -17,11 +17,12 @@ use super::socket::{Socket, MAX_FRAME_BYTES};
 use crate::auth::CurrentSession;
 use crate::domain::RoomName;
 use crate::http::views::json;
-use crate::http::{check_origin, with_session, with_state, ApiError, State};
+use crate::http::{check_origin, get_or_head, with_session, with_state, ApiError, State};
 use crate::listener::UpgradeSlot;
 
-/// Largest WebSocket message read at all; between this and the chat's
-/// 64 KiB limit the client gets an error frame, above it the socket closes.
+/// Largest WebSocket message read at all: past the chat's 64 KiB limit
+/// the socket closes with 1009 either way, and above this one tungstenite
+/// stops reading the frame before it is all in memory.
 const MAX_WS_MESSAGE: usize = 4 * MAX_FRAME_BYTES;
 
 /// Most history a page may ask for.
@@ -57,7 +58,7 @@ struct Handshake {
 /// session filter as every HTTP route.
 pub fn routes(state: State, hub: Hub) -> warp::filters::BoxedFilter<(Response,)> {
     let upgrade = warp::path!("ws" / "chat")
-        .and(warp::get())
+        .and(get_or_head())
         .and(check_origin(state.clone()))
         .and(with_state(state.clone()))
         .and(with_session(state.clone()))
@@ -65,7 +66,7 @@ pub fn routes(state: State, hub: Hub) -> warp::filters::BoxedFilter<(Response,)>
         .and(handshake())
         .and_then(upgrade);
     let history = warp::path!("api" / "chat" / "rooms" / String / "messages")
-        .and(warp::get())
+        .and(get_or_head())
         .and(with_state(state.clone()))
         .and(with_session(state))
         .and(warp::query::<HashMap<String, String>>())

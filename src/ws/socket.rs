@@ -20,7 +20,8 @@ use crate::config::ChatConfig;
 use crate::domain::RoomName;
 use crate::store::now_ms;
 
-/// Largest text frame taken as a chat frame (larger ones get an error).
+/// Largest text frame taken as a chat frame; a larger one closes the
+/// socket with 1009.
 pub const MAX_FRAME_BYTES: usize = 64 * 1024;
 
 /// A write that takes longer than this means a peer that does not read.
@@ -99,6 +100,9 @@ impl Socket {
                         Some(Ok(Message::Binary(_))) => {
                             Some(Frame::from(error_frame("invalid_frame", "Frames must be JSON text.")))
                         }
+                        Some(Err(tokio_tungstenite::tungstenite::Error::Capacity(_))) => {
+                            return End::Close(CloseReason::TooBig);
+                        }
                         Some(Ok(Message::Close(_))) | Some(Err(_)) | None => return End::Gone,
                         Some(Ok(_)) => None,
                     }
@@ -140,18 +144,12 @@ impl Socket {
             }
         };
         if raw.len() > MAX_FRAME_BYTES {
-            return Ok(Some(error_frame(
-                "frame_too_large",
-                "Frames may be at most 64 KiB.",
-            )));
+            return Err(CloseReason::TooBig);
         }
         let frame = match ClientFrame::parse(raw) {
             Ok(frame) => frame,
             Err(detail) => {
-                return Ok(Some(error_frame(
-                    "invalid_frame",
-                    &format!("Not a chat frame: {detail}."),
-                )));
+                return Ok(Some(error_frame("invalid_frame", &detail)));
             }
         };
         let room_of = |raw: &str| {

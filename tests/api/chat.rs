@@ -104,7 +104,7 @@ async fn a_bad_frame_gets_an_error_and_the_socket_stays_usable() {
 }
 
 #[tokio::test]
-async fn oversized_frames_and_texts_are_refused_with_an_error_frame() {
+async fn a_text_over_the_limit_gets_an_error_frame_and_the_socket_stays() {
     let app = spawn_app_with(|c| c.chat.max_message_chars = 10).await;
     let alice = app.register_and_login("alice").await;
     let (mut ws, _) = app.ws_join(&alice, "general").await;
@@ -116,16 +116,51 @@ async fn oversized_frames_and_texts_are_refused_with_an_error_frame() {
     assert_eq!(ws_recv(&mut ws).await["code"], "invalid_message");
     ws_send(
         &mut ws,
-        json!({"type": "message", "room": "general", "text": "y".repeat(70_000)}),
-    )
-    .await;
-    assert_eq!(ws_recv(&mut ws).await["code"], "frame_too_large");
-    ws_send(
-        &mut ws,
         json!({"type": "message", "room": "general", "text": "ok"}),
     )
     .await;
     assert_eq!(ws_recv(&mut ws).await["text"], "ok");
+}
+
+#[tokio::test]
+async fn a_frame_over_64_kib_closes_the_socket_with_1009_and_a_reason() {
+    for size in [70_000, 300_000] {
+        let app = spawn_app().await;
+        let alice = app.register_and_login("alice").await;
+        let (mut ws, _) = app.ws_join(&alice, "general").await;
+        ws_send(
+            &mut ws,
+            json!({"type": "message", "room": "general", "text": "y".repeat(size)}),
+        )
+        .await;
+        let (code, reason) = ws_close_frame(&mut ws).await;
+        assert_eq!(code, 1009, "a frame of {size} bytes");
+        assert!(reason.contains("64 KiB"), "{reason}");
+    }
+}
+
+#[tokio::test]
+async fn a_frame_that_is_not_json_says_what_a_frame_looks_like() {
+    let app = spawn_app().await;
+    let alice = app.register_and_login("alice").await;
+    let (mut ws, _) = app.ws_join(&alice, "general").await;
+    {
+        use futures_util::SinkExt;
+        ws.send(tokio_tungstenite::tungstenite::Message::text("hello"))
+            .await
+            .unwrap();
+    }
+    let error = ws_recv(&mut ws).await;
+    assert_eq!(error["code"], "invalid_frame");
+    let message = error["message"].as_str().unwrap();
+    assert!(
+        message.contains(r#"{"type":"join","room":"general"}"#),
+        "{message}"
+    );
+    assert!(!message.contains("expected ident"), "{message}");
+    ws_send(&mut ws, json!({"type": "join"})).await;
+    let missing = ws_recv(&mut ws).await;
+    assert_eq!(missing["message"], "room: required.");
 }
 
 #[tokio::test]

@@ -279,6 +279,12 @@ pub async fn ws_recv(ws: &mut Ws) -> Value {
 /// Waits (at most 10 s) for the server to close the socket; returns the
 /// close code.
 pub async fn ws_closed(ws: &mut Ws) -> u16 {
+    ws_close_frame(ws).await.0
+}
+
+/// Waits (at most 10 s) for the server to close the socket; returns the
+/// close code and reason.
+pub async fn ws_close_frame(ws: &mut Ws) -> (u16, String) {
     use futures_util::StreamExt;
     use tokio_tungstenite::tungstenite::Message;
     loop {
@@ -286,8 +292,10 @@ pub async fn ws_closed(ws: &mut Ws) -> u16 {
             .await
             .expect("closed within 10 s");
         match next {
-            Some(Ok(Message::Close(Some(frame)))) => return frame.code.into(),
-            Some(Ok(Message::Close(None))) | None => return 1005,
+            Some(Ok(Message::Close(Some(frame)))) => {
+                return (frame.code.into(), frame.reason.to_string())
+            }
+            Some(Ok(Message::Close(None))) | None => return (1005, String::new()),
             Some(Ok(_)) => continue,
             Some(Err(e)) => panic!("socket failed instead of closing: {e}"),
         }

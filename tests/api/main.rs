@@ -8,6 +8,7 @@ mod connections;
 mod expiry;
 mod login;
 mod logout;
+mod newcomer;
 mod ops;
 mod register;
 mod requests;

@@ -1,0 +1,169 @@
+//! Every path the server answers and the methods each takes, in one table.
+//!
+//! warp's filters route a request; this table answers what they cannot
+//! say by themselves: an unknown path (404 naming it), a known path with
+//! the wrong method (405 with `Allow`), and a CORS preflight (`OPTIONS`).
+//! A test walks the table against the real server, so it cannot drift
+//! from the filters.
+
+use warp::http::Method;
+
+/// One path template (`{name}` matches one segment) and its methods.
+#[derive(Debug)]
+pub struct Route {
+    /// Like `/api/admin/users/{id}`.
+    pub path: &'static str,
+    /// The methods served; `GET` implies `HEAD`.
+    pub methods: &'static [Method],
+}
+
+const GET: &[Method] = &[Method::GET];
+const POST: &[Method] = &[Method::POST];
+const DELETE: &[Method] = &[Method::DELETE];
+
+/// Every route, in the README's order.
+pub const ROUTES: &[Route] = &[
+    Route {
+        path: "/api/auth/register",
+        methods: POST,
+    },
+    Route {
+        path: "/api/auth/login",
+        methods: POST,
+    },
+    Route {
+        path: "/api/auth/logout",
+        methods: POST,
+    },
+    Route {
+        path: "/api/auth/me",
+        methods: GET,
+    },
+    Route {
+        path: "/api/auth/sessions",
+        methods: &[Method::GET, Method::DELETE],
+    },
+    Route {
+        path: "/api/auth/sessions/{id}",
+        methods: DELETE,
+    },
+    Route {
+        path: "/api/auth/password",
+        methods: POST,
+    },
+    Route {
+        path: "/api/admin/users",
+        methods: GET,
+    },
+    Route {
+        path: "/api/admin/users/{id}",
+        methods: &[Method::PATCH, Method::DELETE],
+    },
+    Route {
+        path: "/api/admin/users/{id}/sessions",
+        methods: DELETE,
+    },
+    Route {
+        path: "/api/admin/users/{id}/unlock",
+        methods: POST,
+    },
+    Route {
+        path: "/api/admin/stats",
+        methods: GET,
+    },
+    Route {
+        path: "/api/chat/rooms/{room}/messages",
+        methods: GET,
+    },
+    Route {
+        path: "/ws/chat",
+        methods: GET,
+    },
+    Route {
+        path: "/healthz",
+        methods: GET,
+    },
+    Route {
+        path: "/metrics",
+        methods: GET,
+    },
+];
+
+/// The route whose template matches `path` (one trailing slash ignored,
+/// as warp's own path filters do).
+pub fn find(path: &str) -> Option<&'static Route> {
+    let path = path
+        .strip_suffix('/')
+        .filter(|p| !p.is_empty())
+        .unwrap_or(path);
+    ROUTES.iter().find(|r| matches(r.path, path))
+}
+
+fn matches(template: &str, path: &str) -> bool {
+    let mut want = template.split('/');
+    let mut got = path.split('/');
+    loop {
+        match (want.next(), got.next()) {
+            (None, None) => return true,
+            (Some(w), Some(g)) if w.starts_with('{') => {
+                if g.is_empty() {
+                    return false;
+                }
+            }
+            (Some(w), Some(g)) if w == g => {}
+            _ => return false,
+        }
+    }
+}
+
+impl Route {
+    /// Whether `method` is served here (`HEAD` wherever `GET` is).
+    pub fn allows(&self, method: &Method) -> bool {
+        self.methods.contains(method)
+            || (*method == Method::HEAD && self.methods.contains(&Method::GET))
+    }
+
+    /// The `Allow` header's value: the methods, `HEAD` after `GET`, then
+    /// `OPTIONS`, which every route answers.
+    pub fn allow_header(&self) -> String {
+        let mut names: Vec<&str> = Vec::new();
+        for m in self.methods {
+            names.push(m.as_str());
+            if *m == Method::GET {
+                names.push("HEAD");
+            }
+        }
+        names.push("OPTIONS");
+        names.join(", ")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn templates_match_one_segment_per_parameter() {
+        assert_eq!(
+            find("/api/admin/users/7").unwrap().path,
+            "/api/admin/users/{id}"
+        );
+        assert_eq!(
+            find("/api/admin/users/7/sessions").unwrap().path,
+            "/api/admin/users/{id}/sessions"
+        );
+        assert_eq!(find("/api/auth/me/").unwrap().path, "/api/auth/me");
+        assert!(find("/api/admin/users/").is_some_and(|r| r.path == "/api/admin/users"));
+        assert!(find("/api/admin/users//sessions").is_none());
+        assert!(find("/api/auth/mee").is_none());
+        assert!(find("/").is_none());
+    }
+
+    #[test]
+    fn allow_lists_head_after_get_and_options_last() {
+        let sessions = find("/api/auth/sessions").unwrap();
+        assert_eq!(sessions.allow_header(), "GET, HEAD, DELETE, OPTIONS");
+        assert!(sessions.allows(&Method::HEAD));
+        assert!(!sessions.allows(&Method::POST));
+    }
+}
