@@ -367,6 +367,7 @@ fn print_sessions(
                 "userAgent": s.user_agent,
                 "ip": s.ip,
                 "live": s.deadline_ms() > now,
+                "remember": s.remember,
             }));
         }
         println!("{}", json!({ "sessions": rows }));

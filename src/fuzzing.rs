@@ -40,7 +40,7 @@ pub fn seed_cookie_header() -> String {
 }
 
 fn signed_pair(token: &SessionToken) -> String {
-    let set_cookie = cookies().issue(token, 60);
+    let set_cookie = cookies().issue(token, Some(60));
     set_cookie.split(';').next().unwrap_or_default().to_owned()
 }
 
@@ -79,7 +79,7 @@ pub fn record_bytes(data: &[u8]) -> usize {
 
 fn round_trip<T>(data: &[u8]) -> bool
 where
-    T: serde::Serialize + serde::de::DeserializeOwned + PartialEq + std::fmt::Debug,
+    T: crate::store::codec::Record + PartialEq + std::fmt::Debug,
 {
     let Ok(record) = codec::decode::<T>(data) else {
         return false;

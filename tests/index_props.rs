@@ -84,7 +84,13 @@ async fn apply(auth: &Auth, tokens: &mut Vec<SessionToken>, op: Op) {
         Op::Login(n) => {
             let login = LoginName::Username(name(n));
             if let Ok(s) = auth
-                .login(&login, &Password::unchecked(PASSWORD.into()), &client, None)
+                .login(
+                    &login,
+                    &Password::unchecked(PASSWORD.into()),
+                    &client,
+                    None,
+                    n % 2 == 0,
+                )
                 .await
             {
                 tokens.push(s.token);

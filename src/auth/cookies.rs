@@ -101,27 +101,29 @@ impl SessionCookies {
             .and_then(SessionToken::parse)
     }
 
-    /// A `Set-Cookie` value carrying `token`, living `max_age_secs`.
-    pub fn issue(&self, token: &SessionToken, max_age_secs: u64) -> String {
+    /// A `Set-Cookie` value carrying `token`, living `max_age_secs`, or
+    /// until the browser closes when `None` (a session not remembered).
+    pub fn issue(&self, token: &SessionToken, max_age_secs: Option<u64>) -> String {
         self.build(self.signers[0].sign(&token.encode()), max_age_secs)
     }
 
     /// A `Set-Cookie` value that makes the browser forget the session.
     pub fn clear(&self) -> String {
-        self.build(String::new(), 0)
+        self.build(String::new(), Some(0))
     }
 
-    fn build(&self, value: String, max_age_secs: u64) -> String {
-        Cookie::build((self.name.clone(), value))
+    fn build(&self, value: String, max_age_secs: Option<u64>) -> String {
+        let mut cookie = Cookie::build((self.name.clone(), value))
             .path("/")
             .http_only(true)
             .same_site(self.same_site)
-            .secure(self.secure)
-            .max_age(cookie::time::Duration::seconds(
-                i64::try_from(max_age_secs).unwrap_or(i64::MAX),
-            ))
-            .build()
-            .to_string()
+            .secure(self.secure);
+        if let Some(secs) = max_age_secs {
+            cookie = cookie.max_age(cookie::time::Duration::seconds(
+                i64::try_from(secs).unwrap_or(i64::MAX),
+            ));
+        }
+        cookie.build().to_string()
     }
 }
 
@@ -239,7 +241,7 @@ mod tests {
     fn issued_cookie_verifies_and_tampering_fails() {
         let c = SessionCookies::from_config(&config(A, &[])).unwrap();
         let token = SessionToken::generate(1_000);
-        let set = c.issue(&token, 60);
+        let set = c.issue(&token, Some(60));
         let header = format!("connect.sid={}", value_of(&set));
         assert_eq!(c.token_from_header(&header).unwrap().hash(), token.hash());
         let mut forged = value_of(&set).to_owned();
@@ -265,7 +267,7 @@ mod tests {
         let c = SessionCookies::from_config(&config(A, &[])).unwrap();
         let token = SessionToken::generate(1_000);
 
-        let ours = value_of(&c.issue(&token, 60)).to_owned();
+        let ours = value_of(&c.issue(&token, Some(60))).to_owned();
         let jar = CookieJar::new();
         let verified = jar.signed(&key).verify(Cookie::new("connect.sid", ours));
         assert_eq!(verified.unwrap().value(), token.encode());
@@ -281,7 +283,7 @@ mod tests {
     #[test]
     fn a_truncated_or_garbled_signature_is_no_token() {
         let c = SessionCookies::from_config(&config(A, &[])).unwrap();
-        let value = value_of(&c.issue(&SessionToken::generate(1_000), 60)).to_owned();
+        let value = value_of(&c.issue(&SessionToken::generate(1_000), Some(60))).to_owned();
         for bad in [
             &value[..TAG_CHARS],
             &value[..TAG_CHARS - 1],
@@ -304,7 +306,7 @@ mod tests {
     fn old_secret_still_verifies_but_unknown_does_not() {
         let token = SessionToken::generate(1_000);
         let before = SessionCookies::from_config(&config(A, &[])).unwrap();
-        let header = format!("connect.sid={}", value_of(&before.issue(&token, 60)));
+        let header = format!("connect.sid={}", value_of(&before.issue(&token, Some(60))));
         let rotated = SessionCookies::from_config(&config(B, &[A])).unwrap();
         assert!(rotated.token_from_header(&header).is_some());
         let forgotten = SessionCookies::from_config(&config(B, &[])).unwrap();
@@ -327,7 +329,7 @@ mod tests {
         let mut c = config(A, &[]);
         c.server.environment = Environment::Production;
         let cookies = SessionCookies::from_config(&c).unwrap();
-        let set = cookies.issue(&SessionToken::generate(1_000), 86400);
+        let set = cookies.issue(&SessionToken::generate(1_000), Some(86400));
         for part in [
             "Path=/",
             "HttpOnly",
@@ -347,7 +349,7 @@ mod tests {
         c.storage.data_dir = dir.path().to_owned();
         let first = SessionCookies::from_config(&c).unwrap();
         let token = SessionToken::generate(1_000);
-        let header = format!("connect.sid={}", value_of(&first.issue(&token, 60)));
+        let header = format!("connect.sid={}", value_of(&first.issue(&token, Some(60))));
         let again = SessionCookies::from_config(&c).unwrap();
         assert!(again.token_from_header(&header).is_some());
         #[cfg(unix)]

@@ -76,7 +76,8 @@ impl Auth {
         let hash = self.inner.passwords.hash(new).await?;
         let user = self.inner.store.set_password_hash(id, &hash)?;
         self.inner.store.end_sessions_of(id, None)?;
-        self.open_session(user, client).await
+        self.open_session(user, client, current.session.remember)
+            .await
     }
 
     /// Clears login throttling for a user's account (an admin's unlock);

@@ -230,12 +230,14 @@ impl Auth {
 
     /// Checks the password and opens a new session. Any session the client
     /// came with is ended first, so a planted session id is worth nothing.
+    /// `remember: false` asks for a cookie that ends with the browser.
     pub async fn login(
         &self,
         name: &LoginName,
         password: &Password,
         client: &ClientInfo,
         previous: Option<&SessionToken>,
+        remember: bool,
     ) -> Result<NewSession, AuthError> {
         let store = &self.inner.store;
         let (user, account) = match name {
@@ -250,7 +252,7 @@ impl Auth {
         if let Some(previous) = previous {
             store.end_session(&previous.hash())?;
         }
-        let new = self.open_session(user, client).await?;
+        let new = self.open_session(user, client, remember).await?;
         self.inner.logins.success.fetch_add(1, Ordering::Relaxed);
         Ok(new)
     }
@@ -289,9 +291,10 @@ impl Auth {
         &self,
         user: UserRecord,
         client: &ClientInfo,
+        remember: bool,
     ) -> Result<NewSession, AuthError> {
         let store = &self.inner.store;
-        let session = self.new_record(&user, client);
+        let session = self.new_record(&user, client, remember);
         let token = SessionToken::generate(session.created_at_ms);
         match store.create_session(&token.hash(), &session) {
             Err(StoreError::NoSuchUser) => return Err(AuthError::InvalidCredentials),
@@ -305,7 +308,7 @@ impl Auth {
         })
     }
 
-    fn new_record(&self, user: &UserRecord, client: &ClientInfo) -> SessionRecord {
+    fn new_record(&self, user: &UserRecord, client: &ClientInfo, remember: bool) -> SessionRecord {
         let now = now_ms();
         let cfg = &self.inner.session;
         let mut user_agent = client.user_agent.clone().unwrap_or_default();
@@ -320,6 +323,7 @@ impl Auth {
             idle_expires_at_ms: now.saturating_add(millis(cfg.idle_timeout)),
             user_agent,
             ip: client.ip.to_string(),
+            remember,
         }
     }
 
@@ -367,12 +371,16 @@ impl Auth {
         Ok(ended)
     }
 
-    /// Seconds a fresh session's cookie should live.
-    pub fn cookie_max_age(&self, session: &SessionRecord) -> u64 {
-        session
-            .absolute_expires_at_ms
-            .saturating_sub(now_ms())
-            .div_ceil(1000)
+    /// Seconds a fresh session's cookie should live: until the session's
+    /// absolute end, or `None` (a cookie that ends with the browser) when
+    /// the login asked not to be remembered.
+    pub fn cookie_max_age(&self, session: &SessionRecord) -> Option<u64> {
+        session.remember.then(|| {
+            session
+                .absolute_expires_at_ms
+                .saturating_sub(now_ms())
+                .div_ceil(1000)
+        })
     }
 }
 

@@ -76,6 +76,15 @@ struct LoginBody {
     username: Option<String>,
     email: Option<String>,
     password: String,
+    /// "Remember me"; false: the cookie ends with the browser.
+    #[serde(default = "remembered")]
+    remember: bool,
+}
+
+/// Logins are remembered unless they say otherwise (the contract's
+/// default, and express-session's persistent cookie).
+fn remembered() -> bool {
+    true
 }
 
 async fn login(
@@ -94,7 +103,7 @@ async fn login(
     let password = Password::unchecked(body.password);
     let new = state
         .auth
-        .login(&name, &password, &client, previous.as_ref())
+        .login(&name, &password, &client, previous.as_ref(), body.remember)
         .await?;
     let cookie = state
         .auth

@@ -45,6 +45,7 @@ pub struct SessionView<'a> {
     user_agent: &'a str,
     ip: &'a str,
     current: bool,
+    remember: bool,
 }
 
 impl<'a> SessionView<'a> {
@@ -59,6 +60,7 @@ impl<'a> SessionView<'a> {
             user_agent: &s.user_agent,
             ip: &s.ip,
             current,
+            remember: s.remember,
         }
     }
 }

@@ -8,8 +8,39 @@
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-/// The version byte every record written by this build starts with.
+use super::records::{MessageRecord, SessionRecord, SessionRecordV1, UserRecord};
+
+/// The first format version; users and messages are still written in it.
 const FORMAT_V1: u8 = 1;
+
+/// A stored record type: the version byte this build writes for it, and
+/// how it reads bodies written under older versions, so a new field never
+/// makes old records unreadable.
+pub trait Record: Serialize + DeserializeOwned {
+    /// What `encode` writes in front of the body.
+    const FORMAT: u8 = FORMAT_V1;
+
+    /// Reads a body written under `version`, older than `FORMAT`.
+    fn upgrade(version: u8, _body: &[u8]) -> Result<Self, CodecError> {
+        Err(CodecError::UnknownVersion(version))
+    }
+}
+
+impl Record for UserRecord {}
+impl Record for MessageRecord {}
+
+/// Version 2 added `remember`; a version-1 session was made before
+/// "remember me" existed, when every cookie was persistent.
+impl Record for SessionRecord {
+    const FORMAT: u8 = 2;
+
+    fn upgrade(version: u8, body: &[u8]) -> Result<Self, CodecError> {
+        match version {
+            FORMAT_V1 => Ok(decode_body::<SessionRecordV1>(body)?.into()),
+            other => Err(CodecError::UnknownVersion(other)),
+        }
+    }
+}
 
 /// A stored value that this build cannot read.
 #[derive(Debug, thiserror::Error)]
@@ -34,8 +65,8 @@ fn bincode_config() -> impl bincode::config::Config {
 }
 
 /// Encodes a record with its version byte.
-pub fn encode<T: Serialize>(value: &T) -> Vec<u8> {
-    let mut out = vec![FORMAT_V1];
+pub fn encode<T: Record>(value: &T) -> Vec<u8> {
+    let mut out = vec![T::FORMAT];
     // Encoding plain owned structs into a Vec cannot fail.
     let body = bincode::serde::encode_to_vec(value, bincode_config())
         .unwrap_or_else(|e| unreachable!("encoding a record into memory failed: {e}"));
@@ -43,12 +74,21 @@ pub fn encode<T: Serialize>(value: &T) -> Vec<u8> {
     out
 }
 
-/// Decodes a record written by `encode`, refusing trailing bytes.
-pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
+/// Decodes a record written by `encode` (by this build or an older one),
+/// refusing trailing bytes.
+pub fn decode<T: Record>(bytes: &[u8]) -> Result<T, CodecError> {
     let (&version, body) = bytes.split_first().ok_or(CodecError::Truncated)?;
-    if version != FORMAT_V1 {
-        return Err(CodecError::UnknownVersion(version));
+    if version == T::FORMAT {
+        decode_body(body)
+    } else if version < T::FORMAT {
+        T::upgrade(version, body)
+    } else {
+        Err(CodecError::UnknownVersion(version))
     }
+}
+
+/// Decodes a body without its version byte.
+fn decode_body<T: DeserializeOwned>(body: &[u8]) -> Result<T, CodecError> {
     let (value, used) =
         bincode::serde::decode_from_slice(body, bincode_config()).map_err(|e| match e {
             bincode::error::DecodeError::UnexpectedEnd { .. } => CodecError::Truncated,
@@ -69,6 +109,33 @@ mod tests {
     struct Sample {
         name: String,
         n: u64,
+    }
+
+    impl Record for Sample {}
+
+    #[test]
+    fn a_session_written_before_remember_me_reads_as_remembered() {
+        let old = SessionRecordV1 {
+            user_id: 7,
+            created_at_ms: 1,
+            last_seen_at_ms: 2,
+            absolute_expires_at_ms: 3,
+            idle_expires_at_ms: 4,
+            user_agent: "ua".into(),
+            ip: "127.0.0.1".into(),
+        };
+        let mut bytes = vec![FORMAT_V1];
+        bytes.extend(bincode::serde::encode_to_vec(&old, bincode_config()).unwrap());
+        let read: SessionRecord = decode(&bytes).unwrap();
+        assert!(read.remember);
+        assert_eq!((read.user_id, read.idle_expires_at_ms), (7, 4));
+        let session = SessionRecord {
+            remember: false,
+            ..read
+        };
+        let again: SessionRecord = decode(&encode(&session)).unwrap();
+        assert_eq!(again, session);
+        assert_eq!(encode(&session)[0], 2);
     }
 
     #[test]
@@ -105,6 +172,11 @@ mod tests {
         assert!(matches!(
             decode::<Sample>(&bytes),
             Err(CodecError::Malformed(_))
+        ));
+        bytes[0] = 0;
+        assert!(matches!(
+            decode::<Sample>(&bytes),
+            Err(CodecError::UnknownVersion(0))
         ));
         bytes[0] = 9;
         assert!(matches!(

@@ -375,10 +375,7 @@ fn tx<A>(result: Result<A, TransactionError<StoreError>>) -> Result<A, StoreErro
     })
 }
 
-fn decode<T: serde::de::DeserializeOwned>(
-    tree: &'static str,
-    bytes: &[u8],
-) -> Result<T, StoreError> {
+fn decode<T: codec::Record>(tree: &'static str, bytes: &[u8]) -> Result<T, StoreError> {
     codec::decode(bytes).map_err(|source| StoreError::Corrupt { tree, source })
 }
 

@@ -45,6 +45,36 @@ pub struct SessionRecord {
     pub user_agent: String,
     /// Client address at login.
     pub ip: String,
+    /// "Remember me": false makes the cookie end with the browser (no
+    /// `Max-Age`); the server's timeouts are the same either way.
+    pub remember: bool,
+}
+
+/// A session as format version 1 wrote it, before `remember`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(super) struct SessionRecordV1 {
+    pub user_id: u64,
+    pub created_at_ms: u64,
+    pub last_seen_at_ms: u64,
+    pub absolute_expires_at_ms: u64,
+    pub idle_expires_at_ms: u64,
+    pub user_agent: String,
+    pub ip: String,
+}
+
+impl From<SessionRecordV1> for SessionRecord {
+    fn from(v1: SessionRecordV1) -> Self {
+        Self {
+            user_id: v1.user_id,
+            created_at_ms: v1.created_at_ms,
+            last_seen_at_ms: v1.last_seen_at_ms,
+            absolute_expires_at_ms: v1.absolute_expires_at_ms,
+            idle_expires_at_ms: v1.idle_expires_at_ms,
+            user_agent: v1.user_agent,
+            ip: v1.ip,
+            remember: true,
+        }
+    }
 }
 
 impl SessionRecord {

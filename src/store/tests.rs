@@ -32,6 +32,7 @@ fn session(user: &UserRecord, deadline: u64) -> SessionRecord {
         idle_expires_at_ms: deadline + 1000,
         user_agent: String::new(),
         ip: "127.0.0.1".into(),
+        remember: true,
     }
 }
 

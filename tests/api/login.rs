@@ -172,3 +172,61 @@ async fn a_session_cookie_carries_its_login_time_in_front_of_the_secret() {
     }
     assert!(times[0] < times[1]);
 }
+
+#[tokio::test]
+async fn remember_false_gives_a_browser_session_cookie_and_says_so() {
+    let app = spawn_app().await;
+    app.register("alice").await;
+    let res = app
+        .post_json(
+            "/api/auth/login",
+            &json!({"username": "alice", "password": PASSWORD, "remember": false}),
+            None,
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let set = set_cookie_of(&res);
+    assert!(!set.contains("Max-Age"), "{set}");
+    assert!(!set.contains("Expires"), "{set}");
+    assert!(set.contains("HttpOnly"), "{set}");
+    let cookie = cookie_of(&res);
+    let me: Value = app.me(&cookie).await.json().await.unwrap();
+    assert_eq!(me["session"]["remember"], false);
+    // The server's timeouts are unchanged: the session ends when they say.
+    assert!(me["session"]["expiresAt"].is_string());
+
+    // A password change keeps the choice for the fresh session.
+    let res = app
+        .post_json(
+            "/api/auth/password",
+            &json!({"currentPassword": PASSWORD, "newPassword": "another long password"}),
+            Some(&cookie),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::NO_CONTENT);
+    assert!(!set_cookie_of(&res).contains("Max-Age"));
+}
+
+#[tokio::test]
+async fn remember_defaults_to_true() {
+    let app = spawn_app().await;
+    app.register("alice").await;
+    let res = app
+        .post_json(
+            "/api/auth/login",
+            &json!({"username": "alice", "password": PASSWORD, "remember": true}),
+            None,
+        )
+        .await;
+    assert!(set_cookie_of(&res).contains("Max-Age="));
+    let cookie = app.register_and_login("bob").await;
+    let me: Value = app.me(&cookie).await.json().await.unwrap();
+    assert_eq!(me["session"]["remember"], true);
+    let sessions: Value = app
+        .get("/api/auth/sessions", Some(&cookie))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(sessions["sessions"][0]["remember"], true);
+}

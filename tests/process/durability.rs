@@ -132,3 +132,36 @@ async fn a_revocation_answered_stays_done_after_a_crash() {
     assert_eq!(server.me(&other).await, StatusCode::UNAUTHORIZED);
     assert_eq!(server.me(&keep).await, StatusCode::OK);
 }
+
+#[tokio::test]
+async fn a_session_not_remembered_stays_not_remembered_across_a_crash() {
+    let site = Site::new("");
+    let server = site.start(&[]);
+    server.register("alice").await;
+    let res = reqwest::Client::new()
+        .post(server.url("/api/auth/login"))
+        .json(&serde_json::json!({"username": "alice", "password": PASSWORD, "remember": false}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let cookie = res.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    server.crash();
+    let server = site.start(&[]);
+    let me: serde_json::Value = reqwest::Client::new()
+        .get(server.url("/api/auth/me"))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(me["session"]["remember"], false);
+}

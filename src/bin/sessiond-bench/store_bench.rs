@@ -71,6 +71,7 @@ pub fn populate(data_dir: &Path, total: u64, ended: u64) -> (Store, u64) {
             user_agent: "sessiond-bench/1.0 (a typical user agent string of middling length)"
                 .into(),
             ip: "127.0.0.1".into(),
+            remember: true,
         };
         let hash = SessionToken::generate(created).hash();
         store.create_session(&hash, &record).unwrap();
