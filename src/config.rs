@@ -47,6 +47,8 @@ pub struct Config {
     pub auth: AuthConfig,
     /// `[chat]`
     pub chat: ChatConfig,
+    /// `[forward_auth]`
+    pub forward_auth: ForwardAuthConfig,
     /// Secrets come only from the environment, never from the file.
     #[serde(skip)]
     pub secrets: Secrets,
@@ -314,6 +316,73 @@ impl Default for ChatConfig {
     }
 }
 
+/// `GET /api/auth/verify`, the check a reverse proxy asks before it lets
+/// a request through to the app behind it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ForwardAuthConfig {
+    /// Where a browser without a session is sent, with `?rd=` naming the
+    /// page it wanted: a path on the app's own origin (the example proxy
+    /// configs route sessiond's page there) or an absolute URL.
+    pub sign_in_url: String,
+    /// Hosts (`host` or `host:port`) that `rd` may name besides the host
+    /// the request came to; anything else gets no redirect.
+    pub allowed_redirect_hosts: Vec<String>,
+    /// The identity headers' names.
+    pub headers: IdentityHeaders,
+}
+
+impl Default for ForwardAuthConfig {
+    fn default() -> Self {
+        Self {
+            sign_in_url: "/".into(),
+            allowed_redirect_hosts: Vec::new(),
+            headers: IdentityHeaders::default(),
+        }
+    }
+}
+
+/// Names of the headers a 204 from `/api/auth/verify` carries.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct IdentityHeaders {
+    /// The user's id.
+    pub user_id: String,
+    /// The user name.
+    pub user: String,
+    /// The e-mail address.
+    pub email: String,
+    /// `user` or `admin`.
+    pub role: String,
+    /// The session's public id.
+    pub session_id: String,
+}
+
+impl Default for IdentityHeaders {
+    fn default() -> Self {
+        Self {
+            user_id: "X-Auth-User-Id".into(),
+            user: "X-Auth-User".into(),
+            email: "X-Auth-Email".into(),
+            role: "X-Auth-Role".into(),
+            session_id: "X-Auth-Session-Id".into(),
+        }
+    }
+}
+
+impl IdentityHeaders {
+    /// Each configured name with its dotted key, for validation.
+    pub fn named(&self) -> [(&'static str, &str); 5] {
+        [
+            ("forward_auth.headers.user_id", &self.user_id),
+            ("forward_auth.headers.user", &self.user),
+            ("forward_auth.headers.email", &self.email),
+            ("forward_auth.headers.role", &self.role),
+            ("forward_auth.headers.session_id", &self.session_id),
+        ]
+    }
+}
+
 /// Secret bytes that never print.
 #[derive(Clone)]
 pub struct Secret(Vec<u8>);
@@ -492,6 +561,21 @@ impl Config {
         if self.auth.max_failed_logins_per_ip == 0 {
             return bad("auth.max_failed_logins_per_ip", "must be at least 1");
         }
+        for (key, name) in self.forward_auth.headers.named() {
+            if warp::http::HeaderName::from_bytes(name.as_bytes()).is_err() {
+                return bad(key, "must be a valid HTTP header name, like X-Auth-User");
+            }
+        }
+        let sign_in = &self.forward_auth.sign_in_url;
+        if !(sign_in.starts_with('/') && !sign_in.starts_with("//")
+            || sign_in.starts_with("http://")
+            || sign_in.starts_with("https://"))
+        {
+            return bad(
+                "forward_auth.sign_in_url",
+                "must be a path like \"/\" or an http(s) URL",
+            );
+        }
         Ok(())
     }
 }
@@ -587,6 +671,10 @@ mod tests {
             "max_messages_per_second",
             "history_on_join",
             "max_sockets_per_user",
+            "sign_in_url",
+            "allowed_redirect_hosts",
+            "user_id",
+            "session_id",
         ] {
             assert!(
                 text.contains(&format!("\n{key} = ")),

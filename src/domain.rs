@@ -201,6 +201,12 @@ impl Role {
         }
     }
 
+    /// Whether this role may do what `required` may: admins may do
+    /// everything users may.
+    pub fn includes(self, required: Role) -> bool {
+        self == Role::Admin || required == Role::User
+    }
+
     /// The contract's spelling.
     pub fn as_str(self) -> &'static str {
         match self {

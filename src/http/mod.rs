@@ -5,6 +5,7 @@ mod admin_routes;
 mod auth_routes;
 mod error;
 mod filters;
+mod forward_auth;
 mod gate;
 mod ops;
 pub mod route_table;
@@ -66,6 +67,8 @@ pub fn routes(state: State, chat: BoxedFilter<(Response,)>) -> BoxedFilter<(Resp
         .or(auth_routes::routes(state.clone()))
         .unify()
         .or(session_routes::routes(state.clone()))
+        .unify()
+        .or(forward_auth::routes(state.clone()))
         .unify()
         .or(admin_routes::routes(state.clone()))
         .unify()

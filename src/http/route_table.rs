@@ -40,6 +40,10 @@ pub const ROUTES: &[Route] = &[
         methods: GET,
     },
     Route {
+        path: "/api/auth/verify",
+        methods: GET,
+    },
+    Route {
         path: "/api/auth/sessions",
         methods: &[Method::GET, Method::DELETE],
     },

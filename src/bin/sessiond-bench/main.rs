@@ -48,6 +48,8 @@ struct Args {
 enum Group {
     /// `/me` requests/s and latency vs the floor.
     Me,
+    /// Forward auth (`/api/auth/verify`) requests/s vs `/me`.
+    Verify,
     /// One argon2id verification.
     Argon2,
     /// Logins/s vs raw verifications/s.
@@ -64,8 +66,9 @@ enum Group {
 
 impl Group {
     /// The groups that need a live server with users.
-    const LIVE: [Group; 5] = [
+    const LIVE: [Group; 6] = [
         Group::Me,
+        Group::Verify,
         Group::Logins,
         Group::Storm,
         Group::Writes,
@@ -178,9 +181,14 @@ impl Live {
     }
 
     fn me_requests(&self) -> Vec<Vec<u8>> {
+        self.requests("/api/auth/me")
+    }
+
+    /// One GET of `path` per user's cookie.
+    fn requests(&self, path: &str) -> Vec<Vec<u8>> {
         self.cookies
             .iter()
-            .map(|c| http_load::get("/api/auth/me", Some(c)))
+            .map(|c| http_load::get(path, Some(c)))
             .collect()
     }
 }
@@ -195,6 +203,9 @@ async fn measure(scale: &Scale, wants: impl Fn(Group) -> bool) -> Vec<Row> {
     };
     if let (true, Some(live)) = (wants(Group::Me), &live) {
         rows.extend(me_vs_floor(scale, dir.path(), live).await);
+    }
+    if let (true, Some(live)) = (wants(Group::Verify), &live) {
+        rows.push(verify_vs_me(scale, live).await);
     }
     if wants(Group::Argon2) {
         rows.push(argon2(scale).await);
@@ -261,6 +272,40 @@ async fn me_vs_floor(scale: &Scale, dir: &Path, live: &Live) -> Vec<Row> {
             None,
         ),
     ]
+}
+
+/// Forward auth costs what `/me` costs, less the JSON: measured in
+/// alternated halves (me, verify, me, verify) so the machine's drift
+/// weighs on both alike.
+async fn verify_vs_me(scale: &Scale, live: &Live) -> Row {
+    eprintln!("GET /api/auth/verify vs /me ...");
+    let half = Duration::from_secs(scale.http_secs).div_f64(2.0);
+    let addr = live.server.addr;
+    let (mut me_sum, mut verify_sum, mut errors) = (0.0, 0.0, 0);
+    for _ in 0..2 {
+        let me = http_load::run(addr, live.me_requests(), scale.http_connections, half).await;
+        let verify = http_load::run(
+            addr,
+            live.requests("/api/auth/verify"),
+            scale.http_connections,
+            half,
+        )
+        .await;
+        me_sum += me.per_second();
+        verify_sum += verify.per_second();
+        errors += me.errors + verify.errors;
+    }
+    let ratio = verify_sum / me_sum;
+    row(
+        "GET /api/auth/verify requests/s vs /me, same run",
+        format!(
+            "{:.0}/s vs {:.0}/s = {ratio:.2}x ({errors} errors)",
+            verify_sum / 2.0,
+            me_sum / 2.0
+        ),
+        ">= 0.90x",
+        Some(ratio >= 0.90 && errors == 0),
+    )
 }
 
 async fn argon2(scale: &Scale) -> Row {
