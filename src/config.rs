@@ -49,6 +49,8 @@ pub struct Config {
     pub chat: ChatConfig,
     /// `[forward_auth]`
     pub forward_auth: ForwardAuthConfig,
+    /// `[oidc]`: ID-token sign-in providers.
+    pub oidc: OidcConfig,
     /// Secrets come only from the environment, never from the file.
     #[serde(skip)]
     pub secrets: Secrets,
@@ -383,6 +385,43 @@ impl IdentityHeaders {
     }
 }
 
+/// `[[oidc.providers]]`: whose ID tokens `POST /api/auth/idtoken` takes.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OidcConfig {
+    /// Several at once; each issuer once.
+    pub providers: Vec<ProviderConfig>,
+}
+
+/// One ID-token issuer (a Firebase project, any OIDC provider).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProviderConfig {
+    /// Shown in identities and the sign-in page ("firebase").
+    pub name: String,
+    /// The token's `iss`, exactly.
+    pub issuer: String,
+    /// The token's `aud` (a Firebase project id, an OIDC client id).
+    pub audience: String,
+    /// Where the signing keys are: `https://`, or `http://` on loopback.
+    pub jwks_url: String,
+    /// A first sign-in creates a local user; false: 403 `not_linked`
+    /// until a signed-in user links the identity.
+    #[serde(default = "yes")]
+    pub auto_register: bool,
+    /// Leeway for `exp`, `iat` and `auth_time`.
+    #[serde(default = "sixty_seconds", deserialize_with = "duration")]
+    pub clock_skew: Duration,
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn sixty_seconds() -> Duration {
+    Duration::from_secs(60)
+}
+
 /// Secret bytes that never print.
 #[derive(Clone)]
 pub struct Secret(Vec<u8>);
@@ -566,6 +605,7 @@ impl Config {
                 return bad(key, "must be a valid HTTP header name, like X-Auth-User");
             }
         }
+        self.validate_providers()?;
         let sign_in = &self.forward_auth.sign_in_url;
         if !(sign_in.starts_with('/') && !sign_in.starts_with("//")
             || sign_in.starts_with("http://")
@@ -577,6 +617,64 @@ impl Config {
             );
         }
         Ok(())
+    }
+}
+
+impl Config {
+    fn validate_providers(&self) -> Result<(), ConfigError> {
+        let bad = |i: usize, key: &str, message: String| {
+            Err(ConfigError::Invalid {
+                origin: "config".into(),
+                key: format!("oidc.providers[{i}].{key}"),
+                message,
+            })
+        };
+        for (i, p) in self.oidc.providers.iter().enumerate() {
+            if p.name.is_empty() || p.issuer.is_empty() || p.audience.is_empty() {
+                let key = if p.name.is_empty() {
+                    "name"
+                } else if p.issuer.is_empty() {
+                    "issuer"
+                } else {
+                    "audience"
+                };
+                return bad(i, key, "must not be empty".into());
+            }
+            let earlier = &self.oidc.providers[..i];
+            if earlier.iter().any(|e| e.issuer == p.issuer) {
+                return bad(i, "issuer", format!("{:?} is listed twice", p.issuer));
+            }
+            if earlier.iter().any(|e| e.name == p.name) {
+                return bad(i, "name", format!("{:?} is listed twice", p.name));
+            }
+            if let Err(why) = check_jwks_url(&p.jwks_url) {
+                return bad(i, "jwks_url", why);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Keys come over HTTPS; plain HTTP only from this machine (tests, a
+/// local provider), where nobody on the path can swap them.
+fn check_jwks_url(raw: &str) -> Result<(), String> {
+    let url = url::Url::parse(raw).map_err(|e| format!("not a URL ({e})"))?;
+    match url.scheme() {
+        "https" => Ok(()),
+        "http" => {
+            let loopback = match url.host() {
+                Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+                Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+                Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+                None => false,
+            };
+            if loopback {
+                Ok(())
+            } else {
+                Err("must be https:// (plain http:// only on loopback)".into())
+            }
+        }
+        _ => Err("must be an https:// URL".into()),
     }
 }
 
@@ -720,6 +818,25 @@ mod tests {
     fn a_syntax_error_gives_line_and_column() {
         let line = err_line("[server]\ntrust_proxy = false\nlisten = 127.0.0.1:8080\n");
         assert!(line.contains("(line 3, column 15)"), "{line}");
+    }
+
+    #[test]
+    fn providers_parse_and_their_keys_must_come_over_https() {
+        let text = "[[oidc.providers]]\nname = \"firebase\"\nissuer = \"https://securetoken.google.com/p\"\n\
+                    audience = \"p\"\njwks_url = \"https://keys.example/jwks\"\n";
+        let c = Config::parse(text, "t").unwrap();
+        c.validate().unwrap();
+        let p = &c.oidc.providers[0];
+        assert!(p.auto_register);
+        assert_eq!(p.clock_skew, Duration::from_secs(60));
+        let plain = text.replace("https://keys", "http://keys");
+        let err = Config::parse(&plain, "t").unwrap().validate().unwrap_err();
+        assert!(
+            err.to_string().contains("oidc.providers[0].jwks_url"),
+            "{err}"
+        );
+        let local = text.replace("https://keys.example", "http://127.0.0.1:9");
+        Config::parse(&local, "t").unwrap().validate().unwrap();
     }
 
     #[test]

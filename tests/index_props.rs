@@ -109,7 +109,7 @@ async fn apply(auth: &Auth, tokens: &mut Vec<SessionToken>, op: Op) {
         Op::ChangePassword(i) => {
             if let Some(c) = current(tokens, i) {
                 let same = Password::unchecked(PASSWORD.into());
-                if let Ok(s) = auth.change_password(&c, &same, &same, &client).await {
+                if let Ok(s) = auth.change_password(&c, Some(&same), &same, &client).await {
                     tokens.push(s.token);
                 }
             }

@@ -61,18 +61,22 @@ impl Auth {
 
     /// Checks the current password (counting toward login throttling),
     /// stores the new one, ends every session of the user and opens a fresh
-    /// one for the caller.
+    /// one for the caller. A user without a password (made by an ID-token
+    /// sign-in) sets a first one with no current password.
     pub async fn change_password(
         &self,
         current: &CurrentSession,
-        old: &Password,
+        old: Option<&Password>,
         new: &Password,
         client: &ClientInfo,
     ) -> Result<NewSession, AuthError> {
         let id = current.user.user_id();
-        let account = super::throttle_key(id);
-        self.check_password(&account, client, old, Some(&current.user.password_hash))
-            .await?;
+        if current.user.has_password() {
+            let old = old.ok_or(AuthError::CurrentPasswordRequired)?;
+            let account = super::throttle_key(id);
+            self.check_password(&account, client, old, Some(&current.user.password_hash))
+                .await?;
+        }
         let hash = self.inner.passwords.hash(new).await?;
         let user = self.inner.store.set_password_hash(id, &hash)?;
         self.inner.store.end_sessions_of(id, None)?;

@@ -3,6 +3,8 @@
 
 mod argon2id;
 mod cookies;
+mod identities;
+pub mod idtoken;
 mod manage;
 mod password;
 mod pool;
@@ -50,6 +52,24 @@ pub enum AuthError {
     /// The change would leave no admin.
     #[error("that would leave no admin")]
     LastAdmin,
+    /// An ID token failed a check (one answer for every check).
+    #[error("invalid ID token")]
+    InvalidToken,
+    /// The provider's keys cannot be fetched and none are cached.
+    #[error("the ID-token provider is unavailable: {0}")]
+    ProviderUnavailable(String),
+    /// A valid identity linked to nobody, and auto_register is off.
+    #[error("that identity is not linked to a user")]
+    NotLinked,
+    /// The identity is linked to another user.
+    #[error("that identity is linked to another user")]
+    IdentityTaken,
+    /// Unlinking would leave the user no way to sign in.
+    #[error("that is the last way to sign in")]
+    LastIdentity,
+    /// A password change without the current password, which the user has.
+    #[error("the current password is required")]
+    CurrentPasswordRequired,
     /// An input field breaks a rule.
     #[error(transparent)]
     Invalid(#[from] InvalidField),
@@ -71,6 +91,8 @@ impl From<StoreError> for AuthError {
             StoreError::EmailTaken => AuthError::EmailTaken,
             StoreError::NoSuchUser => AuthError::NotFound,
             StoreError::LastAdmin => AuthError::LastAdmin,
+            StoreError::IdentityTaken => AuthError::IdentityTaken,
+            StoreError::LastIdentity => AuthError::LastIdentity,
             other => AuthError::Store(other),
         }
     }
@@ -137,6 +159,7 @@ struct Inner {
     store: Store,
     cookies: SessionCookies,
     passwords: Passwords,
+    idtokens: idtoken::IdTokens,
     throttle: Throttle,
     session: SessionConfig,
     auth: AuthConfig,
@@ -157,6 +180,8 @@ impl Auth {
             inner: Arc::new(Inner {
                 cookies: SessionCookies::from_config(config)?,
                 passwords: Passwords::new(&config.auth)?,
+                idtokens: idtoken::IdTokens::new(&config.oidc.providers)
+                    .map_err(AuthError::Config)?,
                 throttle: Throttle::new(
                     config.auth.max_failed_logins_per_account,
                     config.auth.max_failed_logins_per_ip,
@@ -245,7 +270,12 @@ impl Auth {
             LoginName::Email(e) => (store.user_by_email(e)?, format!("email:{}", email_key(e))),
         };
         let account = user.as_ref().map_or(account, |u| throttle_key(u.user_id()));
-        let stored = user.as_ref().map(|u| u.password_hash.as_str());
+        // A user an ID-token sign-in made has no password: checked against
+        // the dummy hash, refused like a wrong one.
+        let stored = user
+            .as_ref()
+            .filter(|u| u.has_password())
+            .map(|u| u.password_hash.as_str());
         self.check_password(&account, client, password, stored)
             .await?;
         let user = user.ok_or(AuthError::InvalidCredentials)?;

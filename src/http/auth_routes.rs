@@ -13,7 +13,7 @@ use super::filters::{
 };
 use super::views::{json, set_cookie, SessionView, UserView};
 use super::State;
-use crate::auth::{ClientInfo, CurrentSession, LoginName, SessionToken};
+use crate::auth::{ClientInfo, CurrentSession, LoginName, NewSession, SessionToken};
 use crate::domain::{Email, Password, Username};
 
 /// Every route of this area, path filters first.
@@ -71,6 +71,12 @@ async fn register(state: State, body: RegisterBody) -> Result<Response, Rejectio
     ))
 }
 
+/// Logins are remembered unless they say otherwise (the contract's
+/// default, and express-session's persistent cookie).
+pub(super) fn remembered() -> bool {
+    true
+}
+
 #[derive(Deserialize)]
 struct LoginBody {
     username: Option<String>,
@@ -79,12 +85,6 @@ struct LoginBody {
     /// "Remember me"; false: the cookie ends with the browser.
     #[serde(default = "remembered")]
     remember: bool,
-}
-
-/// Logins are remembered unless they say otherwise (the contract's
-/// default, and express-session's persistent cookie).
-fn remembered() -> bool {
-    true
 }
 
 async fn login(
@@ -105,6 +105,11 @@ async fn login(
         .auth
         .login(&name, &password, &client, previous.as_ref(), body.remember)
         .await?;
+    Ok(signed_in(&state, &new))
+}
+
+/// A login's answer, whatever the way in: 200 `{user}` and the cookie.
+pub(super) fn signed_in(state: &State, new: &NewSession) -> Response {
     let cookie = state
         .auth
         .cookies()
@@ -114,7 +119,7 @@ async fn login(
         &json!({ "user": UserView::from(&new.user) }),
     );
     set_cookie(&mut res, &cookie);
-    Ok(res)
+    res
 }
 
 async fn logout(state: State, token: Option<SessionToken>) -> Result<Response, Rejection> {

@@ -173,6 +173,37 @@ impl From<AuthError> for ApiError {
                 "That would leave no admin: make another user an admin first.",
             ),
             AuthError::Invalid(field) => field.into(),
+            AuthError::InvalidToken => ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "invalid_token",
+                "The ID token is not valid.",
+            ),
+            AuthError::ProviderUnavailable(why) => {
+                tracing::warn!(error = %why, "ID-token provider unavailable");
+                ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "provider_unavailable",
+                    "The sign-in provider's keys cannot be fetched right now; try again shortly.",
+                )
+            }
+            AuthError::NotLinked => ApiError::new(
+                StatusCode::FORBIDDEN,
+                "not_linked",
+                "This identity is not linked to an account: sign in another way and link it from your account.",
+            ),
+            AuthError::IdentityTaken => ApiError::new(
+                StatusCode::CONFLICT,
+                "identity_taken",
+                "This identity is linked to another account.",
+            ),
+            AuthError::LastIdentity => ApiError::new(
+                StatusCode::CONFLICT,
+                "last_identity",
+                "That is your last way to sign in: set a password or link another identity first.",
+            ),
+            AuthError::CurrentPasswordRequired => {
+                ApiError::invalid_request("currentPassword: required.")
+            }
             AuthError::Store(e) => {
                 tracing::error!(error = %e, "storage error while serving");
                 ApiError::storage_unavailable()

@@ -7,6 +7,7 @@ mod error;
 mod filters;
 mod forward_auth;
 mod gate;
+mod identity_routes;
 mod ops;
 pub mod route_table;
 mod session_routes;
@@ -69,6 +70,8 @@ pub fn routes(state: State, chat: BoxedFilter<(Response,)>) -> BoxedFilter<(Resp
         .or(session_routes::routes(state.clone()))
         .unify()
         .or(forward_auth::routes(state.clone()))
+        .unify()
+        .or(identity_routes::routes(state.clone()))
         .unify()
         .or(admin_routes::routes(state.clone()))
         .unify()

@@ -40,6 +40,18 @@ pub const ROUTES: &[Route] = &[
         methods: GET,
     },
     Route {
+        path: "/api/auth/idtoken",
+        methods: POST,
+    },
+    Route {
+        path: "/api/auth/identities",
+        methods: &[Method::GET, Method::POST],
+    },
+    Route {
+        path: "/api/auth/identities/{id}",
+        methods: DELETE,
+    },
+    Route {
         path: "/api/auth/verify",
         methods: GET,
     },

@@ -83,7 +83,8 @@ async fn end_one(id: String, state: State, current: CurrentSession) -> Result<Re
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct PasswordBody {
-    current_password: String,
+    /// Omitted only by a user who has no password yet.
+    current_password: Option<String>,
     new_password: String,
 }
 
@@ -93,11 +94,11 @@ async fn change_password(
     client: ClientInfo,
     body: PasswordBody,
 ) -> Result<Response, Rejection> {
-    let old = Password::unchecked(body.current_password);
+    let old = body.current_password.map(Password::unchecked);
     let new = state.auth.new_password(body.new_password, "newPassword")?;
     let fresh = state
         .auth
-        .change_password(&current, &old, &new, &client)
+        .change_password(&current, old.as_ref(), &new, &client)
         .await?;
     let cookie = state
         .auth

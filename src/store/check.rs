@@ -2,7 +2,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use super::records::{expiry_key, user_session_key};
+use super::records::{expiry_key, identity_key, user_session_key, IdentityRecord};
 use super::users::{ADMIN_COUNT, NEXT_USER_ID};
 use super::{decode, SessionRecord, Store, StoreError, UserRecord};
 use crate::domain::{email_key, name_key, Role, TokenHash, UserId};
@@ -101,7 +101,62 @@ impl Store {
             &s.user_sessions,
             &expected_by_user,
         )?;
+        self.check_identities(&mut report, &users)?;
         Ok(report)
+    }
+
+    /// Every link is in both identity trees, for a user that exists.
+    fn check_identities(
+        &self,
+        report: &mut CheckReport,
+        users: &HashMap<u64, UserRecord>,
+    ) -> Result<(), StoreError> {
+        let s = &self.shared;
+        let mut expected = HashSet::new();
+        for item in s.user_identities.iter() {
+            let (key, value) = item?;
+            let owner = key.get(..8).and_then(UserId::from_be_slice);
+            let Some(owner) = owner.filter(|o| users.contains_key(&o.as_u64())) else {
+                report.problems.push(format!(
+                    "user_identities: entry {} belongs to no user",
+                    hex_key(&key)
+                ));
+                continue;
+            };
+            match decode::<IdentityRecord>("user_identities", &value) {
+                Ok(i) if key[8..] == identity_key(&i.issuer, &i.subject)[..] => {
+                    expected.insert((key[8..].to_vec(), owner));
+                }
+                Ok(_) => report.problems.push(format!(
+                    "user_identities: entry {} holds another identity",
+                    hex_key(&key)
+                )),
+                Err(e) => report
+                    .problems
+                    .push(format!("user_identities: entry {}: {e}", hex_key(&key))),
+            }
+        }
+        let mut found = HashSet::new();
+        for item in s.identities.iter() {
+            let (key, value) = item?;
+            let owner = UserId::from_be_slice(&value);
+            match owner {
+                Some(owner) if expected.contains(&(key.to_vec(), owner)) => {
+                    found.insert((key.to_vec(), owner));
+                }
+                _ => report.problems.push(format!(
+                    "identities: entry {} has no matching link",
+                    hex_key(&key)
+                )),
+            }
+        }
+        for (key, owner) in expected.difference(&found) {
+            report.problems.push(format!(
+                "identities: missing entry {} for user {owner}",
+                hex_key(key)
+            ));
+        }
+        Ok(())
     }
 }
 

@@ -8,7 +8,7 @@
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use super::records::{MessageRecord, SessionRecord, SessionRecordV1, UserRecord};
+use super::records::{IdentityRecord, MessageRecord, SessionRecord, SessionRecordV1, UserRecord};
 
 /// The first format version; users and messages are still written in it.
 const FORMAT_V1: u8 = 1;
@@ -28,6 +28,7 @@ pub trait Record: Serialize + DeserializeOwned {
 
 impl Record for UserRecord {}
 impl Record for MessageRecord {}
+impl Record for IdentityRecord {}
 
 /// Version 2 added `remember`; a version-1 session was made before
 /// "remember me" existed, when every cookie was persistent.

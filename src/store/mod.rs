@@ -8,6 +8,7 @@
 mod check;
 pub(crate) mod codec;
 mod flush;
+mod identities;
 mod messages;
 mod prune;
 mod records;
@@ -24,7 +25,7 @@ use tokio::sync::{mpsc, Notify};
 
 pub use check::CheckReport;
 pub use codec::CodecError;
-pub use records::{MessageRecord, SessionRecord, UserRecord};
+pub use records::{IdentityRecord, MessageRecord, SessionRecord, UserRecord};
 pub use users::{NewUser, RemovedUser};
 
 use crate::config::{Durability, StorageConfig};
@@ -78,6 +79,12 @@ pub enum StoreError {
     /// The change would leave no admin.
     #[error("that would leave no admin")]
     LastAdmin,
+    /// The identity is linked to another user.
+    #[error("that identity is linked to another user")]
+    IdentityTaken,
+    /// The change would leave the user no way to sign in.
+    #[error("that is the user's last way to sign in")]
+    LastIdentity,
     /// A stored record does not decode.
     #[error("damaged record in tree {tree}: {source}")]
     Corrupt {
@@ -107,6 +114,8 @@ struct Shared {
     user_sessions: sled::Tree,
     meta: sled::Tree,
     messages: sled::Tree,
+    identities: sled::Tree,
+    user_identities: sled::Tree,
     durability: Durability,
     flusher: flush::Flusher,
     /// Wakes the pruner when a session ends earlier than its next pass.
@@ -157,6 +166,8 @@ impl Store {
                 users,
                 meta,
                 messages: tree("messages")?,
+                identities: tree("identities")?,
+                user_identities: tree("user_identities")?,
                 user_names: tree("user_names")?,
                 user_emails: tree("user_emails")?,
                 session_expiry: tree("session_expiry")?,

@@ -26,6 +26,59 @@ impl UserRecord {
     pub fn user_id(&self) -> UserId {
         UserId::from_u64(self.id)
     }
+
+    /// False for a user made by an ID-token sign-in who has not set a
+    /// password: password login is refused, and the first password is set
+    /// without a current one.
+    pub fn has_password(&self) -> bool {
+        !self.password_hash.is_empty()
+    }
+}
+
+/// An ID-token identity linked to a user, as stored in `user_identities`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IdentityRecord {
+    /// The provider's configured name when linked.
+    pub provider: String,
+    /// The token's `iss`.
+    pub issuer: String,
+    /// The token's `sub`.
+    pub subject: String,
+    /// The token's e-mail when linked, if any.
+    pub email: Option<String>,
+    /// Unix millis.
+    pub linked_at_ms: u64,
+}
+
+impl IdentityRecord {
+    /// The id the API shows and `DELETE /api/auth/identities/{id}` takes:
+    /// derived from (issuer, subject), so it never changes.
+    pub fn public_id(&self) -> String {
+        use sha2::{Digest, Sha256};
+        let digest = Sha256::new()
+            .chain_update(b"sessiond identity\0")
+            .chain_update(identity_key(&self.issuer, &self.subject))
+            .finalize();
+        digest[..8].iter().map(|b| format!("{b:02x}")).collect()
+    }
+}
+
+/// `identities` key: the issuer's length, the issuer, the subject, so no
+/// two (issuer, subject) pairs share a key whatever bytes they hold.
+pub fn identity_key(issuer: &str, subject: &str) -> Vec<u8> {
+    let len = u32::try_from(issuer.len()).unwrap_or(u32::MAX);
+    [
+        &len.to_be_bytes()[..],
+        issuer.as_bytes(),
+        subject.as_bytes(),
+    ]
+    .concat()
+}
+
+/// `user_identities` key: user id ++ identity key, so one user's links
+/// are a prefix scan.
+pub fn user_identity_key(user: UserId, issuer: &str, subject: &str) -> Vec<u8> {
+    [&user.to_be_bytes()[..], &identity_key(issuer, subject)].concat()
 }
 
 /// A live session as stored in `sessions`, keyed by the token's hash.

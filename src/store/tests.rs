@@ -265,3 +265,90 @@ async fn only_the_last_handle_seals_and_a_seal_lasts_until_the_next_open() {
     reopened.close().await.unwrap();
     assert!(sealed());
 }
+
+fn identity(subject: &str) -> IdentityRecord {
+    IdentityRecord {
+        provider: "firebase".into(),
+        issuer: "https://securetoken.google.com/p".into(),
+        subject: subject.into(),
+        email: None,
+        linked_at_ms: 1,
+    }
+}
+
+#[test]
+fn identities_link_to_one_user_and_go_with_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    let ann = add_user(&store, "ann");
+    let bob = add_user(&store, "bob");
+    let id = identity("uid-1");
+    store.link_identity(ann.user_id(), &id).unwrap();
+    store.link_identity(ann.user_id(), &id).unwrap();
+    assert!(matches!(
+        store.link_identity(bob.user_id(), &id),
+        Err(StoreError::IdentityTaken)
+    ));
+    assert_eq!(
+        store.identity_owner(&id.issuer, &id.subject).unwrap(),
+        Some(ann.user_id())
+    );
+    assert_eq!(
+        store.identities_of(ann.user_id()).unwrap(),
+        vec![id.clone()]
+    );
+    assert!(store.check().unwrap().problems.is_empty());
+    store.remove_user(ann.user_id()).unwrap();
+    assert_eq!(store.identity_owner(&id.issuer, &id.subject).unwrap(), None);
+    assert!(store.check().unwrap().problems.is_empty());
+    store.link_identity(bob.user_id(), &id).unwrap();
+    assert!(store.check().unwrap().problems.is_empty());
+}
+
+#[test]
+fn a_passwordless_users_last_identity_stays() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    let user = store
+        .create_user_linked(
+            NewUser {
+                username: &Username::parse("carol").unwrap(),
+                email: &Email::parse("carol@example.com").unwrap(),
+                role: Role::User,
+                password_hash: String::new(),
+                now_ms: 1,
+            },
+            Some(&identity("uid-c")),
+        )
+        .unwrap();
+    assert!(!user.has_password());
+    let only = identity("uid-c").public_id();
+    assert!(matches!(
+        store.unlink_identity(user.user_id(), &only),
+        Err(StoreError::LastIdentity)
+    ));
+    store
+        .link_identity(user.user_id(), &identity("uid-c2"))
+        .unwrap();
+    assert!(store
+        .unlink_identity(user.user_id(), &only)
+        .unwrap()
+        .is_some());
+    assert!(store
+        .unlink_identity(user.user_id(), &only)
+        .unwrap()
+        .is_none());
+    assert!(store.check().unwrap().problems.is_empty());
+    // A second user cannot be created with an identity already linked.
+    let taken = store.create_user_linked(
+        NewUser {
+            username: &Username::parse("dave").unwrap(),
+            email: &Email::parse("dave@example.com").unwrap(),
+            role: Role::User,
+            password_hash: String::new(),
+            now_ms: 1,
+        },
+        Some(&identity("uid-c2")),
+    );
+    assert!(matches!(taken, Err(StoreError::IdentityTaken)));
+}

@@ -7,8 +7,8 @@ use std::sync::atomic::Ordering;
 use sled::transaction::{ConflictableTransactionError as Tx, TransactionalTree};
 use sled::Transactional;
 
-use super::records::{expiry_key, user_session_key};
-use super::{codec, decode, tx, SessionRecord, Store, StoreError, UserRecord};
+use super::records::{expiry_key, identity_key, user_identity_key, user_session_key};
+use super::{codec, decode, tx, IdentityRecord, SessionRecord, Store, StoreError, UserRecord};
 use crate::domain::{email_key, name_key, Email, Role, TokenHash, UserId, Username};
 
 /// `meta` key of the number of admins, kept in the same transactions that
@@ -20,7 +20,8 @@ pub(super) const ADMIN_COUNT: &[u8] = b"admin_count";
 /// blocks, so its ids jumped by about a million at every open).
 pub(super) const NEXT_USER_ID: &[u8] = b"next_user_id";
 
-/// What registration hands the store; the hash is made by the auth layer.
+/// What registration hands the store; the hash is made by the auth layer
+/// (empty for a user an ID-token sign-in creates, who has no password).
 pub struct NewUser<'a> {
     /// Parsed name.
     pub username: &'a Username,
@@ -47,37 +48,65 @@ impl Store {
     /// Adds a user and both indexes at once; a name or e-mail already taken
     /// (ignoring case) is refused, even by a racing registration.
     pub fn create_user(&self, new: NewUser<'_>) -> Result<UserRecord, StoreError> {
+        self.create_user_linked(new, None)
+    }
+
+    /// Adds a user as `create_user` does, linked to `identity` in the same
+    /// transaction (an ID-token sign-in's first visit): an identity that
+    /// another sign-in linked meanwhile is refused with `IdentityTaken`.
+    pub fn create_user_linked(
+        &self,
+        new: NewUser<'_>,
+        identity: Option<&IdentityRecord>,
+    ) -> Result<UserRecord, StoreError> {
         let s = &self.shared;
         let (name, email) = (new.username.key(), new.email.key());
+        let linked = identity.map(|i| (identity_key(&i.issuer, &i.subject), codec::encode(i)));
+        let trees = (
+            &s.users,
+            &s.user_names,
+            &s.user_emails,
+            &s.meta,
+            &s.identities,
+            &s.user_identities,
+        );
         let record = tx(
-            (&s.users, &s.user_names, &s.user_emails, &s.meta).transaction(
-                |(users, names, emails, meta)| {
-                    if names.get(name.as_bytes())?.is_some() {
-                        return Err(Tx::Abort(StoreError::UsernameTaken));
+            trees.transaction(|(users, names, emails, meta, identities, by_user)| {
+                if names.get(name.as_bytes())?.is_some() {
+                    return Err(Tx::Abort(StoreError::UsernameTaken));
+                }
+                if emails.get(email.as_bytes())?.is_some() {
+                    return Err(Tx::Abort(StoreError::EmailTaken));
+                }
+                let next = read_count(meta.get(NEXT_USER_ID)?.as_deref()).max(1);
+                meta.insert(NEXT_USER_ID, &(next + 1).to_be_bytes())?;
+                let record = UserRecord {
+                    id: next,
+                    username: new.username.as_ref().to_owned(),
+                    email: new.email.as_ref().to_owned(),
+                    role: new.role,
+                    password_hash: new.password_hash.clone(),
+                    created_at_ms: new.now_ms,
+                };
+                let id = record.user_id().to_be_bytes();
+                users.insert(&id, codec::encode(&record))?;
+                names.insert(name.as_bytes(), &id)?;
+                emails.insert(email.as_bytes(), &id)?;
+                if record.role == Role::Admin {
+                    adjust_admins(meta, 1)?;
+                }
+                if let (Some((key, value)), Some(i)) = (&linked, identity) {
+                    if identities.get(key)?.is_some() {
+                        return Err(Tx::Abort(StoreError::IdentityTaken));
                     }
-                    if emails.get(email.as_bytes())?.is_some() {
-                        return Err(Tx::Abort(StoreError::EmailTaken));
-                    }
-                    let next = read_count(meta.get(NEXT_USER_ID)?.as_deref()).max(1);
-                    meta.insert(NEXT_USER_ID, &(next + 1).to_be_bytes())?;
-                    let record = UserRecord {
-                        id: next,
-                        username: new.username.as_ref().to_owned(),
-                        email: new.email.as_ref().to_owned(),
-                        role: new.role,
-                        password_hash: new.password_hash.clone(),
-                        created_at_ms: new.now_ms,
-                    };
-                    let id = record.user_id().to_be_bytes();
-                    users.insert(&id, codec::encode(&record))?;
-                    names.insert(name.as_bytes(), &id)?;
-                    emails.insert(email.as_bytes(), &id)?;
-                    if record.role == Role::Admin {
-                        adjust_admins(meta, 1)?;
-                    }
-                    Ok(record)
-                },
-            ),
+                    identities.insert(key.as_slice(), &id)?;
+                    by_user.insert(
+                        user_identity_key(record.user_id(), &i.issuer, &i.subject),
+                        value.as_slice(),
+                    )?;
+                }
+                Ok(record)
+            }),
         )?;
         s.user_count.fetch_add(1, Ordering::Relaxed);
         Ok(record)
@@ -187,6 +216,7 @@ impl Store {
     pub fn remove_user(&self, id: UserId) -> Result<RemovedUser, StoreError> {
         let s = &self.shared;
         let listed = self.session_hashes_of(id)?;
+        let links = self.identities_of(id)?;
         let trees = (
             &s.users,
             &s.user_names,
@@ -195,10 +225,16 @@ impl Store {
             &s.session_expiry,
             &s.user_sessions,
             &s.meta,
+            &s.identities,
+            &s.user_identities,
         );
         let mut removed = tx(trees.transaction(
-            |(users, names, emails, sessions, expiry, by_user, meta)| {
+            |(users, names, emails, sessions, expiry, by_user, meta, identities, id_by_user)| {
                 let user = read_user(users, id)?;
+                for link in &links {
+                    identities.remove(identity_key(&link.issuer, &link.subject))?;
+                    id_by_user.remove(user_identity_key(id, &link.issuer, &link.subject))?;
+                }
                 users.remove(&id.to_be_bytes())?;
                 names.remove(name_key(&user.username).as_bytes())?;
                 emails.remove(email_key(&user.email).as_bytes())?;
@@ -228,6 +264,7 @@ impl Store {
         // A login that committed between the scan and the removal left a
         // session behind; no new one can start now that the user is gone.
         removed.sessions.extend(self.end_sessions_of(id, None)?);
+        self.unlink_all(id)?;
         Ok(removed)
     }
 }
