@@ -73,6 +73,8 @@ pub struct ServerConfig {
     /// HTTP connections served at once; past it, new ones wait in the
     /// listen backlog, so idle clients cannot starve the users already in.
     pub max_connections: usize,
+    /// Serve the page at `/` (false: 404).
+    pub ui: bool,
 }
 
 impl Default for ServerConfig {
@@ -84,6 +86,7 @@ impl Default for ServerConfig {
             trust_proxy: false,
             max_body_bytes: 16 * 1024,
             max_connections: 4096,
+            ui: true,
         }
     }
 }
@@ -746,6 +749,7 @@ mod tests {
             "trust_proxy",
             "max_body_bytes",
             "max_connections",
+            "ui",
             "data_dir",
             "cache_capacity_mb",
             "durability",

@@ -11,6 +11,7 @@ mod identity_routes;
 mod ops;
 pub mod route_table;
 mod session_routes;
+mod ui_routes;
 pub mod views;
 
 use std::sync::atomic::AtomicU64;
@@ -78,6 +79,8 @@ pub fn routes(state: State, chat: BoxedFilter<(Response,)>) -> BoxedFilter<(Resp
         .or(chat)
         .unify()
         .or(ops::routes(state.clone()))
+        .unify()
+        .or(ui_routes::routes(state.clone()))
         .unify()
         .recover(error::handle_rejection)
         .unify();

@@ -96,6 +96,26 @@ pub const ROUTES: &[Route] = &[
         methods: GET,
     },
     Route {
+        path: "/",
+        methods: GET,
+    },
+    Route {
+        path: "/app.js",
+        methods: GET,
+    },
+    Route {
+        path: "/app.css",
+        methods: GET,
+    },
+    Route {
+        path: "/favicon.svg",
+        methods: GET,
+    },
+    Route {
+        path: "/sessiond.js",
+        methods: GET,
+    },
+    Route {
         path: "/healthz",
         methods: GET,
     },
@@ -108,10 +128,10 @@ pub const ROUTES: &[Route] = &[
 /// The route whose template matches `path` (one trailing slash ignored,
 /// as warp's own path filters do).
 pub fn find(path: &str) -> Option<&'static Route> {
-    let path = path
-        .strip_suffix('/')
-        .filter(|p| !p.is_empty())
-        .unwrap_or(path);
+    let path = match path.strip_suffix('/') {
+        Some("") | None => path,
+        Some(trimmed) => trimmed,
+    };
     ROUTES.iter().find(|r| matches(r.path, path))
 }
 
@@ -172,7 +192,7 @@ mod tests {
         assert!(find("/api/admin/users/").is_some_and(|r| r.path == "/api/admin/users"));
         assert!(find("/api/admin/users//sessions").is_none());
         assert!(find("/api/auth/mee").is_none());
-        assert!(find("/").is_none());
+        assert_eq!(find("/").unwrap().path, "/");
     }
 
     #[test]

@@ -3,6 +3,7 @@
 mod helpers;
 
 mod admin;
+mod browser;
 mod chat;
 mod connections;
 mod expiry;
