@@ -12,15 +12,41 @@ use super::filters::get_or_head;
 use super::views::json;
 use super::State;
 
-/// Health and metrics routes.
+/// The OpenAPI 3.1 description of every route (`src/http/openapi.json`),
+/// with the configured cookie name; tests keep it and the route table equal.
+const OPENAPI: &str = include_str!("openapi.json");
+
+/// The document as served: the cookie's configured name filled in.
+fn openapi_document(cookie_name: &str) -> String {
+    match serde_json::from_str::<serde_json::Value>(OPENAPI) {
+        Ok(mut doc) => {
+            doc["components"]["securitySchemes"]["sessionCookie"]["name"] = json!(cookie_name);
+            doc.to_string()
+        }
+        Err(_) => OPENAPI.to_owned(),
+    }
+}
+
+/// Health, metrics and the API description.
 pub fn routes(state: State) -> warp::filters::BoxedFilter<(Response,)> {
+    let document = openapi_document(&state.config.session.cookie_name);
+    let openapi = warp::path!("api" / "openapi.json")
+        .and(get_or_head())
+        .map(move || {
+            let mut res = Response::new(document.clone().into());
+            res.headers_mut().insert(
+                header::CONTENT_TYPE,
+                header::HeaderValue::from_static("application/json"),
+            );
+            res
+        });
     let health = warp::path!("healthz")
         .and(get_or_head())
         .map(|| json(StatusCode::OK, &json!({ "status": "ok" })));
     let metrics = warp::path!("metrics")
         .and(get_or_head())
         .map(move || metrics(&state));
-    health.or(metrics).unify().boxed()
+    health.or(metrics).unify().or(openapi).unify().boxed()
 }
 
 fn metrics(state: &State) -> Response {

@@ -96,6 +96,10 @@ pub const ROUTES: &[Route] = &[
         methods: GET,
     },
     Route {
+        path: "/api/openapi.json",
+        methods: GET,
+    },
+    Route {
         path: "/",
         methods: GET,
     },

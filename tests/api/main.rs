@@ -13,6 +13,7 @@ mod login;
 mod logout;
 mod newcomer;
 mod oidc;
+mod openapi;
 mod ops;
 mod proxies;
 mod register;
