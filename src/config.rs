@@ -584,13 +584,14 @@ impl Config {
                 "must not exceed auth.max_password_length",
             );
         }
-        if argon2::Params::new(
-            self.auth.argon2_memory_kib,
-            self.auth.argon2_iterations,
-            self.auth.argon2_parallelism,
-            None,
-        )
-        .is_err()
+        if argon2_rust::Params::builder()
+            .memory(argon2_rust::params::Memory::kib(
+                self.auth.argon2_memory_kib as u64,
+            ))
+            .passes(self.auth.argon2_iterations)
+            .lanes(self.auth.argon2_parallelism)
+            .build()
+            .is_err()
         {
             return bad(
                 "auth.argon2_memory_kib",

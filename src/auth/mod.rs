@@ -1,7 +1,6 @@
 //! Who someone is: passwords, the signed cookie, login throttling and the
 //! session service (login, lookup, touch, end). Knows no HTTP.
 
-mod argon2id;
 mod cookies;
 mod identities;
 pub mod idtoken;

@@ -1,15 +1,18 @@
 //! argon2id hashing on a dedicated pool of one low-priority thread per
 //! core, so a login storm queues here instead of stalling every request.
-
-use std::sync::Arc;
+//!
+//! The hash is `argon2-rust` (a port of the reference C with runtime-picked
+//! SIMD, bit-exact with it on the official vectors): its `Hasher` keeps the
+//! working memory between hashes, one per pool thread, in an arena it maps
+//! with `MADV_HUGEPAGE` itself. PHC strings are the ones the `argon2` crate
+//! and the C reference read and write, so every stored hash keeps working.
 
 use std::cell::RefCell;
+use std::sync::Arc;
 
-use argon2::password_hash::{Output, PasswordHash, SaltString};
-use argon2::{Algorithm, Argon2, Block, Params, Version};
-use rand_core::OsRng;
+use argon2_rust::params::Memory;
+use argon2_rust::{decode_phc, Algorithm, Argon2, Hasher, Params, Version};
 
-use super::argon2id;
 use super::pool::HashPool;
 use super::AuthError;
 use crate::config::AuthConfig;
@@ -26,18 +29,24 @@ pub struct Passwords {
     dummy: Arc<str>,
 }
 
+/// The configured parameters as `argon2-rust` takes them; an error names
+/// what is out of range.
+pub fn params(config: &AuthConfig) -> Result<Params, String> {
+    Params::builder()
+        .memory(Memory::kib(config.argon2_memory_kib as u64))
+        .passes(config.argon2_iterations)
+        .lanes(config.argon2_parallelism)
+        .build()
+        .map_err(|e| e.to_string())
+}
+
 impl Passwords {
     /// Builds the hasher; computes the dummy hash once.
     pub fn new(config: &AuthConfig) -> Result<Self, AuthError> {
-        let params = Params::new(
-            config.argon2_memory_kib,
-            config.argon2_iterations,
-            config.argon2_parallelism,
-            None,
-        )
-        .map_err(|e| AuthError::Unexpected(format!("argon2 parameters: {e}")))?;
+        let params =
+            params(config).map_err(|e| AuthError::Unexpected(format!("argon2 parameters: {e}")))?;
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let dummy = hash_blocking(&params, "sessiond dummy password for unknown users")?;
+        let dummy = hash_blocking(params, "sessiond dummy password for unknown users")?;
         Ok(Self {
             params,
             pool: HashPool::new(cores),
@@ -47,9 +56,9 @@ impl Passwords {
 
     /// A PHC string for a new password.
     pub async fn hash(&self, password: &Password) -> Result<String, AuthError> {
-        let params = self.params.clone();
+        let params = self.params;
         let password = password.clone();
-        self.on_pool(move || hash_blocking(&params, password.expose()))
+        self.on_pool(move || hash_blocking(params, password.expose()))
             .await?
     }
 
@@ -81,116 +90,52 @@ impl Passwords {
 }
 
 thread_local! {
-    /// The argon2 working memory of this pool thread, kept between
-    /// verifications: allocating 19 MiB afresh for each one cost more in
-    /// page faults and zeroing than the hash itself. One of the two is
-    /// used, depending on which implementation the parameters take.
-    static BLOCKS: RefCell<Vec<Block>> = const { RefCell::new(Vec::new()) };
-    static FAST_BLOCKS: RefCell<Vec<argon2id::Block>> = const { RefCell::new(Vec::new()) };
+    /// This pool thread's hasher, whose working memory is kept between
+    /// hashes: allocating 19 MiB afresh for each one cost more in page
+    /// faults and zeroing than the hash itself.
+    static HASHER: RefCell<Option<Hasher>> = const { RefCell::new(None) };
 }
 
-/// Computes the tag with the AVX2 implementation when it covers these
-/// parameters (argon2id, v=19, p=1, on a CPU with AVX2), else with the
-/// argon2 crate; both give the same bytes.
-fn hash_into(
-    algorithm: Algorithm,
-    version: Version,
-    params: &Params,
-    password: &[u8],
-    salt: &[u8],
-    out: &mut [u8],
-) -> Result<(), argon2::Error> {
-    if algorithm == Algorithm::Argon2id
-        && version == Version::V0x13
-        && params.p_cost() == 1
-        && (4..=1024).contains(&out.len())
-        && argon2id::available()
-    {
-        FAST_BLOCKS.with(|cell| {
-            let mut blocks = cell.borrow_mut();
-            argon2id::hash_into(
-                password,
-                salt,
-                params.m_cost(),
-                params.t_cost(),
-                out,
-                &mut blocks,
-            );
-        });
-        return Ok(());
-    }
-    let needed = params.block_count();
-    BLOCKS.with(|cell| {
-        let mut blocks = cell.borrow_mut();
-        if blocks.len() < needed {
-            blocks.resize(needed, Block::default());
-        }
-        Argon2::new(algorithm, version, params.clone()).hash_password_into_with_memory(
-            password,
-            salt,
-            out,
-            &mut blocks[..needed],
-        )
+/// Runs `work` with this thread's hasher set to `argon2`, keeping its
+/// memory (it grows to the largest parameters seen).
+fn with_hasher<T>(argon2: Argon2, work: impl FnOnce(&mut Hasher) -> T) -> T {
+    HASHER.with(|cell| {
+        let mut slot = cell.borrow_mut();
+        let hasher = match slot.as_mut() {
+            Some(hasher) => {
+                hasher.set_argon2(argon2);
+                hasher
+            }
+            None => slot.insert(argon2.hasher()),
+        };
+        work(hasher)
     })
 }
 
 /// Verifies `password` against a PHC string with the parameters inside it
 /// (so older hashes keep working), reusing the thread's working memory.
 /// Any malformed hash is a mismatch. Public so the benchmark measures
-/// exactly what a login runs.
+/// exactly what a login runs. The tag comparison is constant-time.
 pub fn verify_blocking(password: &[u8], phc: &str) -> bool {
-    let Ok(parsed) = PasswordHash::new(phc) else {
+    let Ok(decoded) = decode_phc(phc) else {
         return false;
     };
-    let (Ok(algorithm), Ok(params)) = (
-        Algorithm::try_from(parsed.algorithm),
-        Params::try_from(&parsed),
-    ) else {
-        return false;
-    };
-    let version = match parsed.version.map(Version::try_from) {
-        None => Version::V0x13,
-        Some(Ok(v)) => v,
-        Some(Err(_)) => return false,
-    };
-    let (Some(salt), Some(expected)) = (parsed.salt, parsed.hash) else {
-        return false;
-    };
-    let mut salt_buf = [0u8; 64];
-    let Ok(salt) = salt.decode_b64(&mut salt_buf) else {
-        return false;
-    };
-    let mut out = vec![0u8; expected.len()];
-    let hashed = hash_into(algorithm, version, &params, password, salt, &mut out);
-    // `Output`'s equality is constant-time.
-    hashed.is_ok() && Output::new(&out).is_ok_and(|o| o == expected)
+    let argon2 = Argon2::new(decoded.algorithm, decoded.version, decoded.params);
+    with_hasher(argon2, |hasher| {
+        hasher
+            .verify(password, &decoded.salt, &decoded.hash)
+            .is_ok()
+    })
 }
 
-/// A PHC string for `password` under a fresh salt: argon2id, v=19,
-/// `params`.
-fn hash_blocking(params: &Params, password: &str) -> Result<String, AuthError> {
-    let failed = |e: &dyn std::fmt::Display| AuthError::Unexpected(format!("hashing failed: {e}"));
-    let salt = SaltString::generate(&mut OsRng);
-    let mut salt_bytes = [0u8; 64];
-    let salt_raw = salt.decode_b64(&mut salt_bytes).map_err(|e| failed(&e))?;
-    let mut out = [0u8; 32];
-    hash_into(
-        Algorithm::Argon2id,
-        Version::V0x13,
-        params,
-        password.as_bytes(),
-        salt_raw,
-        &mut out,
-    )
-    .map_err(|e| failed(&e))?;
-    let phc = PasswordHash {
-        algorithm: Algorithm::Argon2id.ident(),
-        version: Some(Version::V0x13.into()),
-        params: params.try_into().map_err(|e| failed(&e))?,
-        salt: Some(salt.as_salt()),
-        hash: Some(Output::new(&out).map_err(|e| failed(&e))?),
-    };
-    Ok(phc.to_string())
+/// A PHC string for `password` under a fresh 16-byte salt from the OS:
+/// argon2id, v=19, `params`.
+fn hash_blocking(params: Params, password: &str) -> Result<String, AuthError> {
+    let argon2 = Argon2::new(Algorithm::Argon2id, Version::V0x13, params);
+    with_hasher(argon2, |hasher| {
+        hasher.hash_password_with_random_salt(password.as_bytes())
+    })
+    .map_err(|e| AuthError::Unexpected(format!("hashing failed: {e}")))
 }
 
 #[cfg(test)]
@@ -216,47 +161,59 @@ mod tests {
         assert!(!p.verify(&wrong, Some(&phc)).await.unwrap());
     }
 
+    /// Every hash stored before the switch verifies: PHC strings written
+    /// by sessiond's own argon2id and by the argon2 crate, at the default
+    /// and other parameters, argon2i and argon2d too.
     #[test]
-    fn hashes_made_elsewhere_with_other_parameters_verify() {
-        let params = Params::new(128, 2, 1, None).unwrap();
-        let other = Argon2::new(Algorithm::Argon2id, Version::V0x13, params);
-        let phc = hash_blocking(other.params(), "a password from before").unwrap();
-        assert!(verify_blocking(b"a password from before", &phc));
-        assert!(!verify_blocking(b"a password from after", &phc));
-        assert!(!verify_blocking(
-            b"a password from before",
-            "$argon2id$v=19$m=128,t=2,p=1$garbage"
-        ));
+    fn hashes_written_before_verify() {
+        let fixtures = include_str!("../../tests/fixtures/argon2-hashes.tsv");
+        let mut checked = 0;
+        for line in fixtures.lines() {
+            let mut fields = line.split('\t');
+            let (_, password, phc) = (
+                fields.next().unwrap(),
+                fields.next().unwrap(),
+                fields.next().unwrap(),
+            );
+            assert!(verify_blocking(password.as_bytes(), phc), "{line}");
+            assert!(!verify_blocking(b"another password", phc), "{line}");
+            checked += 1;
+        }
+        assert_eq!(checked, 8);
     }
 
-    /// PHC strings are interchangeable with the argon2 crate both ways,
-    /// at cheap parameters and at the defaults (the AVX2 path, where the
-    /// CPU has it).
+    /// Hashes written now verify with the argon2 crate, at cheap
+    /// parameters and at the defaults.
     #[test]
-    fn hashes_interchange_with_the_argon2_crate() {
-        use argon2::password_hash::{PasswordHasher, PasswordVerifier};
+    fn hashes_written_now_verify_with_the_argon2_crate() {
+        use argon2::password_hash::{PasswordHash, PasswordVerifier};
         for (m, t) in [(256, 2), (19456, 2)] {
-            let argon = Argon2::new(
-                Algorithm::Argon2id,
-                Version::V0x13,
-                Params::new(m, t, 1, None).unwrap(),
-            );
-            let salt = SaltString::generate(&mut OsRng);
-            let theirs = argon
-                .hash_password(b"written by the crate", &salt)
-                .unwrap()
-                .to_string();
-            assert!(verify_blocking(b"written by the crate", &theirs), "m={m}");
-            assert!(!verify_blocking(b"written by the crate!", &theirs), "m={m}");
-
-            let ours = hash_blocking(argon.params(), "written by sessiond").unwrap();
+            let config = AuthConfig {
+                argon2_memory_kib: m,
+                argon2_iterations: t,
+                ..AuthConfig::default()
+            };
+            let ours = hash_blocking(params(&config).unwrap(), "written by sessiond").unwrap();
             let parsed = PasswordHash::new(&ours).unwrap();
+            let argon = argon2::Argon2::default();
             assert!(argon
                 .verify_password(b"written by sessiond", &parsed)
                 .is_ok());
             assert!(argon
                 .verify_password(b"written by someone", &parsed)
                 .is_err());
+        }
+    }
+
+    #[test]
+    fn damaged_or_foreign_strings_are_a_mismatch() {
+        for bad in [
+            "not a phc string",
+            "$argon2id$v=19$m=128,t=2,p=1$garbage",
+            "$scrypt$ln=1,r=8,p=1$c2FsdA$aGFzaA",
+            "",
+        ] {
+            assert!(!verify_blocking(b"whatever", bad), "{bad}");
         }
     }
 

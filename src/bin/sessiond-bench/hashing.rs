@@ -1,32 +1,28 @@
 //! The argon2 floor: the server's own verification (`auth::verify_blocking`,
 //! working memory reused as on its pool threads) run directly, with no
-//! HTTP or queueing around it; and the argon2 crate alone, for comparison.
+//! HTTP or queueing around it.
 
 use std::time::{Duration, Instant};
 
-use argon2::password_hash::{PasswordHasher, SaltString};
-use argon2::{Algorithm, Argon2, Block, Params, Version};
+use argon2_rust::params::Memory;
+use argon2_rust::{Algorithm, Argon2, Params, Version};
 use sessiond::auth::verify_blocking;
 use sessiond::config::AuthConfig;
 
 const PASSWORD: &[u8] = b"bench password 123";
 
-fn argon() -> Argon2<'static> {
-    let c = AuthConfig::default();
-    let params = Params::new(
-        c.argon2_memory_kib,
-        c.argon2_iterations,
-        c.argon2_parallelism,
-        None,
-    )
-    .unwrap();
-    Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
-}
-
-/// A stored hash at the default parameters, written by the crate.
+/// A stored hash at the default parameters.
 fn stored() -> String {
-    let salt = SaltString::encode_b64(b"sessiond-bench-salt").unwrap();
-    argon().hash_password(PASSWORD, &salt).unwrap().to_string()
+    let c = AuthConfig::default();
+    let params = Params::builder()
+        .memory(Memory::kib(c.argon2_memory_kib as u64))
+        .passes(c.argon2_iterations)
+        .lanes(c.argon2_parallelism)
+        .build()
+        .unwrap();
+    Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
+        .hash_password(PASSWORD, b"sessiond-bench-salt")
+        .unwrap()
 }
 
 fn median_ms(samples: usize, mut once: impl FnMut()) -> f64 {
@@ -46,18 +42,6 @@ fn median_ms(samples: usize, mut once: impl FnMut()) -> f64 {
 pub fn verify_ms(samples: usize) -> f64 {
     let phc = stored();
     median_ms(samples, || assert!(verify_blocking(PASSWORD, &phc)))
-}
-
-/// The same with the argon2 crate's own implementation.
-pub fn crate_verify_ms(samples: usize) -> f64 {
-    let argon = argon();
-    let mut blocks = vec![Block::default(); AuthConfig::default().argon2_memory_kib as usize];
-    median_ms(samples, || {
-        let mut out = [0u8; 32];
-        argon
-            .hash_password_into_with_memory(PASSWORD, b"sessiond-bench-salt", &mut out, &mut blocks)
-            .unwrap();
-    })
 }
 
 /// Verifications per second on `threads` threads for `duration`.
