@@ -6,6 +6,13 @@
 //! working memory between hashes, one per pool thread, in an arena it maps
 //! with `MADV_HUGEPAGE` itself. PHC strings are the ones the `argon2` crate
 //! and the C reference read and write, so every stored hash keeps working.
+//!
+//! Built without its `zeroize-memory` feature: wiping the 19 MiB arena
+//! after every hash made a verification 18% slower here (medians of six
+//! interleaved runs: 11.7 ms against 9.9 ms for our former AVX2 code),
+//! while without it the two are level (9.9 ms and 9.95 ms over seven and
+//! ten runs; logins/s 148-159 either way). The arena holds no more than our
+//! own code left behind, and only in this process's memory.
 
 use std::cell::RefCell;
 use std::sync::Arc;
