@@ -257,23 +257,10 @@ async fn a_person_signs_in_manages_sessions_chats_and_loses_admin() {
 
     // Alice is made an admin, sees the admin page; root demotes her there,
     // and her admin page is gone on her next navigation.
-    let alice_id = {
-        let users: Value = app
-            .send(Method::GET, "/api/admin/users", &root_cookie, None)
-            .await
-            .json()
-            .await
-            .unwrap();
-        users["users"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|u| u["username"] == "alice")
-            .unwrap()["id"]
-            .as_str()
-            .unwrap()
-            .to_owned()
-    };
+    let alice_id = app.listed_user(&root_cookie, "alice").await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     let res = app
         .send(
             Method::PATCH,
@@ -296,22 +283,7 @@ async fn a_person_signs_in_manages_sessions_chats_and_loses_admin() {
         .await
         .unwrap();
     let deadline = std::time::Instant::now() + WAIT;
-    loop {
-        let me: Value = app
-            .send(Method::GET, "/api/admin/users", &root_cookie, None)
-            .await
-            .json()
-            .await
-            .unwrap();
-        let role = me["users"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|u| u["id"] == alice_id.as_str())
-            .map(|u| u["role"].clone());
-        if role == Some(json!("user")) {
-            break;
-        }
+    while app.listed_user(&root_cookie, "alice").await.unwrap()["role"] != "user" {
         assert!(
             std::time::Instant::now() < deadline,
             "the demotion never landed"

@@ -136,6 +136,23 @@ impl TestApp {
         (cookie, body["user"]["id"].as_str().unwrap().to_owned())
     }
 
+    /// A user as `GET /api/admin/users` lists them, by name (`admin` is an
+    /// admin's cookie); `None` if not listed.
+    pub async fn listed_user(&self, admin: &str, name: &str) -> Option<Value> {
+        let page: Value = self
+            .send(reqwest::Method::GET, "/api/admin/users", admin, None)
+            .await
+            .json()
+            .await
+            .unwrap();
+        page["users"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|u| u["username"] == name)
+            .cloned()
+    }
+
     /// The id of a registered user, looked up through `/me`.
     pub async fn id_of(&self, cookie: &str) -> String {
         let body: Value = self.me(cookie).await.json().await.unwrap();

@@ -261,18 +261,7 @@ async fn an_admin_unlocks_a_throttled_account() {
         StatusCode::TOO_MANY_REQUESTS
     );
     let (admin, _) = app.admin().await;
-    let users: Value = app
-        .send(Method::GET, "/api/admin/users", &admin, None)
-        .await
-        .json()
-        .await
-        .unwrap();
-    let alice_id = users["users"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|u| u["username"] == "alice")
-        .unwrap()["id"]
+    let alice_id = app.listed_user(&admin, "alice").await.unwrap()["id"]
         .as_str()
         .unwrap()
         .to_owned();

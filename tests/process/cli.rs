@@ -8,20 +8,7 @@ use crate::helpers::*;
 #[tokio::test]
 async fn user_add_creates_an_admin_who_can_log_in() {
     let site = Site::new("");
-    let (status, stderr) = site.run(
-        &[
-            "user",
-            "add",
-            "root",
-            "--email",
-            "root@example.com",
-            "--role",
-            "admin",
-            "--password-stdin",
-        ],
-        &[],
-        &format!("{PASSWORD}\n"),
-    );
+    let (status, stderr) = site.user_add("root", "admin", &format!("{PASSWORD}\n"));
     assert!(status.success(), "{stderr}");
     let server = site.start(&[]);
     let res = server.login("root", PASSWORD).await;

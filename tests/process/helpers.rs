@@ -99,6 +99,23 @@ impl Site {
         }
     }
 
+    /// `sessiond user add NAME --email NAME@example.com --role ROLE
+    /// --password-stdin`, with `stdin` piped in; its status and stderr.
+    pub fn user_add(&self, name: &str, role: &str, stdin: &str) -> (ExitStatus, String) {
+        let email = format!("{name}@example.com");
+        let args = [
+            "user",
+            "add",
+            name,
+            "--email",
+            &email,
+            "--role",
+            role,
+            "--password-stdin",
+        ];
+        self.run(&args, &[], stdin)
+    }
+
     /// Runs a command to completion; returns its status and stderr.
     pub fn run(&self, args: &[&str], env: &[(&str, &str)], stdin: &str) -> (ExitStatus, String) {
         let mut child = self

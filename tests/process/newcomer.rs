@@ -12,20 +12,7 @@ use crate::helpers::*;
 /// A site with one admin, `root`, added by the CLI.
 fn site_with_root() -> Site {
     let site = Site::new("");
-    let (status, stderr) = site.run(
-        &[
-            "user",
-            "add",
-            "root",
-            "--email",
-            "root@example.com",
-            "--role",
-            "admin",
-            "--password-stdin",
-        ],
-        &[],
-        &format!("{PASSWORD}\n"),
-    );
+    let (status, stderr) = site.user_add("root", "admin", &format!("{PASSWORD}\n"));
     assert!(status.success(), "{stderr}");
     site
 }
@@ -97,18 +84,7 @@ fn a_server_that_refuses_to_start_leaves_the_database_sealed() {
 #[test]
 fn user_add_with_nothing_on_stdin_says_so() {
     let site = Site::new("");
-    let (status, stderr) = site.run(
-        &[
-            "user",
-            "add",
-            "root",
-            "--email",
-            "r@example.com",
-            "--password-stdin",
-        ],
-        &[],
-        "",
-    );
+    let (status, stderr) = site.user_add("root", "user", "");
     assert!(!status.success());
     assert!(stderr.contains("no password on standard input"), "{stderr}");
 }
