@@ -303,3 +303,41 @@ async fn a_person_signs_in_manages_sessions_chats_and_loses_admin() {
     first.client.clone().close().await.unwrap();
     second.client.clone().close().await.unwrap();
 }
+
+#[tokio::test]
+async fn the_page_is_served_with_its_policy_and_can_be_turned_off() {
+    let app = spawn_app().await;
+    for (path, kind) in [
+        ("/", "text/html"),
+        ("/app.js", "text/javascript"),
+        ("/sessiond.js", "text/javascript"),
+        ("/app.css", "text/css"),
+    ] {
+        let res = app.get(path, None).await;
+        assert_eq!(res.status(), StatusCode::OK, "{path}");
+        assert!(res.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with(kind));
+        assert_eq!(
+            res.headers()["content-security-policy"],
+            "default-src 'self'; frame-ancestors 'none'",
+            "{path}"
+        );
+        let body = res.text().await.unwrap();
+        assert!(
+            !body.contains("https://"),
+            "{path} loads something from elsewhere"
+        );
+    }
+    let html = app.get("/", None).await.text().await.unwrap();
+    assert!(
+        !html.contains("<script>") && !html.contains(" style="),
+        "inline script or style"
+    );
+    let off = spawn_app_with(|c| c.server.ui = false).await;
+    for path in ["/", "/app.js", "/sessiond.js"] {
+        let res = off.get(path, None).await;
+        expect_error(res, StatusCode::NOT_FOUND, "not_found").await;
+    }
+}
