@@ -6,8 +6,10 @@
 //! - [`config`]: typed settings from defaults, `config.toml` and environment.
 //! - [`domain`]: parsed values every layer shares (`Username`, `Role`, ...).
 //! - [`store`]: sled and nothing else: records, indexes, pruning.
-//! - [`auth`]: passwords, signed cookies, throttling, the session service.
-//! - [`http`]: warp routes and the one JSON error mapping.
+//! - [`auth`]: passwords, signed cookies, throttling, ID tokens, the
+//!   session service.
+//! - [`http`]: warp routes (the API, forward auth, the page, the OpenAPI
+//!   document), the route table and the one JSON error mapping.
 //! - [`ws`]: the WebSocket chat: hub, socket tasks, upgrade and history.
 //! - [`listener`]: the accept loop (hyper around the warp routes).
 //! - [`server`]: assembly, background tasks, graceful shutdown.
