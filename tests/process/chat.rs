@@ -67,7 +67,7 @@ async fn messages_survive_a_crash_once_broadcast() {
 #[tokio::test]
 async fn sigterm_closes_every_socket_with_1001_and_exits_0() {
     let site = Site::new("");
-    let server = site.start(&[]);
+    let server = site.start(&[("RUST_LOG", "sessiond=debug")]);
     server.register("alice").await;
     let cookie = server.login_cookie("alice").await;
     let mut sockets = Vec::new();
@@ -87,4 +87,9 @@ async fn sigterm_closes_every_socket_with_1001_and_exits_0() {
     }
     let (status, log) = stopping.await.unwrap();
     assert!(status.success(), "{log}");
+    // Nothing outlived the stop holding the database: had something, the
+    // seal would be skipped and sled's own drop would flush (and wait)
+    // after "stopped" (issue 12's slow SIGTERM looked for this).
+    assert!(!log.contains("database still in use at close"), "{log}");
+    assert!(site.data_dir().join("db.sealed").exists());
 }
