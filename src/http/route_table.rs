@@ -136,7 +136,13 @@ pub fn find(path: &str) -> Option<&'static Route> {
         Some("") | None => path,
         Some(trimmed) => trimmed,
     };
-    ROUTES.iter().find(|r| matches(r.path, path))
+    // Every request passes here: fixed paths by plain comparison first,
+    // then the few templates segment by segment.
+    ROUTES.iter().find(|r| r.path == path).or_else(|| {
+        ROUTES
+            .iter()
+            .find(|r| r.path.contains('{') && matches(r.path, path))
+    })
 }
 
 fn matches(template: &str, path: &str) -> bool {
