@@ -8,7 +8,7 @@ use proptest::prelude::*;
 use sessiond::auth::{Auth, ClientInfo, CurrentSession, LoginName, SessionToken};
 use sessiond::config::{Config, Secret};
 use sessiond::domain::{Email, Password, Role, Username};
-use sessiond::store::{now_ms, Store};
+use sessiond::store::{now_ms, IdentityRecord, NewUser, Store};
 
 const PASSWORD: &str = "correct horse battery staple";
 const USERS: usize = 4;
@@ -24,6 +24,23 @@ enum Op {
     RemoveUser(usize),
     AdminRevoke(usize),
     Prune(u64),
+    /// A first ID-token sign-in: a passwordless user made with the link.
+    SignUpWithIdentity(usize),
+    Link(usize, usize),
+    Unlink(usize, usize),
+}
+
+/// Identities drawn from a few subjects, so links collide.
+const SUBJECTS: usize = 4;
+
+fn identity(subject: usize) -> IdentityRecord {
+    IdentityRecord {
+        provider: "firebase".into(),
+        issuer: "https://securetoken.google.com/p".into(),
+        subject: format!("uid-{subject}"),
+        email: None,
+        linked_at_ms: now_ms(),
+    }
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -37,8 +54,11 @@ fn op() -> impl Strategy<Value = Op> {
         1 => token.prop_map(Op::ChangePassword),
         1 => (user.clone(), any::<bool>()).prop_map(|(u, a)| Op::SetRole(u, a)),
         1 => user.clone().prop_map(Op::RemoveUser),
-        1 => user.prop_map(Op::AdminRevoke),
+        1 => user.clone().prop_map(Op::AdminRevoke),
         1 => (0..30u64).prop_map(Op::Prune),
+        1 => (0..SUBJECTS).prop_map(Op::SignUpWithIdentity),
+        1 => (user.clone(), 0..SUBJECTS).prop_map(|(u, s)| Op::Link(u, s)),
+        1 => (user, 0..SUBJECTS).prop_map(|(u, s)| Op::Unlink(u, s)),
     ]
 }
 
@@ -133,6 +153,29 @@ async fn apply(auth: &Auth, tokens: &mut Vec<SessionToken>, op: Op) {
         }
         Op::Prune(hours) => {
             store.prune_ended(now_ms() + hours * 3_600_000).unwrap();
+        }
+        Op::SignUpWithIdentity(s) => {
+            // Named after a registered user's slot, so names collide too.
+            let _ = store.create_user_linked(
+                NewUser {
+                    username: &Username::parse(&name(s)).unwrap(),
+                    email: &Email::parse(&format!("{}@example.com", name(s))).unwrap(),
+                    role: Role::User,
+                    password_hash: String::new(),
+                    now_ms: now_ms(),
+                },
+                Some(&identity(s)),
+            );
+        }
+        Op::Link(n, s) => {
+            if let Ok(Some(u)) = store.user_by_name(&name(n)) {
+                let _ = store.link_identity(u.user_id(), &identity(s));
+            }
+        }
+        Op::Unlink(n, s) => {
+            if let Ok(Some(u)) = store.user_by_name(&name(n)) {
+                let _ = store.unlink_identity(u.user_id(), &identity(s).public_id());
+            }
         }
     }
 }
