@@ -38,7 +38,9 @@ pub fn free_port() -> u16 {
         .port()
 }
 
-/// A started program, killed (by its PID) when dropped.
+/// A started program in a process group of its own, stopped when dropped:
+/// SIGTERM to the group (nginx's workers, the browsers chromedriver
+/// started), then SIGKILL to what is left after 2 s.
 pub struct Proc {
     child: Child,
     name: String,
@@ -47,8 +49,11 @@ pub struct Proc {
 impl Proc {
     /// Starts `cmd` and waits (at most 10 s) until `port` accepts.
     pub fn start(mut cmd: Command, name: &str, port: u16, log: &std::path::Path) -> Proc {
+        use std::os::unix::process::CommandExt;
         let out = std::fs::File::create(log).unwrap();
-        cmd.stdout(out.try_clone().unwrap()).stderr(out);
+        cmd.stdout(out.try_clone().unwrap())
+            .stderr(out)
+            .process_group(0);
         let child = cmd.spawn().unwrap_or_else(|e| panic!("{name} starts: {e}"));
         let mut proc = Proc {
             child,
@@ -76,7 +81,18 @@ impl Proc {
 
 impl Drop for Proc {
     fn drop(&mut self) {
-        let _ = self.child.kill();
+        let group = -(self.child.id() as i32);
+        // SAFETY: kill(2) on our own child's process group.
+        unsafe { libc::kill(group, libc::SIGTERM) };
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        // SAFETY: as above; whatever of the group is still there.
+        unsafe { libc::kill(group, libc::SIGKILL) };
         let _ = self.child.wait();
     }
 }
