@@ -4,6 +4,8 @@
 
 use std::sync::atomic::Ordering;
 
+use rand_core::{OsRng, RngCore};
+
 use super::idtoken::{IdTokenError, VerifiedToken};
 use super::{Auth, AuthError, ClientInfo, CurrentSession, NewSession, SessionToken};
 use crate::domain::{Email, Role, UserId, Username};
@@ -22,11 +24,6 @@ impl From<IdTokenError> for AuthError {
 }
 
 impl Auth {
-    /// The configured ID-token providers' names.
-    pub fn idtoken_providers(&self) -> Vec<String> {
-        self.inner.idtokens.names()
-    }
-
     /// Signs in with an ID token: the linked user, or (with
     /// `auto_register`) a new one made from the token's e-mail or name;
     /// else `NotLinked`. Any session the client came with is ended.
@@ -84,10 +81,7 @@ impl Auth {
             let candidate = match n {
                 1 => base.clone(),
                 n if n <= NUMBERED_NAMES => format!("{base}{n}"),
-                _ => format!(
-                    "{base}-{}",
-                    &SessionToken::generate(now_ms()).hash().public_id()[..8]
-                ),
+                _ => format!("{base}-{:08x}", OsRng.next_u32()),
             };
             let username = Username::parse(&candidate)?;
             let email = match &v.email {

@@ -133,14 +133,6 @@ impl IdTokens {
         })
     }
 
-    /// The configured providers' names, for the sign-in page.
-    pub fn names(&self) -> Vec<String> {
-        self.providers
-            .iter()
-            .map(|p| p.config.name.clone())
-            .collect()
-    }
-
     /// Checks a token: signature by a key of its issuer's JWKS, `iss`,
     /// `aud`, `exp`, `iat` and `auth_time` within the clock skew, a
     /// non-empty `sub`.

@@ -14,7 +14,7 @@ use super::filters::get_or_head;
 use super::filters::{check_origin, json_body, require_admin, with_state};
 use super::views::{json, UserView};
 use super::State;
-use crate::auth::CurrentSession;
+use crate::auth::{AuthError, CurrentSession};
 use crate::domain::{Role, UserId};
 
 /// Largest page of users.
@@ -75,15 +75,19 @@ pub fn routes(state: State) -> warp::filters::BoxedFilter<(Response,)> {
         .boxed()
 }
 
-/// The user a path names, or a 404 saying there is none: an id that does
-/// not parse names nobody, exactly like one that parses and is unused.
-async fn existing_user(state: &State, raw: &str) -> Result<UserId, Rejection> {
-    let id = UserId::parse(raw).ok_or_else(|| ApiError::no_user(raw))?;
-    match state.auth.user(id) {
-        Ok(_) => Ok(id),
-        Err(crate::auth::AuthError::NotFound) => Err(ApiError::no_user(raw).into()),
-        Err(e) => Err(e.into()),
-    }
+/// The user id a path names. One that does not parse names nobody, and
+/// gets the same 404 as one that parses and is unused.
+fn user_id(raw: &str) -> Result<UserId, Rejection> {
+    UserId::parse(raw).ok_or_else(|| ApiError::no_user(raw).into())
+}
+
+/// An admin action's outcome, its "no such user" worded with the id the
+/// path gave (the store finds out in the same call; no read beforehand).
+fn for_user<T>(raw: &str, outcome: Result<T, AuthError>) -> Result<T, Rejection> {
+    outcome.map_err(|e| match e {
+        AuthError::NotFound => ApiError::no_user(raw).into(),
+        e => e.into(),
+    })
 }
 
 async fn list_users(
@@ -129,10 +133,7 @@ async fn set_role(
     body: RoleBody,
 ) -> Result<Response, Rejection> {
     let role = Role::parse(&body.role)?;
-    let user = state
-        .auth
-        .set_role(existing_user(&state, &id).await?, role)
-        .await?;
+    let user = for_user(&id, state.auth.set_role(user_id(&id)?, role).await)?;
     Ok(json(
         StatusCode::OK,
         &json!({ "user": UserView::from(&user) }),
@@ -144,10 +145,7 @@ async fn remove_user(
     state: State,
     _admin: CurrentSession,
 ) -> Result<Response, Rejection> {
-    state
-        .auth
-        .remove_user(existing_user(&state, &id).await?)
-        .await?;
+    for_user(&id, state.auth.remove_user(user_id(&id)?).await)?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -156,15 +154,12 @@ async fn revoke_sessions(
     state: State,
     _admin: CurrentSession,
 ) -> Result<Response, Rejection> {
-    let revoked = state
-        .auth
-        .end_sessions_of(existing_user(&state, &id).await?)
-        .await?;
+    let revoked = for_user(&id, state.auth.end_sessions_of(user_id(&id)?).await)?;
     Ok(json(StatusCode::OK, &json!({ "revoked": revoked })))
 }
 
 async fn unlock(id: String, state: State, _admin: CurrentSession) -> Result<Response, Rejection> {
-    state.auth.unlock(existing_user(&state, &id).await?)?;
+    for_user(&id, state.auth.unlock(user_id(&id)?))?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 

@@ -128,7 +128,7 @@ fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     let mut de = serde_json::Deserializer::from_slice(bytes);
     let value = serde_path_to_error::deserialize(&mut de).map_err(|e| {
         let path = e.path().to_string();
-        ApiError::invalid_request(describe_json_error(&path, e.inner()))
+        ApiError::invalid_request(describe_json_error("The body", &path, e.inner()))
     })?;
     de.end().map_err(|_| {
         ApiError::invalid_request("The body is not valid JSON: it goes on after the object ends.")
@@ -136,18 +136,19 @@ fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     Ok(value)
 }
 
-/// A sentence for a person about why a JSON document was refused: where
-/// (`field` is serde's path, `.` for the whole document) and what was
+/// A sentence for a person about why a JSON document (`what`: "The body",
+/// "A frame") was refused: where (`field` is serde's path, `.` for the
+/// whole document) and what was
 /// expected, in place of serde's wording ("invalid length 0, expected
 /// struct LoginBody with 3 elements", "expected ident at line 1 column 2").
-pub fn describe_json_error(field: &str, e: &serde_json::Error) -> String {
+pub fn describe_json_error(what: &str, field: &str, e: &serde_json::Error) -> String {
     use serde_json::error::Category;
     if matches!(
         e.classify(),
         Category::Syntax | Category::Eof | Category::Io
     ) {
         return format!(
-            "The body is not valid JSON (line {}, column {}).",
+            "{what} is not valid JSON (line {}, column {}).",
             e.line(),
             e.column()
         );
@@ -166,7 +167,7 @@ pub fn describe_json_error(field: &str, e: &serde_json::Error) -> String {
     {
         let got = got.replace('`', "");
         return if field == "." {
-            format!("The body must be a JSON object, not {got}.")
+            format!("{what} must be a JSON object, not {got}.")
         } else {
             format!("{field}: expected {}, got {got}.", plain(expected))
         };
@@ -175,9 +176,9 @@ pub fn describe_json_error(field: &str, e: &serde_json::Error) -> String {
         // serde reads an array as a struct's fields in order: "invalid
         // length 0, expected struct LoginBody with 2 elements".
         return if text.starts_with("invalid length") {
-            "The body must be a JSON object, not an array.".into()
+            format!("{what} must be a JSON object, not an array.")
         } else {
-            "The body must be a JSON object with this route's fields.".into()
+            format!("{what} must be a JSON object with the fields it takes.")
         };
     }
     format!("{field}: {}.", plain(text))
@@ -229,6 +230,15 @@ pub fn check_origin(state: State) -> impl Filter<Extract = (), Error = Rejection
         .untuple_one()
 }
 
+/// Whether `origin` is one of `server.allowed_origins` (a trailing slash
+/// and case aside): the Origin check and CORS ask the same question.
+pub(super) fn origin_listed(origin: &str, allowed: &[String]) -> bool {
+    let origin = origin.trim();
+    allowed
+        .iter()
+        .any(|a| a.trim_end_matches('/').eq_ignore_ascii_case(origin))
+}
+
 fn origin_allowed(
     origin: &str,
     host: Option<&str>,
@@ -236,10 +246,7 @@ fn origin_allowed(
     allowed: &[String],
 ) -> bool {
     let origin = origin.trim();
-    if allowed
-        .iter()
-        .any(|a| a.trim_end_matches('/').eq_ignore_ascii_case(origin))
-    {
+    if origin_listed(origin, allowed) {
         return true;
     }
     let (Some((scheme, authority)), Some(host)) = (origin.split_once("://"), host) else {

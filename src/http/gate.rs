@@ -9,6 +9,7 @@ use warp::reply::Response;
 use warp::{Filter, Rejection, Reply};
 
 use super::error::ApiError;
+use super::filters::origin_listed;
 use super::route_table::{self, Route};
 use super::State;
 
@@ -80,13 +81,7 @@ pub fn add_cors(state: &State, origin: Option<&str>, res: &mut Response) {
 }
 
 fn allowed(state: &State, origin: &str) -> bool {
-    let origin = origin.trim();
-    state
-        .config
-        .server
-        .allowed_origins
-        .iter()
-        .any(|a| a.trim_end_matches('/').eq_ignore_ascii_case(origin))
+    origin_listed(origin, &state.config.server.allowed_origins)
 }
 
 fn insert(res: &mut Response, name: header::HeaderName, value: &str) {

@@ -1,7 +1,7 @@
 //! Sign in with an ID token (Firebase, any OIDC provider), and the
 //! identities linked to the signed-in user.
 
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::json;
 use warp::http::StatusCode;
 use warp::reply::Response;
@@ -12,10 +12,9 @@ use super::error::ApiError;
 use super::filters::{
     check_origin, client_info, get_or_head, json_body, session_token, with_session, with_state,
 };
+use super::views::IdentityView;
 use super::State;
 use crate::auth::{ClientInfo, CurrentSession, SessionToken};
-use crate::domain::Rfc3339;
-use crate::store::IdentityRecord;
 
 /// Bodies these routes read: the larger of `max_body_bytes` and this, so
 /// an oversized token is refused as what it is (401 `invalid_token`)
@@ -80,31 +79,6 @@ async fn sign_in(
         .sign_in_with_idtoken(&body.id_token, &client, previous.as_ref(), body.remember)
         .await?;
     Ok(signed_in(&state, &new))
-}
-
-/// `Identity` as the API shows it.
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct IdentityView<'a> {
-    id: String,
-    provider: &'a str,
-    issuer: &'a str,
-    subject: &'a str,
-    email: Option<&'a str>,
-    linked_at: String,
-}
-
-impl<'a> From<&'a IdentityRecord> for IdentityView<'a> {
-    fn from(i: &'a IdentityRecord) -> Self {
-        Self {
-            id: i.public_id(),
-            provider: &i.provider,
-            issuer: &i.issuer,
-            subject: &i.subject,
-            email: i.email.as_deref(),
-            linked_at: Rfc3339::new(i.linked_at_ms).as_str().to_owned(),
-        }
-    }
 }
 
 async fn list(state: State, current: CurrentSession) -> Result<Response, Rejection> {

@@ -6,7 +6,7 @@ use warp::reply::Response;
 use warp::Reply;
 
 use crate::domain::{Rfc3339, Role, TokenHash, UserId};
-use crate::store::{SessionRecord, UserRecord};
+use crate::store::{IdentityRecord, SessionRecord, UserRecord};
 
 /// `User` in the contract, borrowed from its record: `/me` builds one per
 /// request, so it copies nothing.
@@ -61,6 +61,31 @@ impl<'a> SessionView<'a> {
             ip: &s.ip,
             current,
             remember: s.remember,
+        }
+    }
+}
+
+/// `Identity` as the API shows it.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct IdentityView<'a> {
+    id: String,
+    provider: &'a str,
+    issuer: &'a str,
+    subject: &'a str,
+    email: Option<&'a str>,
+    linked_at: Time,
+}
+
+impl<'a> From<&'a IdentityRecord> for IdentityView<'a> {
+    fn from(i: &'a IdentityRecord) -> Self {
+        Self {
+            id: i.public_id(),
+            provider: &i.provider,
+            issuer: &i.issuer,
+            subject: &i.subject,
+            email: i.email.as_deref(),
+            linked_at: Time(i.linked_at_ms),
         }
     }
 }

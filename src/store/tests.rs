@@ -74,6 +74,21 @@ fn user_ids_only_grow() {
     assert!(b.id > a.id);
 }
 
+#[tokio::test]
+async fn a_database_from_before_the_counter_continues_past_its_highest_id() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    add_user(&store, "aaa");
+    let b = add_user(&store, "bbb");
+    // As a database written before users had their own counter.
+    store.shared.meta.remove(users::NEXT_USER_ID).unwrap();
+    store.close().await.unwrap();
+    let store = open(&dir);
+    let c = add_user(&store, "ccc");
+    assert_eq!(c.id, b.id + 1);
+    assert!(store.check().unwrap().problems.is_empty());
+}
+
 #[test]
 fn a_touch_after_the_end_writes_nothing() {
     let dir = tempfile::tempdir().unwrap();

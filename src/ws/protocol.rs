@@ -46,7 +46,7 @@ impl ClientFrame {
                 let name = rest.split('`').next().unwrap_or_default();
                 return format!("type: {name:?} is not a frame type; use join, leave or message.");
             }
-            crate::http::describe_json_error(&field, &e).replace("The body", "A frame")
+            crate::http::describe_json_error("A frame", &field, &e)
         })?;
         de.end()
             .map_err(|_| "Not a chat frame: one JSON object per frame.".to_owned())?;
