@@ -172,7 +172,7 @@ pub async fn run(config: &Config, command: Command) -> Result<(), CliError> {
         }
         Command::User(UserCommand::List(output)) => {
             let users = with_store(config, async move |store| {
-                Ok(store.list_users(None, usize::MAX)?)
+                Ok(store.list_users(None, usize::MAX).await?)
             })
             .await?;
             print_users(&users, &output);
@@ -180,7 +180,9 @@ pub async fn run(config: &Config, command: Command) -> Result<(), CliError> {
         Command::User(UserCommand::SetRole { name, role }) => {
             let role = Role::parse(&role).map_err(CliError::from)?;
             let user = with_store(config, async move |store| {
-                Ok(store.set_role(find_user(store, &name)?.user_id(), role)?)
+                Ok(store
+                    .set_role(find_user(store, &name).await?.user_id(), role)
+                    .await?)
             })
             .await?;
             println!("{} is now {}", user.username, user.role);
@@ -192,7 +194,7 @@ pub async fn run(config: &Config, command: Command) -> Result<(), CliError> {
             let password = read_password(config)?;
             let passwords = Passwords::new(&config.auth).map_err(CliError::from)?;
             let (user, ended) = with_store(config, async move |store| {
-                let user = find_user(store, &name)?;
+                let user = find_user(store, &name).await?;
                 let changed = set_password(store, &passwords, user.user_id(), &password)
                     .await
                     .map_err(CliError::from)?;
@@ -206,7 +208,9 @@ pub async fn run(config: &Config, command: Command) -> Result<(), CliError> {
         }
         Command::User(UserCommand::Remove { name }) => {
             let removed = with_store(config, async move |store| {
-                Ok(store.remove_user(find_user(store, &name)?.user_id())?)
+                Ok(store
+                    .remove_user(find_user(store, &name).await?.user_id())
+                    .await?)
             })
             .await?;
             println!(
@@ -218,10 +222,14 @@ pub async fn run(config: &Config, command: Command) -> Result<(), CliError> {
         Command::Sessions(SessionsCommand::List { user, output }) => {
             with_store(config, async move |store| {
                 let sessions = match user {
-                    Some(name) => store.sessions_of(find_user(store, &name)?.user_id())?,
-                    None => store.all_sessions()?,
+                    Some(name) => {
+                        store
+                            .sessions_of(find_user(store, &name).await?.user_id())
+                            .await?
+                    }
+                    None => store.all_sessions().await?,
                 };
-                print_sessions(store, sessions, &output)
+                print_sessions(store, sessions, &output).await
             })
             .await?;
         }
@@ -229,16 +237,17 @@ pub async fn run(config: &Config, command: Command) -> Result<(), CliError> {
             let ended = with_store(config, async move |store| {
                 Ok(match user {
                     Some(name) => store
-                        .end_sessions_of(find_user(store, &name)?.user_id(), None)?
+                        .end_sessions_of(find_user(store, &name).await?.user_id(), None)
+                        .await?
                         .len(),
-                    None => store.end_all_sessions()?,
+                    None => store.end_all_sessions().await?,
                 })
             })
             .await?;
             println!("revoked {ended} session(s)");
         }
         Command::Check => {
-            let report = with_store(config, async move |store| Ok(store.check()?)).await?;
+            let report = with_store(config, async move |store| Ok(store.check().await?)).await?;
             for problem in &report.problems {
                 println!("inconsistent: {problem}");
             }
@@ -269,7 +278,7 @@ async fn with_store<T>(
     config: &Config,
     work: impl AsyncFnOnce(&Store) -> Result<T, CliError>,
 ) -> Result<T, CliError> {
-    let store = Store::open(&config.storage)?;
+    let store = Store::open(&config.storage).await?;
     let outcome = work(&store).await;
     let closed = store.close().await;
     let value = outcome?;
@@ -277,9 +286,10 @@ async fn with_store<T>(
     Ok(value)
 }
 
-fn find_user(store: &Store, name: &str) -> Result<UserRecord, CliError> {
+async fn find_user(store: &Store, name: &str) -> Result<UserRecord, CliError> {
     store
-        .user_by_name(name)?
+        .user_by_name(name)
+        .await?
         .ok_or_else(|| CliError(format!("no user named {name:?}")))
 }
 
@@ -335,7 +345,7 @@ fn print_users(users: &[UserRecord], output: &Output) {
     print_table(&["ID", "USERNAME", "EMAIL", "ROLE", "CREATED"], rows);
 }
 
-fn print_sessions(
+async fn print_sessions(
     store: &Store,
     mut sessions: Vec<(TokenHash, SessionRecord)>,
     output: &Output,
@@ -343,15 +353,17 @@ fn print_sessions(
     sessions.sort_by_key(|(_, s)| s.created_at_ms);
     let now = now_ms();
     let mut names = std::collections::HashMap::new();
-    let mut name_of = |s: &SessionRecord| -> Result<String, CliError> {
-        if let Some(n) = names.get(&s.user_id) {
-            return Ok(String::clone(n));
+    for (_, s) in &sessions {
+        if let std::collections::hash_map::Entry::Vacant(slot) = names.entry(s.user_id) {
+            let user = store.user(s.owner()).await?;
+            slot.insert(user.map_or_else(|| "(removed)".to_owned(), |u| u.username));
         }
-        let name = store
-            .user(s.owner())?
-            .map_or_else(|| "(removed)".to_owned(), |u| u.username);
-        names.insert(s.user_id, name.clone());
-        Ok(name)
+    }
+    let name_of = |s: &SessionRecord| -> Result<String, CliError> {
+        Ok(names
+            .get(&s.user_id)
+            .cloned()
+            .unwrap_or_else(|| "(removed)".to_owned()))
     };
     if output.json {
         let mut rows = Vec::new();

@@ -60,7 +60,7 @@ impl Application {
         };
         let listener = TcpListener::bind(listen).await.map_err(bind_error)?;
         let addr = listener.local_addr().map_err(bind_error)?;
-        let store = Store::open(&config.storage)?;
+        let store = Store::open(&config.storage).await?;
         let auth = match Auth::new(&config, store.clone()) {
             Ok(auth) => auth,
             Err(e) => {
@@ -111,7 +111,7 @@ impl Application {
             self.state.config.session.prune_interval,
             stopped(stop_rx.clone()),
         );
-        let endings = self.hub.follow_endings(store.subscribe_endings());
+        let endings = self.hub.follow_store(store.subscribe());
         let chat = ws::routes(self.state.clone(), self.hub.clone());
         let max_connections = self.state.config.server.max_connections;
         let server = tokio::spawn(listener::serve(

@@ -85,10 +85,10 @@ async fn apply(auth: &Auth, tokens: &mut Vec<SessionToken>, op: Op) {
         ip: "127.0.0.1".parse().unwrap(),
         user_agent: Some("proptest".into()),
     };
-    let current = |tokens: &Vec<SessionToken>, i: usize| -> Option<CurrentSession> {
+    async fn current(auth: &Auth, tokens: &[SessionToken], i: usize) -> Option<CurrentSession> {
         let token = tokens.get(i % tokens.len().max(1))?;
-        auth.authenticate(token).ok().flatten()
-    };
+        auth.authenticate(token).await.ok().flatten()
+    }
     let store = auth.store();
     match op {
         Op::Register(n) => {
@@ -122,12 +122,12 @@ async fn apply(auth: &Auth, tokens: &mut Vec<SessionToken>, op: Op) {
             }
         }
         Op::RevokeOthers(i) => {
-            if let Some(c) = current(tokens, i) {
+            if let Some(c) = current(auth, tokens, i).await {
                 auth.end_other_sessions(&c).await.unwrap();
             }
         }
         Op::ChangePassword(i) => {
-            if let Some(c) = current(tokens, i) {
+            if let Some(c) = current(auth, tokens, i).await {
                 let same = Password::unchecked(PASSWORD.into());
                 if let Ok(s) = auth.change_password(&c, Some(&same), &same, &client).await {
                     tokens.push(s.token);
@@ -135,63 +135,70 @@ async fn apply(auth: &Auth, tokens: &mut Vec<SessionToken>, op: Op) {
             }
         }
         Op::SetRole(n, admin) => {
-            if let Ok(Some(u)) = store.user_by_name(&name(n)) {
+            if let Ok(Some(u)) = store.user_by_name(&name(n)).await {
                 let _ = auth
                     .set_role(u.user_id(), if admin { Role::Admin } else { Role::User })
                     .await;
             }
         }
         Op::RemoveUser(n) => {
-            if let Ok(Some(u)) = store.user_by_name(&name(n)) {
+            if let Ok(Some(u)) = store.user_by_name(&name(n)).await {
                 let _ = auth.remove_user(u.user_id()).await;
             }
         }
         Op::AdminRevoke(n) => {
-            if let Ok(Some(u)) = store.user_by_name(&name(n)) {
+            if let Ok(Some(u)) = store.user_by_name(&name(n)).await {
                 let _ = auth.end_sessions_of(u.user_id()).await;
             }
         }
         Op::Prune(hours) => {
-            store.prune_ended(now_ms() + hours * 3_600_000).unwrap();
+            store
+                .prune_ended(now_ms() + hours * 3_600_000)
+                .await
+                .unwrap();
         }
         Op::SignUpWithIdentity(s) => {
             // Named after a registered user's slot, so names collide too.
-            let _ = store.create_user_linked(
-                NewUser {
-                    username: &Username::parse(&name(s)).unwrap(),
-                    email: &Email::parse(&format!("{}@example.com", name(s))).unwrap(),
-                    role: Role::User,
-                    password_hash: String::new(),
-                    now_ms: now_ms(),
-                },
-                Some(&identity(s)),
-            );
+            let _ = store
+                .create_user_linked(
+                    NewUser {
+                        username: &Username::parse(&name(s)).unwrap(),
+                        email: &Email::parse(&format!("{}@example.com", name(s))).unwrap(),
+                        role: Role::User,
+                        password_hash: String::new(),
+                        now_ms: now_ms(),
+                    },
+                    Some(&identity(s)),
+                )
+                .await;
         }
         Op::Link(n, s) => {
-            if let Ok(Some(u)) = store.user_by_name(&name(n)) {
-                let _ = store.link_identity(u.user_id(), &identity(s));
+            if let Ok(Some(u)) = store.user_by_name(&name(n)).await {
+                let _ = store.link_identity(u.user_id(), &identity(s)).await;
             }
         }
         Op::Unlink(n, s) => {
-            if let Ok(Some(u)) = store.user_by_name(&name(n)) {
-                let _ = store.unlink_identity(u.user_id(), &identity(s).public_id());
+            if let Ok(Some(u)) = store.user_by_name(&name(n)).await {
+                let _ = store
+                    .unlink_identity(u.user_id(), &identity(s).public_id())
+                    .await;
             }
         }
     }
 }
 
-fn assert_consistent(store: &Store, when: &str) {
-    let report = store.check().unwrap();
+async fn assert_consistent(store: &Store, when: &str) {
+    let report = store.check().await.unwrap();
     assert!(report.problems.is_empty(), "{when}: {:#?}", report.problems);
 }
 
 /// sled releases its files a moment after the last handle drops.
-fn reopen(config: &Config) -> Store {
+async fn reopen(config: &Config) -> Store {
     for _ in 0..400 {
-        if let Ok(store) = Store::open(&config.storage) {
+        if let Ok(store) = Store::open(&config.storage).await {
             return store;
         }
-        std::thread::sleep(Duration::from_millis(5));
+        tokio::time::sleep(Duration::from_millis(5)).await;
     }
     panic!("the database could not be reopened");
 }
@@ -205,16 +212,18 @@ proptest! {
         let config = config(dir.path());
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         runtime.block_on(async {
-            let store = Store::open(&config.storage).unwrap();
+            let store = Store::open(&config.storage).await.unwrap();
             let auth = Auth::new(&config, store.clone()).unwrap();
             let mut tokens = Vec::new();
             for op in ops {
                 apply(&auth, &mut tokens, op).await;
             }
-            assert_consistent(&store, "live");
+            assert_consistent(&store, "live").await;
+            drop(auth);
             store.close().await.unwrap();
+            let reopened = reopen(&config).await;
+            assert_consistent(&reopened, "after reopening").await;
+            reopened.close().await.unwrap();
         });
-        drop(runtime);
-        assert_consistent(&reopen(&config), "after reopening");
     }
 }

@@ -37,7 +37,7 @@ impl Auth {
         let verified = self.inner.idtokens.verify(token).await?;
         let user = self.user_for(&verified).await?;
         if let Some(previous) = previous {
-            self.inner.store.end_session(&previous.hash())?;
+            self.inner.store.end_session(&previous.hash()).await?;
         }
         let new = self.open_session(user, client, remember).await?;
         self.inner.logins.success.fetch_add(1, Ordering::Relaxed);
@@ -49,8 +49,11 @@ impl Auth {
     async fn user_for(&self, verified: &VerifiedToken) -> Result<UserRecord, AuthError> {
         let store = &self.inner.store;
         for _ in 0..3 {
-            if let Some(id) = store.identity_owner(&verified.issuer, &verified.subject)? {
-                if let Some(user) = store.user(id)? {
+            if let Some(id) = store
+                .identity_owner(&verified.issuer, &verified.subject)
+                .await?
+            {
+                if let Some(user) = store.user(id).await? {
                     return Ok(user);
                 }
             }
@@ -102,7 +105,7 @@ impl Auth {
                 },
                 Some(&identity),
             );
-            match created {
+            match created.await {
                 Err(StoreError::UsernameTaken) => continue,
                 Err(StoreError::IdentityTaken) => return Err(AuthError::IdentityTaken),
                 other => {
@@ -125,14 +128,15 @@ impl Auth {
         let record = identity_record(&verified);
         self.inner
             .store
-            .link_identity(current.user.user_id(), &record)?;
+            .link_identity(current.user.user_id(), &record)
+            .await?;
         self.inner.store.commit_durably().await?;
         Ok(record)
     }
 
     /// A user's linked identities.
-    pub fn identities_of(&self, user: UserId) -> Result<Vec<IdentityRecord>, AuthError> {
-        Ok(self.inner.store.identities_of(user)?)
+    pub async fn identities_of(&self, user: UserId) -> Result<Vec<IdentityRecord>, AuthError> {
+        Ok(self.inner.store.identities_of(user).await?)
     }
 
     /// Unlinks one of the caller's identities; `NotFound` if they have no
@@ -145,7 +149,8 @@ impl Auth {
         match self
             .inner
             .store
-            .unlink_identity(current.user.user_id(), public_id)?
+            .unlink_identity(current.user.user_id(), public_id)
+            .await?
         {
             Some(_) => {
                 self.inner.store.commit_durably().await?;

@@ -16,7 +16,7 @@ pub struct Stats {
 
 impl Auth {
     /// A user's live sessions, oldest first.
-    pub fn live_sessions_of(
+    pub async fn live_sessions_of(
         &self,
         user: UserId,
     ) -> Result<Vec<(TokenHash, SessionRecord)>, AuthError> {
@@ -24,7 +24,8 @@ impl Auth {
         let mut sessions: Vec<_> = self
             .inner
             .store
-            .sessions_of(user)?
+            .sessions_of(user)
+            .await?
             .into_iter()
             .filter(|(_, s)| s.deadline_ms() > now)
             .collect();
@@ -40,7 +41,8 @@ impl Auth {
         public_id: &str,
     ) -> Result<Option<TokenHash>, AuthError> {
         let found = self
-            .live_sessions_of(current.user.user_id())?
+            .live_sessions_of(current.user.user_id())
+            .await?
             .into_iter()
             .find(|(hash, _)| hash.public_id() == public_id);
         let Some((hash, _)) = found else {
@@ -54,7 +56,8 @@ impl Auth {
         let ended = self
             .inner
             .store
-            .end_sessions_of(current.user.user_id(), Some(&current.hash))?;
+            .end_sessions_of(current.user.user_id(), Some(&current.hash))
+            .await?;
         self.durable_if(!ended.is_empty()).await?;
         Ok(ended.len() as u64)
     }
@@ -78,27 +81,27 @@ impl Auth {
                 .await?;
         }
         let hash = self.inner.passwords.hash(new).await?;
-        let user = self.inner.store.set_password_hash(id, &hash)?;
-        self.inner.store.end_sessions_of(id, None)?;
+        let user = self.inner.store.set_password_hash(id, &hash).await?;
+        self.inner.store.end_sessions_of(id, None).await?;
         self.open_session(user, client, current.session.remember)
             .await
     }
 
     /// Clears login throttling for a user's account (an admin's unlock);
     /// `NotFound` if there is no such user.
-    pub fn unlock(&self, id: UserId) -> Result<(), AuthError> {
-        self.user(id)?;
+    pub async fn unlock(&self, id: UserId) -> Result<(), AuthError> {
+        self.user(id).await?;
         self.inner.throttle.forgive(&super::throttle_key(id));
         Ok(())
     }
 
     /// A page of users in id order, and the cursor of the next page.
-    pub fn list_users(
+    pub async fn list_users(
         &self,
         after: Option<UserId>,
         limit: usize,
     ) -> Result<(Vec<UserRecord>, Option<UserId>), AuthError> {
-        let mut users = self.inner.store.list_users(after, limit + 1)?;
+        let mut users = self.inner.store.list_users(after, limit + 1).await?;
         let next = if users.len() > limit {
             users.truncate(limit);
             users.last().map(UserRecord::user_id)
@@ -109,14 +112,14 @@ impl Auth {
     }
 
     /// The user with this id.
-    pub fn user(&self, id: UserId) -> Result<UserRecord, AuthError> {
-        self.inner.store.user(id)?.ok_or(AuthError::NotFound)
+    pub async fn user(&self, id: UserId) -> Result<UserRecord, AuthError> {
+        self.inner.store.user(id).await?.ok_or(AuthError::NotFound)
     }
 
     /// Changes a role; it holds from that user's next request, since every
     /// request reads the user afresh. The last admin cannot be demoted.
     pub async fn set_role(&self, id: UserId, role: Role) -> Result<UserRecord, AuthError> {
-        let user = self.inner.store.set_role(id, role)?;
+        let user = self.inner.store.set_role(id, role).await?;
         self.inner.store.commit_durably().await?;
         Ok(user)
     }
@@ -124,25 +127,25 @@ impl Auth {
     /// Removes a user with their sessions and indexes. The last admin
     /// cannot be removed.
     pub async fn remove_user(&self, id: UserId) -> Result<UserRecord, AuthError> {
-        let removed = self.inner.store.remove_user(id)?;
+        let removed = self.inner.store.remove_user(id).await?;
         self.inner.store.commit_durably().await?;
         Ok(removed.user)
     }
 
     /// Ends every session of a user; `NotFound` if there is no such user.
     pub async fn end_sessions_of(&self, id: UserId) -> Result<u64, AuthError> {
-        self.user(id)?;
-        let ended = self.inner.store.end_sessions_of(id, None)?;
+        self.user(id).await?;
+        let ended = self.inner.store.end_sessions_of(id, None).await?;
         self.durable_if(!ended.is_empty()).await?;
         Ok(ended.len() as u64)
     }
 
     /// Users and sessions stored.
-    pub fn stats(&self) -> Stats {
-        Stats {
-            users: self.inner.store.user_count(),
-            sessions: self.inner.store.session_count(),
-        }
+    pub async fn stats(&self) -> Result<Stats, AuthError> {
+        Ok(Stats {
+            users: self.inner.store.user_count().await?,
+            sessions: self.inner.store.session_count().await?,
+        })
     }
 
     pub(super) async fn durable_if(&self, changed: bool) -> Result<(), AuthError> {

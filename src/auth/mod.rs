@@ -265,8 +265,14 @@ impl Auth {
     ) -> Result<NewSession, AuthError> {
         let store = &self.inner.store;
         let (user, account) = match name {
-            LoginName::Username(n) => (store.user_by_name(n)?, format!("name:{}", name_key(n))),
-            LoginName::Email(e) => (store.user_by_email(e)?, format!("email:{}", email_key(e))),
+            LoginName::Username(n) => (
+                store.user_by_name(n).await?,
+                format!("name:{}", name_key(n)),
+            ),
+            LoginName::Email(e) => (
+                store.user_by_email(e).await?,
+                format!("email:{}", email_key(e)),
+            ),
         };
         let account = user.as_ref().map_or(account, |u| throttle_key(u.user_id()));
         // A user an ID-token sign-in made has no password: checked against
@@ -279,7 +285,7 @@ impl Auth {
             .await?;
         let user = user.ok_or(AuthError::InvalidCredentials)?;
         if let Some(previous) = previous {
-            store.end_session(&previous.hash())?;
+            store.end_session(&previous.hash()).await?;
         }
         let new = self.open_session(user, client, remember).await?;
         self.inner.logins.success.fetch_add(1, Ordering::Relaxed);
@@ -325,7 +331,7 @@ impl Auth {
         let store = &self.inner.store;
         let session = self.new_record(&user, client, remember);
         let token = SessionToken::generate(session.created_at_ms);
-        match store.create_session(&token.hash(), &session) {
+        match store.create_session(&token.hash(), &session).await {
             Err(StoreError::NoSuchUser) => return Err(AuthError::InvalidCredentials),
             other => other?,
         }
@@ -359,28 +365,32 @@ impl Auth {
     /// The live session behind a token, with its user, or `None`. Refuses
     /// ended sessions at once, pruned or not; records activity at most once
     /// per `touch_interval`.
-    pub fn authenticate(&self, token: &SessionToken) -> Result<Option<CurrentSession>, AuthError> {
-        self.refresh(token.hash())
+    pub async fn authenticate(
+        &self,
+        token: &SessionToken,
+    ) -> Result<Option<CurrentSession>, AuthError> {
+        self.refresh(token.hash()).await
     }
 
     /// `authenticate` for a session already known by its hash: a WebSocket
     /// checks (and touches) its session on every message this way.
-    pub fn refresh(&self, hash: TokenHash) -> Result<Option<CurrentSession>, AuthError> {
+    pub async fn refresh(&self, hash: TokenHash) -> Result<Option<CurrentSession>, AuthError> {
         let inner = &self.inner;
-        let Some(mut session) = inner.store.session(&hash)? else {
+        let Some(mut session) = inner.store.session(&hash).await? else {
             return Ok(None);
         };
         let now = now_ms();
         if session.deadline_ms() <= now {
             return Ok(None);
         }
-        let Some(user) = inner.store.user(session.owner())? else {
+        let Some(user) = inner.store.user(session.owner()).await? else {
             return Ok(None);
         };
         if now.saturating_sub(session.last_seen_at_ms) >= millis(inner.session.touch_interval) {
             match inner
                 .store
-                .touch_session(&hash, now, millis(inner.session.idle_timeout))?
+                .touch_session(&hash, now, millis(inner.session.idle_timeout))
+                .await?
             {
                 Some(touched) => session = touched,
                 None => return Ok(None),
@@ -395,7 +405,7 @@ impl Auth {
 
     /// Ends a session (logout); answered once durable.
     pub async fn end(&self, hash: &TokenHash) -> Result<bool, AuthError> {
-        let ended = self.inner.store.end_session(hash)?.is_some();
+        let ended = self.inner.store.end_session(hash).await?.is_some();
         self.durable_if(ended).await?;
         Ok(ended)
     }
@@ -424,13 +434,15 @@ pub async fn create_account(
     role: Role,
 ) -> Result<UserRecord, AuthError> {
     let password_hash = passwords.hash(&password).await?;
-    let user = store.create_user(crate::store::NewUser {
-        username: &username,
-        email: &email,
-        role,
-        password_hash,
-        now_ms: now_ms(),
-    })?;
+    let user = store
+        .create_user(crate::store::NewUser {
+            username: &username,
+            email: &email,
+            role,
+            password_hash,
+            now_ms: now_ms(),
+        })
+        .await?;
     store.commit_durably().await?;
     Ok(user)
 }
@@ -445,8 +457,8 @@ pub async fn set_password(
     password: &Password,
 ) -> Result<(UserRecord, usize), AuthError> {
     let hash = passwords.hash(password).await?;
-    let user = store.set_password_hash(id, &hash)?;
-    let ended = store.end_sessions_of(id, None)?.len();
+    let user = store.set_password_hash(id, &hash).await?;
+    let ended = store.end_sessions_of(id, None).await?.len();
     store.commit_durably().await?;
     Ok((user, ended))
 }

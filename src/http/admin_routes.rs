@@ -61,7 +61,7 @@ pub fn routes(state: State) -> warp::filters::BoxedFilter<(Response,)> {
         .and(get_or_head())
         .and(with_state(state.clone()))
         .and(admin())
-        .map(stats);
+        .and_then(stats);
     list.or(patch)
         .unify()
         .or(remove)
@@ -113,7 +113,7 @@ async fn list_users(
             ApiError::invalid_request("after: not a cursor from an earlier page.")
         })?),
     };
-    let (users, next) = state.auth.list_users(after, limit)?;
+    let (users, next) = state.auth.list_users(after, limit).await?;
     let users: Vec<_> = users.iter().map(UserView::from).collect();
     Ok(json(
         StatusCode::OK,
@@ -159,18 +159,18 @@ async fn revoke_sessions(
 }
 
 async fn unlock(id: String, state: State, _admin: CurrentSession) -> Result<Response, Rejection> {
-    for_user(&id, state.auth.unlock(user_id(&id)?))?;
+    for_user(&id, state.auth.unlock(user_id(&id)?).await)?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-fn stats(state: State, _admin: CurrentSession) -> Response {
-    let stats = state.auth.stats();
-    json(
+async fn stats(state: State, _admin: CurrentSession) -> Result<Response, Rejection> {
+    let stats = state.auth.stats().await.map_err(ApiError::from)?;
+    Ok(json(
         StatusCode::OK,
         &json!({
             "users": stats.users,
             "sessions": stats.sessions,
             "wsConnections": state.ws_connections.load(std::sync::atomic::Ordering::Relaxed),
         }),
-    )
+    ))
 }

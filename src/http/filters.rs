@@ -45,7 +45,7 @@ pub fn with_session(
         let state = state.clone();
         async move {
             let token = token.ok_or_else(ApiError::unauthorized)?;
-            match state.auth.authenticate(&token)? {
+            match state.auth.authenticate(&token).await? {
                 Some(current) => Ok::<_, Rejection>(current),
                 None => Err(ApiError::unauthorized().into()),
             }

@@ -85,7 +85,7 @@ async fn verify(
         None => Role::User,
     };
     let current = match token {
-        Some(token) => state.auth.authenticate(&token)?,
+        Some(token) => state.auth.authenticate(&token).await?,
         None => None,
     };
     let Some(current) = current else {

@@ -82,7 +82,7 @@ async fn sign_in(
 }
 
 async fn list(state: State, current: CurrentSession) -> Result<Response, Rejection> {
-    let identities = state.auth.identities_of(current.user.user_id())?;
+    let identities = state.auth.identities_of(current.user.user_id()).await?;
     let views: Vec<_> = identities.iter().map(IdentityView::from).collect();
     Ok(super::views::json(
         StatusCode::OK,

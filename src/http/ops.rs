@@ -8,9 +8,11 @@ use warp::http::{header, StatusCode};
 use warp::reply::Response;
 use warp::{Filter, Reply};
 
+use super::error::ApiError;
 use super::filters::get_or_head;
 use super::views::json;
 use super::State;
+use crate::auth::AuthError;
 
 /// The OpenAPI 3.1 description of every route (`src/http/openapi.json`),
 /// with the configured cookie name; tests keep it and the route table equal.
@@ -40,16 +42,38 @@ pub fn routes(state: State) -> warp::filters::BoxedFilter<(Response,)> {
             );
             res
         });
-    let health = warp::path!("healthz")
-        .and(get_or_head())
-        .map(|| json(StatusCode::OK, &json!({ "status": "ok" })));
-    let metrics = warp::path!("metrics")
-        .and(get_or_head())
-        .map(move || metrics(&state));
+    let store = state.auth.store().clone();
+    let health = warp::path!("healthz").and(get_or_head()).then(move || {
+        let store = store.clone();
+        async move {
+            match store.ping().await {
+                Ok(()) => json(StatusCode::OK, &json!({ "status": "ok" })),
+                Err(e) => {
+                    tracing::warn!(error = %e, "health check: storage unavailable");
+                    json(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        &json!({ "status": "storage_unavailable" }),
+                    )
+                }
+            }
+        }
+    });
+    let metrics = warp::path!("metrics").and(get_or_head()).and_then(move || {
+        let state = state.clone();
+        async move {
+            let sessions = state
+                .auth
+                .store()
+                .session_count()
+                .await
+                .map_err(|e| warp::reject::custom(ApiError::from(AuthError::from(e))))?;
+            Ok::<_, warp::Rejection>(metrics(&state, sessions))
+        }
+    });
     health.or(metrics).unify().or(openapi).unify().boxed()
 }
 
-fn metrics(state: &State) -> Response {
+fn metrics(state: &State, sessions: u64) -> Response {
     let store = state.auth.store();
     let logins = state.auth.login_counts();
     let mut out = String::new();
@@ -63,7 +87,7 @@ fn metrics(state: &State) -> Response {
         "sessiond_sessions_active",
         "gauge",
         "Sessions stored and not yet pruned.",
-        &[("", store.session_count())],
+        &[("", sessions)],
     );
     metric(
         "sessiond_logins_total",

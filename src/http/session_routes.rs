@@ -52,7 +52,7 @@ pub fn routes(state: State) -> warp::filters::BoxedFilter<(Response,)> {
 }
 
 async fn list(state: State, current: CurrentSession) -> Result<Response, Rejection> {
-    let live = state.auth.live_sessions_of(current.user.user_id())?;
+    let live = state.auth.live_sessions_of(current.user.user_id()).await?;
     let sessions: Vec<_> = live
         .iter()
         .map(|(hash, s)| SessionView::new(hash, s, *hash == current.hash))

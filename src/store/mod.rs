@@ -1,38 +1,29 @@
-//! sled and nothing else: trees, records, transactions, the expiry index and
-//! pruning. Knows no HTTP.
+//! Users, sessions, identities and chat history, behind one interface with
+//! two backends: `sled` (embedded, one process) and `redis` (shared by any
+//! number of instances). Knows no HTTP; nothing above this module learns
+//! which backend it has.
 //!
-//! `Store` is a cheap `Clone` over `Arc<Shared>`; open it once per process.
-//! Every change that touches more than one tree is one transaction, so an
-//! index never disagrees with its record, even after a crash.
+//! `Store` is an enum over the backends rather than a trait object: there
+//! are exactly two, both always compiled in, and every call on the request
+//! path (`/me` is one) stays a direct call with no boxed future.
 
-mod check;
 pub(crate) mod codec;
-mod flush;
-mod identities;
-mod messages;
-mod prune;
 mod records;
-mod seal;
-mod sessions;
-mod users;
+mod sled;
 
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::future::Future;
+use std::path::PathBuf;
+use std::time::Duration;
 
-use sled::transaction::TransactionError;
-use tokio::sync::{mpsc, Notify};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
 
-pub use check::CheckReport;
 pub use codec::CodecError;
-pub use records::{IdentityRecord, MessageRecord, SessionRecord, UserRecord};
-pub use users::{NewUser, RemovedUser};
+pub use records::{IdentityRecord, MessageRecord, NewUser, RemovedUser, SessionRecord, UserRecord};
 
-use crate::config::{Durability, StorageConfig};
-use crate::domain::TokenHash;
-
-/// Below this size a database is counted before serving, exactly.
-const SCAN_AT_OPEN_BYTES: u64 = 64 * 1024 * 1024;
+use self::sled::SledStore;
+use crate::config::StorageConfig;
+use crate::domain::{Role, RoomName, TokenHash, UserId};
 
 /// The schema this build writes and reads.
 pub const SCHEMA_VERSION: u32 = 1;
@@ -95,299 +86,327 @@ pub enum StoreError {
     },
     /// sled failed while serving.
     #[error("storage error: {0}")]
-    Sled(#[from] sled::Error),
+    Sled(#[from] ::sled::Error),
 }
 
-/// A handle to the database; clone it freely.
+/// What the store tells the server as it happens: on Redis, whichever
+/// instance caused it.
+#[derive(Debug, Clone)]
+pub enum StoreEvent {
+    /// A session was removed (logout, revocation, password change, user
+    /// removal, pruning): its sockets close.
+    Ended(TokenHash),
+    /// A chat message is stored: the room's sockets receive it.
+    Message(MessageRecord),
+}
+
+/// What a check found: counts, and one sentence per inconsistency.
+#[derive(Debug, Default)]
+pub struct CheckReport {
+    /// Users read.
+    pub users: u64,
+    /// Sessions read.
+    pub sessions: u64,
+    /// Each inconsistency, naming the tree or key.
+    pub problems: Vec<String>,
+}
+
+/// A handle to the configured backend; clone it freely, open it once per
+/// process.
 #[derive(Clone)]
 pub struct Store {
-    shared: Arc<Shared>,
+    backend: Backend,
 }
 
-struct Shared {
-    db: sled::Db,
-    users: sled::Tree,
-    user_names: sled::Tree,
-    user_emails: sled::Tree,
-    sessions: sled::Tree,
-    session_expiry: sled::Tree,
-    user_sessions: sled::Tree,
-    meta: sled::Tree,
-    messages: sled::Tree,
-    identities: sled::Tree,
-    user_identities: sled::Tree,
-    durability: Durability,
-    flusher: flush::Flusher,
-    /// Wakes the pruner when a session ends earlier than its next pass.
-    prune_wake: Notify,
-    /// When the pruner next runs, Unix millis.
-    prune_at_ms: AtomicU64,
-    /// Changes since open plus, once counted, what was stored at open.
-    session_count: AtomicI64,
-    user_count: AtomicI64,
-    pruned_total: AtomicU64,
-    touches_total: AtomicU64,
-    /// Told of every session removal, whatever removed it.
-    endings: Mutex<Vec<mpsc::UnboundedSender<TokenHash>>>,
-    /// The start-up count of a large database, stopped by a close.
-    counting: Mutex<Option<std::thread::JoinHandle<()>>>,
-    closing: AtomicBool,
-    /// `<data_dir>/db`.
-    path: PathBuf,
-    /// Released only after sled has closed the files (and, at a clean
-    /// close, after they are sealed).
-    lock: Arc<seal::DirLock>,
+#[derive(Clone)]
+enum Backend {
+    Sled(SledStore),
+}
+
+/// Runs one method on whichever backend this is.
+macro_rules! dispatch {
+    ($self:ident . $method:ident ( $($arg:expr),* )) => {
+        match &$self.backend {
+            Backend::Sled(s) => s.$method($($arg),*),
+        }
+    };
 }
 
 impl Store {
-    /// Opens (or creates) `<data_dir>/db`, refusing a database that another
-    /// process holds or that a newer sessiond wrote.
-    pub fn open(config: &StorageConfig) -> Result<Store, StoreError> {
-        let path = config.data_dir.join("db");
-        let lock = seal::DirLock::acquire(&path)?;
-        seal::check_before_open(&path, marker_path(&path).exists())?;
-        let flush_every = match config.durability {
-            Durability::Sync => 500,
-            Durability::Periodic => config.flush_interval.as_millis().max(1) as u64,
-        };
-        let db = sled::Config::new()
-            .path(&path)
-            .cache_capacity(config.cache_capacity_mb.saturating_mul(1024 * 1024))
-            .flush_every_ms(Some(flush_every))
-            .open()
-            .map_err(|e| open_error(&path, e))?;
-        let tree = |name: &str| db.open_tree(name).map_err(|e| open_error(&path, e));
-        let meta = tree("meta")?;
-        check_schema(&path, &db, &meta)?;
-        let sessions = tree("sessions")?;
-        let users = tree("users")?;
-        let store = Store {
-            shared: Arc::new(Shared {
-                users,
-                meta,
-                messages: tree("messages")?,
-                identities: tree("identities")?,
-                user_identities: tree("user_identities")?,
-                user_names: tree("user_names")?,
-                user_emails: tree("user_emails")?,
-                session_expiry: tree("session_expiry")?,
-                user_sessions: tree("user_sessions")?,
-                sessions,
-                flusher: flush::Flusher::new(db.clone()),
-                db,
-                durability: config.durability,
-                prune_wake: Notify::new(),
-                prune_at_ms: AtomicU64::new(u64::MAX),
-                session_count: AtomicI64::new(0),
-                user_count: AtomicI64::new(0),
-                pruned_total: AtomicU64::new(0),
-                touches_total: AtomicU64::new(0),
-                endings: Mutex::new(Vec::new()),
-                counting: Mutex::new(None),
-                closing: AtomicBool::new(false),
-                path,
-                lock: Arc::new(lock),
-            }),
-        };
-        store.init_user_ids()?;
-        if store.shared.db.size_on_disk()? < SCAN_AT_OPEN_BYTES {
-            store.count_stored();
-        } else {
-            let counting = store.clone();
-            let spawned = std::thread::Builder::new()
-                .name("sessiond-count".into())
-                .spawn(move || counting.count_stored());
-            match spawned {
-                Ok(thread) => {
-                    if let Ok(mut slot) = store.shared.counting.lock() {
-                        *slot = Some(thread);
-                    }
-                }
-                Err(e) => tracing::warn!(error = %e, "cannot count stored sessions"),
-            }
-        }
-        Ok(store)
+    /// Opens the configured backend.
+    pub async fn open(config: &StorageConfig) -> Result<Store, StoreError> {
+        Ok(Store {
+            backend: Backend::Sled(SledStore::open(config)?),
+        })
     }
 
-    /// Adds what was stored at open to the counts. A large database is
-    /// counted on a thread of its own (a scan of a million sessions would
-    /// delay start-up by seconds); until it finishes the counts show only
-    /// the changes since open, and a session made or ended during the scan
-    /// may be counted twice or not at all. A close stops the count.
-    fn count_stored(&self) {
-        let s = &self.shared;
-        let count = |tree: &sled::Tree| {
-            let mut n = 0i64;
-            for (i, key) in tree.iter().keys().enumerate() {
-                if i % 4096 == 0 && s.closing.load(Ordering::Relaxed) {
-                    return None;
-                }
-                key.ok()?;
-                n += 1;
-            }
-            Some(n)
-        };
-        if let (Some(users), Some(sessions)) = (count(&s.users), count(&s.sessions)) {
-            s.user_count.fetch_add(users, Ordering::Relaxed);
-            s.session_count.fetch_add(sessions, Ordering::Relaxed);
+    /// Whether the backend answers: what `/healthz` reports.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        match &self.backend {
+            Backend::Sled(_) => Ok(()),
         }
     }
 
     /// Makes every change committed so far durable, if the configuration
-    /// asks answers to wait for the disk. Concurrent callers share one write.
+    /// asks answers to wait for it. Concurrent callers share one write.
     pub async fn commit_durably(&self) -> Result<(), StoreError> {
-        match self.shared.durability {
-            Durability::Sync => self.shared.flusher.flush().await,
-            Durability::Periodic => Ok(()),
+        match &self.backend {
+            Backend::Sled(s) => s.commit_durably().await,
         }
     }
 
-    /// Writes everything to disk; then, if this is the last handle, closes
-    /// sled and seals the files, so the next start can open them without
-    /// checking a copy first. For shutdown. With other handles still alive
-    /// (a start-up count still running, say) the files are left unsealed,
-    /// which only costs the next start that check: a seal is written only
-    /// once sled can no longer change the files.
+    /// Writes everything out and releases the backend. For shutdown.
     pub async fn close(self) -> Result<(), StoreError> {
-        self.shared.db.flush_async().await?;
-        self.shared.closing.store(true, Ordering::Relaxed);
-        let counting = self.shared.counting.lock().ok().and_then(|mut c| c.take());
-        if let Some(thread) = counting {
-            let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+        match self.backend {
+            Backend::Sled(s) => s.close().await,
         }
-        let Ok(shared) = Arc::try_unwrap(self.shared) else {
-            tracing::debug!("database still in use at close; not sealed");
-            return Ok(());
-        };
-        shared.flusher.stop().await;
-        let path = shared.path.clone();
-        let lock = shared.lock.clone();
-        drop(shared);
-        seal::write(&path);
-        drop(lock);
-        Ok(())
+    }
+
+    /// Adds a user and both indexes at once; a name or e-mail already taken
+    /// (ignoring case) is refused, even by a racing registration.
+    pub async fn create_user(&self, new: NewUser<'_>) -> Result<UserRecord, StoreError> {
+        self.create_user_linked(new, None).await
+    }
+
+    /// Adds a user as `create_user` does, linked to `identity` at once (an
+    /// ID-token sign-in's first visit): an identity that another sign-in
+    /// linked meanwhile is refused with `IdentityTaken`.
+    pub async fn create_user_linked(
+        &self,
+        new: NewUser<'_>,
+        identity: Option<&IdentityRecord>,
+    ) -> Result<UserRecord, StoreError> {
+        dispatch!(self.create_user_linked(new, identity))
+    }
+
+    /// The user with this id, if any.
+    pub async fn user(&self, id: UserId) -> Result<Option<UserRecord>, StoreError> {
+        dispatch!(self.user(id))
+    }
+
+    /// Finds a user by name, ignoring case.
+    pub async fn user_by_name(&self, name: &str) -> Result<Option<UserRecord>, StoreError> {
+        dispatch!(self.user_by_name(name))
+    }
+
+    /// Finds a user by e-mail, ignoring case.
+    pub async fn user_by_email(&self, email: &str) -> Result<Option<UserRecord>, StoreError> {
+        dispatch!(self.user_by_email(email))
+    }
+
+    /// Up to `limit` users with ids after `after`, in id order. Ids only
+    /// grow, so a user registered while paging is neither skipped nor
+    /// repeated.
+    pub async fn list_users(
+        &self,
+        after: Option<UserId>,
+        limit: usize,
+    ) -> Result<Vec<UserRecord>, StoreError> {
+        dispatch!(self.list_users(after, limit))
+    }
+
+    /// Users stored.
+    pub async fn user_count(&self) -> Result<u64, StoreError> {
+        Ok(dispatch!(self.user_count()))
+    }
+
+    /// Changes a role; refuses to demote the last admin.
+    pub async fn set_role(&self, id: UserId, role: Role) -> Result<UserRecord, StoreError> {
+        dispatch!(self.set_role(id, role))
+    }
+
+    /// Replaces a password hash.
+    pub async fn set_password_hash(
+        &self,
+        id: UserId,
+        hash: &str,
+    ) -> Result<UserRecord, StoreError> {
+        dispatch!(self.set_password_hash(id, hash))
+    }
+
+    /// Removes a user, both indexes, their identities and every session at
+    /// once, so the name and e-mail are free at once. Refuses the last
+    /// admin.
+    pub async fn remove_user(&self, id: UserId) -> Result<RemovedUser, StoreError> {
+        dispatch!(self.remove_user(id))
+    }
+
+    /// Stores a new session with its index entries. Refused if its user is
+    /// gone, so a login racing a user's removal leaves nothing behind.
+    pub async fn create_session(
+        &self,
+        hash: &TokenHash,
+        record: &SessionRecord,
+    ) -> Result<(), StoreError> {
+        dispatch!(self.create_session(hash, record))
+    }
+
+    /// The stored session, ended or not: deadlines are the caller's to check.
+    pub async fn session(&self, hash: &TokenHash) -> Result<Option<SessionRecord>, StoreError> {
+        dispatch!(self.session(hash))
+    }
+
+    /// The stored session and its user, read together: what every
+    /// authenticated request needs, in one trip to the backend.
+    pub async fn session_with_user(
+        &self,
+        hash: &TokenHash,
+    ) -> Result<Option<(SessionRecord, Option<UserRecord>)>, StoreError> {
+        dispatch!(self.session_with_user(hash))
+    }
+
+    /// Records activity: moves `last_seen` and the idle deadline, and the
+    /// expiry entry with them, at once. A session removed meanwhile stays
+    /// removed: the touch finds nothing and writes nothing.
+    pub async fn touch_session(
+        &self,
+        hash: &TokenHash,
+        now_ms: u64,
+        idle_timeout_ms: u64,
+    ) -> Result<Option<SessionRecord>, StoreError> {
+        dispatch!(self.touch_session(hash, now_ms, idle_timeout_ms))
+    }
+
+    /// Removes a session and its index entries; returns it if it was there.
+    pub async fn end_session(&self, hash: &TokenHash) -> Result<Option<SessionRecord>, StoreError> {
+        dispatch!(self.end_session(hash))
+    }
+
+    /// One user's stored sessions (ended ones included until pruned), at
+    /// the cost of what that user has.
+    pub async fn sessions_of(
+        &self,
+        user: UserId,
+    ) -> Result<Vec<(TokenHash, SessionRecord)>, StoreError> {
+        dispatch!(self.sessions_of(user))
+    }
+
+    /// Ends every session of `user` but `except`; returns those ended.
+    pub async fn end_sessions_of(
+        &self,
+        user: UserId,
+        except: Option<&TokenHash>,
+    ) -> Result<Vec<TokenHash>, StoreError> {
+        dispatch!(self.end_sessions_of(user, except))
+    }
+
+    /// Ends every stored session; returns how many.
+    pub async fn end_all_sessions(&self) -> Result<usize, StoreError> {
+        dispatch!(self.end_all_sessions())
+    }
+
+    /// Every stored session, for the CLI.
+    pub async fn all_sessions(&self) -> Result<Vec<(TokenHash, SessionRecord)>, StoreError> {
+        dispatch!(self.all_sessions())
     }
 
     /// Sessions stored (live, or ended and not yet pruned).
-    pub fn session_count(&self) -> u64 {
-        self.shared.session_count.load(Ordering::Relaxed).max(0) as u64
+    pub async fn session_count(&self) -> Result<u64, StoreError> {
+        Ok(dispatch!(self.session_count()))
     }
 
-    /// A stream of every session removal (logout, revocation, password
-    /// change, user removal, pruning): the one place that learns of all of
-    /// them, so nothing else has to remember to tell anyone.
-    pub fn subscribe_endings(&self) -> mpsc::UnboundedReceiver<TokenHash> {
-        let (tx, rx) = mpsc::unbounded_channel();
-        self.lock_endings().push(tx);
-        rx
+    /// The user an identity is linked to, if any.
+    pub async fn identity_owner(
+        &self,
+        issuer: &str,
+        subject: &str,
+    ) -> Result<Option<UserId>, StoreError> {
+        dispatch!(self.identity_owner(issuer, subject))
     }
 
-    fn notify_ended(&self, hashes: &[TokenHash]) {
-        if hashes.is_empty() {
-            return;
+    /// Links an identity to an existing user; linking it again to the
+    /// same user changes nothing. `IdentityTaken` if another user has it.
+    pub async fn link_identity(
+        &self,
+        user: UserId,
+        identity: &IdentityRecord,
+    ) -> Result<(), StoreError> {
+        dispatch!(self.link_identity(user, identity))
+    }
+
+    /// A user's linked identities, oldest link first.
+    pub async fn identities_of(&self, user: UserId) -> Result<Vec<IdentityRecord>, StoreError> {
+        dispatch!(self.identities_of(user))
+    }
+
+    /// Unlinks one of a user's identities by its public id; `None` if the
+    /// user has no such identity. Refused with `LastIdentity` when it is
+    /// the user's only way to sign in (no password, no other identity).
+    pub async fn unlink_identity(
+        &self,
+        user: UserId,
+        public_id: &str,
+    ) -> Result<Option<IdentityRecord>, StoreError> {
+        dispatch!(self.unlink_identity(user, public_id))
+    }
+
+    /// Stores a chat message and, once it is durable, hands it to every
+    /// subscriber (`StoreEvent::Message`), the sender's own socket included.
+    pub async fn post_message(
+        &self,
+        room: &RoomName,
+        from: UserId,
+        from_name: &str,
+        text: &str,
+        now_ms: u64,
+    ) -> Result<MessageRecord, StoreError> {
+        match &self.backend {
+            Backend::Sled(s) => s.post_message(room, from, from_name, text, now_ms).await,
         }
-        self.lock_endings()
-            .retain(|tx| hashes.iter().all(|h| tx.send(*h).is_ok()));
     }
 
-    fn lock_endings(&self) -> std::sync::MutexGuard<'_, Vec<mpsc::UnboundedSender<TokenHash>>> {
-        self.shared
-            .endings
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
+    /// Up to `limit` of the newest messages in `room` older than `before`
+    /// (all, if `None`), oldest first.
+    pub async fn messages(
+        &self,
+        room: &RoomName,
+        before: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<MessageRecord>, StoreError> {
+        dispatch!(self.messages(room, before, limit))
     }
 
-    /// Activity writes since start: the only writes a read-only request
-    /// can cause, so reads-do-not-write can be measured.
+    /// Removes every session whose deadline is at or before `now_ms`;
+    /// returns how many. The work follows what has ended.
+    pub async fn prune_ended(&self, now_ms: u64) -> Result<u64, StoreError> {
+        dispatch!(self.prune_ended(now_ms))
+    }
+
+    /// The earliest deadline of any stored session.
+    pub async fn next_deadline_ms(&self) -> Result<Option<u64>, StoreError> {
+        dispatch!(self.next_deadline_ms())
+    }
+
+    /// Runs the pruner until `shutdown` completes.
+    pub fn spawn_pruner(
+        &self,
+        interval: Duration,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> JoinHandle<()> {
+        dispatch!(self.spawn_pruner(interval, shutdown))
+    }
+
+    /// Every session removal and every stored chat message, as they happen.
+    pub fn subscribe(&self) -> mpsc::UnboundedReceiver<StoreEvent> {
+        dispatch!(self.subscribe())
+    }
+
+    /// Reads everything and reports each disagreement between an index and
+    /// its records. Read-only.
+    pub async fn check(&self) -> Result<CheckReport, StoreError> {
+        dispatch!(self.check())
+    }
+
+    /// Activity writes by this process since start: the only writes a
+    /// read-only request can cause, so reads-do-not-write can be measured.
     pub fn touches_total(&self) -> u64 {
-        self.shared.touches_total.load(Ordering::Relaxed)
+        dispatch!(self.touches_total())
     }
 
-    /// Sessions the pruner has removed since start.
+    /// Sessions this process's pruner has removed since start.
     pub fn pruned_total(&self) -> u64 {
-        self.shared.pruned_total.load(Ordering::Relaxed)
+        dispatch!(self.pruned_total())
     }
-}
-
-fn open_error(path: &Path, err: sled::Error) -> StoreError {
-    let message = err.to_string();
-    if message.contains("could not acquire lock") {
-        return StoreError::Locked(path.to_owned());
-    }
-    StoreError::Open {
-        path: path.to_owned(),
-        message: message.split_whitespace().collect::<Vec<_>>().join(" "),
-    }
-}
-
-/// Refuses a database a newer sessiond wrote, and one that sled opened as
-/// empty although it held records before: sled 0.34 reads a truncated or
-/// overwritten data file as an empty database, so a marker beside it
-/// (`<db>.initialized`, written once the schema record is on disk) tells
-/// "new" from "lost".
-fn check_schema(path: &Path, db: &sled::Db, meta: &sled::Tree) -> Result<(), StoreError> {
-    let marker = marker_path(path);
-    let mark = || {
-        std::fs::write(&marker, format!("sessiond schema {SCHEMA_VERSION}\n")).map_err(|e| {
-            StoreError::Open {
-                path: marker.clone(),
-                message: e.to_string(),
-            }
-        })
-    };
-    match meta.get(SCHEMA_KEY)? {
-        None if marker.exists() => Err(StoreError::Damaged {
-            path: path.to_owned(),
-            reason: LOST_RECORDS.into(),
-        }),
-        None => {
-            meta.insert(SCHEMA_KEY, &SCHEMA_VERSION.to_be_bytes())?;
-            db.flush()?;
-            mark()
-        }
-        Some(v) => {
-            let found = <[u8; 4]>::try_from(v.as_ref())
-                .map(u32::from_be_bytes)
-                .map_err(|_| StoreError::Open {
-                    path: path.to_owned(),
-                    message: "the schema version record is damaged".into(),
-                })?;
-            if found > SCHEMA_VERSION {
-                return Err(StoreError::NewerSchema {
-                    path: path.to_owned(),
-                    found,
-                });
-            }
-            if !marker.exists() {
-                mark()?;
-            }
-            Ok(())
-        }
-    }
-}
-
-/// Why a database that had records and opens without them is refused.
-const LOST_RECORDS: &str =
-    "it held records before, and none can be read now (a truncated or overwritten file?)";
-
-/// Where the schema version lives in the `meta` tree.
-const SCHEMA_KEY: &[u8] = b"schema_version";
-
-/// Exists once the database has held its schema record.
-fn marker_path(db_path: &Path) -> PathBuf {
-    db_path.with_extension("initialized")
-}
-
-/// Folds sled's transaction outcome into the layer's error.
-fn tx<A>(result: Result<A, TransactionError<StoreError>>) -> Result<A, StoreError> {
-    result.map_err(|e| match e {
-        TransactionError::Abort(e) => e,
-        TransactionError::Storage(e) => StoreError::Sled(e),
-    })
-}
-
-fn decode<T: codec::Record>(tree: &'static str, bytes: &[u8]) -> Result<T, StoreError> {
-    codec::decode(bytes).map_err(|source| StoreError::Corrupt { tree, source })
 }
 
 /// Now in Unix milliseconds: every stored time uses it.
@@ -398,5 +417,7 @@ pub fn now_ms() -> u64 {
         .unwrap_or(0)
 }
 
+#[cfg(test)]
+mod test_support;
 #[cfg(test)]
 mod tests;

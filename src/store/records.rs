@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::domain::{Role, TokenHash, UserId};
+use crate::domain::{Email, Role, TokenHash, UserId, Username};
 
 /// A registered user as stored in `users`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -175,4 +175,28 @@ pub struct MessageRecord {
 /// one contiguous run in send order (room names never contain a zero byte).
 pub fn message_key(room: &str, id: u64) -> Vec<u8> {
     [room.as_bytes(), &[0], &id.to_be_bytes()].concat()
+}
+
+/// What registration hands the store; the hash is made by the auth layer
+/// (empty for a user an ID-token sign-in creates, who has no password).
+pub struct NewUser<'a> {
+    /// Parsed name.
+    pub username: &'a Username,
+    /// Parsed address.
+    pub email: &'a Email,
+    /// Role at creation.
+    pub role: Role,
+    /// argon2id PHC string.
+    pub password_hash: String,
+    /// Unix millis.
+    pub now_ms: u64,
+}
+
+/// A user removed with everything that was theirs.
+#[derive(Debug)]
+pub struct RemovedUser {
+    /// The record as it was.
+    pub user: UserRecord,
+    /// The sessions ended with it.
+    pub sessions: Vec<TokenHash>,
 }

@@ -11,7 +11,9 @@ use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
+use super::protocol::message_frame;
 use crate::domain::{RoomName, TokenHash};
+use crate::store::StoreEvent;
 
 /// A text frame as queued: shared bytes, so a broadcast to a thousand
 /// sockets copies the text once, not a thousand times.
@@ -248,16 +250,21 @@ impl Hub {
         }
     }
 
-    /// Closes every socket whose session the store reports removed, as soon
-    /// as it is reported: the store's event is the one mechanism.
-    pub fn follow_endings(
-        &self,
-        mut endings: mpsc::UnboundedReceiver<TokenHash>,
-    ) -> JoinHandle<()> {
+    /// Follows the store's events as they come: closes every socket whose
+    /// session was removed, and delivers every stored chat message to its
+    /// room. The store's event is the one mechanism, whichever instance
+    /// caused it.
+    pub fn follow_store(&self, mut events: mpsc::UnboundedReceiver<StoreEvent>) -> JoinHandle<()> {
         let hub = self.clone();
         tokio::spawn(async move {
-            while let Some(hash) = endings.recv().await {
-                hub.end_session(&hash);
+            while let Some(event) = events.recv().await {
+                match event {
+                    StoreEvent::Ended(hash) => hub.end_session(&hash),
+                    StoreEvent::Message(record) => match RoomName::parse(&record.room) {
+                        Ok(room) => hub.broadcast(&room, Frame::from(message_frame(&record))),
+                        Err(_) => tracing::warn!("a stored message names no valid room"),
+                    },
+                }
             }
         })
     }

@@ -194,6 +194,7 @@ async fn history(
         .auth
         .store()
         .messages(&room, before, limit)
+        .await
         .map_err(crate::auth::AuthError::from)?;
     let messages: Vec<_> = messages.iter().map(MessageView::from).collect();
     Ok(json(StatusCode::OK, &json!({ "messages": messages })))

@@ -14,7 +14,7 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::WebSocketStream;
 
 use super::hub::{CloseReason, Connection, Frame, Hub, Reservation};
-use super::protocol::{error_frame, joined_frame, message_frame, ClientFrame};
+use super::protocol::{error_frame, joined_frame, ClientFrame};
 use crate::auth::{Auth, CurrentSession};
 use crate::config::ChatConfig;
 use crate::domain::RoomName;
@@ -135,7 +135,7 @@ impl Socket {
         window: &mut RateWindow,
     ) -> Result<Option<String>, CloseReason> {
         // Every frame is activity, and proof the session still stands.
-        let current = match self.auth.refresh(self.session.hash) {
+        let current = match self.auth.refresh(self.session.hash).await {
             Ok(Some(current)) => current,
             Ok(None) => return Err(CloseReason::SessionEnded),
             Err(e) => {
@@ -165,6 +165,7 @@ impl Socket {
                     .auth
                     .store()
                     .messages(&room, None, self.chat.history_on_join)
+                    .await
                     .unwrap_or_else(|e| {
                         tracing::error!(error = %e, "reading chat history failed");
                         Vec::new()
@@ -206,27 +207,20 @@ impl Socket {
                         ),
                     )));
                 }
-                let store = self.auth.store();
-                let stored = store.append_message(
-                    &room,
-                    current.user.user_id(),
-                    &current.user.username,
-                    &text,
-                    now_ms(),
-                );
+                // The room hears it from the store, on every instance.
+                let stored = self
+                    .auth
+                    .store()
+                    .post_message(
+                        &room,
+                        current.user.user_id(),
+                        &current.user.username,
+                        &text,
+                        now_ms(),
+                    )
+                    .await;
                 match stored {
-                    Ok(record) => {
-                        if let Err(e) = store.commit_durably().await {
-                            tracing::error!(error = %e, "storing a chat message failed");
-                            return Ok(Some(error_frame(
-                                "unavailable",
-                                "The message was not stored; try again.",
-                            )));
-                        }
-                        self.hub
-                            .broadcast(&room, Frame::from(message_frame(&record)));
-                        Ok(None)
-                    }
+                    Ok(_) => Ok(None),
                     Err(e) => {
                         tracing::error!(error = %e, "storing a chat message failed");
                         Ok(Some(error_frame(

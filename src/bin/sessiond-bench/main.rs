@@ -532,7 +532,7 @@ async fn store_at_scale(scale: &Scale) -> Vec<Row> {
     let stored = scale.prune_large - PRUNE_ROUNDS * scale.prune_ended;
     {
         // Let the store settle on disk as a stopped server leaves it.
-        let store = store_bench::open(&large_dir.path().join("data"));
+        let store = store_bench::open(&large_dir.path().join("data")).await;
         store.close().await.unwrap();
     }
     let bytes = store_bench::disk_bytes(&large_dir.path().join("data").join("db"));

@@ -11,16 +11,16 @@ use sessiond::store::{now_ms, NewUser, SessionRecord, Store};
 
 /// Opens the store in `data_dir`, retrying while a previous handle in this
 /// process lets go of its files.
-pub fn open(data_dir: &Path) -> Store {
+pub async fn open(data_dir: &Path) -> Store {
     let config = StorageConfig {
         data_dir: data_dir.to_owned(),
         ..StorageConfig::default()
     };
     for _ in 0..1000 {
-        if let Ok(store) = Store::open(&config) {
+        if let Ok(store) = Store::open(&config).await {
             return store;
         }
-        std::thread::sleep(Duration::from_millis(10));
+        tokio::time::sleep(Duration::from_millis(10)).await;
     }
     panic!("cannot open the store in {}", data_dir.display());
 }
@@ -28,7 +28,7 @@ pub fn open(data_dir: &Path) -> Store {
 /// Waits until no handle in this process holds the database, then opens
 /// and closes it, so it is sealed as a stopped server leaves it.
 pub async fn wait_until_free(data_dir: &Path) {
-    open(data_dir).close().await.unwrap();
+    open(data_dir).await.close().await.unwrap();
     assert!(
         data_dir.join("db.sealed").exists(),
         "the store in {} did not close cleanly",
@@ -41,8 +41,8 @@ const HOUR: u64 = 3_600_000;
 /// Stores `total` sessions of one user, the first `ended` of them already
 /// past their deadline, through the store's own transactions. Their
 /// deadlines spread evenly over the hour before the returned `now`.
-pub fn populate(data_dir: &Path, total: u64, ended: u64) -> (Store, u64) {
-    let store = open(data_dir);
+pub async fn populate(data_dir: &Path, total: u64, ended: u64) -> (Store, u64) {
+    let store = open(data_dir).await;
     let user = store
         .create_user(NewUser {
             username: &Username::parse("bench").unwrap(),
@@ -51,6 +51,7 @@ pub fn populate(data_dir: &Path, total: u64, ended: u64) -> (Store, u64) {
             password_hash: "unused".into(),
             now_ms: now_ms(),
         })
+        .await
         .unwrap();
     let now = now_ms();
     for i in 0..total {
@@ -74,7 +75,7 @@ pub fn populate(data_dir: &Path, total: u64, ended: u64) -> (Store, u64) {
             remember: true,
         };
         let hash = SessionToken::generate(created).hash();
-        store.create_session(&hash, &record).unwrap();
+        store.create_session(&hash, &record).await.unwrap();
     }
     (store, now)
 }
@@ -85,7 +86,7 @@ pub fn populate(data_dir: &Path, total: u64, ended: u64) -> (Store, u64) {
 /// before each: a pruner meets a store at rest, not one still writing out
 /// a bulk load behind it.
 pub async fn prune_times(dir: &Path, total: u64, ended: u64, rounds: u64) -> Vec<u32> {
-    let (store, now) = populate(dir, total, ended * rounds);
+    let (store, now) = populate(dir, total, ended * rounds).await;
     let mut times = Vec::new();
     for round in 1..=rounds {
         // This band's deadlines are at or before the cut-off, the next
@@ -93,7 +94,7 @@ pub async fn prune_times(dir: &Path, total: u64, ended: u64, rounds: u64) -> Vec
         let cutoff = now - HOUR + round * HOUR / rounds - 1;
         store.commit_durably().await.unwrap();
         let started = Instant::now();
-        let pruned = store.prune_ended(cutoff).unwrap();
+        let pruned = store.prune_ended(cutoff).await.unwrap();
         times.push(started.elapsed().as_micros() as u32);
         assert_eq!(pruned, ended, "round {round}");
     }

@@ -6,10 +6,10 @@ use sled::transaction::ConflictableTransactionError as Tx;
 use sled::Transactional;
 
 use super::records::{expiry_key, user_session_key};
-use super::{codec, decode, tx, SessionRecord, Store, StoreError};
+use super::{codec, decode, tx, SessionRecord, SledStore, StoreError, UserRecord};
 use crate::domain::{TokenHash, UserId};
 
-impl Store {
+impl SledStore {
     /// Stores a new session with both index entries. Refused if its user is
     /// gone, so a login racing a user's removal leaves nothing behind.
     pub fn create_session(
@@ -45,6 +45,18 @@ impl Store {
             .get(hash.as_bytes())?
             .map(|v| decode("sessions", &v))
             .transpose()
+    }
+
+    /// The stored session and its user: two reads of local trees.
+    pub fn session_with_user(
+        &self,
+        hash: &TokenHash,
+    ) -> Result<Option<(SessionRecord, Option<UserRecord>)>, StoreError> {
+        let Some(session) = self.session(hash)? else {
+            return Ok(None);
+        };
+        let user = self.user(session.owner())?;
+        Ok(Some((session, user)))
     }
 
     /// Records activity: moves `last_seen` and the idle deadline, and the

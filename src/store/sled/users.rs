@@ -8,8 +8,11 @@ use sled::transaction::{ConflictableTransactionError as Tx, TransactionalTree};
 use sled::Transactional;
 
 use super::records::{expiry_key, identity_key, user_identity_key, user_session_key};
-use super::{codec, decode, tx, IdentityRecord, SessionRecord, Store, StoreError, UserRecord};
-use crate::domain::{email_key, name_key, Email, Role, TokenHash, UserId, Username};
+use super::{
+    codec, decode, tx, IdentityRecord, NewUser, RemovedUser, SessionRecord, SledStore, StoreError,
+    UserRecord,
+};
+use crate::domain::{email_key, name_key, Role, UserId};
 
 /// `meta` key of the number of admins, kept in the same transactions that
 /// change roles, so two admins demoting each other cannot both succeed.
@@ -20,37 +23,7 @@ pub(super) const ADMIN_COUNT: &[u8] = b"admin_count";
 /// blocks, so its ids jumped by about a million at every open).
 pub(super) const NEXT_USER_ID: &[u8] = b"next_user_id";
 
-/// What registration hands the store; the hash is made by the auth layer
-/// (empty for a user an ID-token sign-in creates, who has no password).
-pub struct NewUser<'a> {
-    /// Parsed name.
-    pub username: &'a Username,
-    /// Parsed address.
-    pub email: &'a Email,
-    /// Role at creation.
-    pub role: Role,
-    /// argon2id PHC string.
-    pub password_hash: String,
-    /// Unix millis.
-    pub now_ms: u64,
-}
-
-/// A user removed with everything that was theirs.
-#[derive(Debug)]
-pub struct RemovedUser {
-    /// The record as it was.
-    pub user: UserRecord,
-    /// The sessions ended with it.
-    pub sessions: Vec<TokenHash>,
-}
-
-impl Store {
-    /// Adds a user and both indexes at once; a name or e-mail already taken
-    /// (ignoring case) is refused, even by a racing registration.
-    pub fn create_user(&self, new: NewUser<'_>) -> Result<UserRecord, StoreError> {
-        self.create_user_linked(new, None)
-    }
-
+impl SledStore {
     /// Adds a user as `create_user` does, linked to `identity` in the same
     /// transaction (an ID-token sign-in's first visit): an identity that
     /// another sign-in linked meanwhile is refused with `IdentityTaken`.

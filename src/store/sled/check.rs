@@ -4,21 +4,10 @@ use std::collections::{HashMap, HashSet};
 
 use super::records::{expiry_key, identity_key, user_session_key, IdentityRecord};
 use super::users::{ADMIN_COUNT, NEXT_USER_ID};
-use super::{decode, SessionRecord, Store, StoreError, UserRecord};
+use super::{decode, CheckReport, SessionRecord, SledStore, StoreError, UserRecord};
 use crate::domain::{email_key, name_key, Role, TokenHash, UserId};
 
-/// What a check found: counts, and one sentence per inconsistency.
-#[derive(Debug, Default)]
-pub struct CheckReport {
-    /// Users read.
-    pub users: u64,
-    /// Sessions read.
-    pub sessions: u64,
-    /// Each inconsistency, naming tree and key.
-    pub problems: Vec<String>,
-}
-
-impl Store {
+impl SledStore {
     /// Reads every tree and reports each disagreement between an index and
     /// its records. Read-only; meant for a stopped server's data dir.
     pub fn check(&self) -> Result<CheckReport, StoreError> {

@@ -8,10 +8,10 @@ use sled::transaction::ConflictableTransactionError as Tx;
 use sled::Transactional;
 
 use super::records::{identity_key, user_identity_key, IdentityRecord};
-use super::{codec, decode, tx, Store, StoreError};
+use super::{codec, decode, tx, SledStore, StoreError};
 use crate::domain::UserId;
 
-impl Store {
+impl SledStore {
     /// The user an identity is linked to, if any.
     pub fn identity_owner(
         &self,

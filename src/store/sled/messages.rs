@@ -2,14 +2,15 @@
 
 use std::ops::Bound;
 
-use super::records::{message_key, MessageRecord};
-use super::{codec, decode, Store, StoreError};
+use super::records::message_key;
+use super::MessageRecord;
+use super::{codec, decode, SledStore, StoreError};
 use crate::domain::{RoomName, UserId};
 
-impl Store {
-    /// Stores a message; broadcast it only after this returns (and, for
-    /// durability, after `commit_durably`).
-    pub fn append_message(
+impl SledStore {
+    /// Stores a message and, once it is durable, tells every subscriber:
+    /// a room hears only what a restart cannot take back.
+    pub async fn post_message(
         &self,
         room: &RoomName,
         from: UserId,
@@ -30,6 +31,8 @@ impl Store {
             message_key(room.as_ref(), record.id),
             codec::encode(&record),
         )?;
+        self.commit_durably().await?;
+        self.notify_message(&record);
         Ok(record)
     }
 

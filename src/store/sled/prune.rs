@@ -12,13 +12,13 @@ use sled::Transactional;
 use tokio::task::JoinHandle;
 
 use super::records::user_session_key;
-use super::{decode, now_ms, tx, SessionRecord, Store, StoreError};
+use super::{decode, now_ms, tx, SessionRecord, SledStore, StoreError};
 use crate::domain::TokenHash;
 
 /// Expiry entries handled per read of the index, and per transaction.
 const BATCH: usize = 128;
 
-impl Store {
+impl SledStore {
     /// Removes every session whose deadline is at or before `now_ms`;
     /// returns how many. Walks `session_expiry` from its start and removes
     /// a batch per transaction, so the work follows what has ended.
