@@ -8,7 +8,7 @@ use clap::{Args, Parser, Subcommand};
 use serde_json::json;
 
 use crate::auth::{create_account, set_password, Passwords};
-use crate::config::Config;
+use crate::config::{Backend, Config};
 use crate::domain::rfc3339;
 use crate::domain::{Email, Password, Role, TokenHash, Username};
 use crate::store::{now_ms, SessionRecord, Store, StoreError, UserRecord};
@@ -39,6 +39,16 @@ pub enum Command {
     /// Verify that every index agrees with its records; exit 1 naming each
     /// inconsistency.
     Check,
+    /// Copy users, sessions and chat history from the sled data dir into
+    /// an empty Redis prefix, then check it (the server must be stopped).
+    Migrate {
+        /// The Redis server to copy into (redis:// or redis+unix://).
+        #[arg(long, value_name = "REDIS_URL")]
+        to: String,
+        /// Key prefix on that server [default: storage.redis_key_prefix].
+        #[arg(long, value_name = "P")]
+        prefix: Option<String>,
+    },
 }
 
 /// `sessiond user ...`
@@ -246,6 +256,7 @@ pub async fn run(config: &Config, command: Command) -> Result<(), CliError> {
             .await?;
             println!("revoked {ended} session(s)");
         }
+        Command::Migrate { to, prefix } => migrate(config, to, prefix).await?,
         Command::Check => {
             let report = with_store(config, async move |store| Ok(store.check().await?)).await?;
             for problem in &report.problems {
@@ -272,13 +283,58 @@ pub async fn run(config: &Config, command: Command) -> Result<(), CliError> {
     Ok(())
 }
 
+/// Copies the sled data dir into Redis, checks the copy, and says what
+/// was copied.
+async fn migrate(config: &Config, to: String, prefix: Option<String>) -> Result<(), CliError> {
+    let mut source = config.clone();
+    source.storage.backend = Backend::Sled;
+    let mut target = config.storage.clone();
+    target.backend = Backend::Redis;
+    target.redis_url = to;
+    if let Some(prefix) = prefix {
+        target.redis_key_prefix = prefix;
+    }
+    let dev_secret = std::fs::read_to_string(config.storage.data_dir.join("dev-secret"))
+        .ok()
+        .map(|s| s.trim().to_owned());
+    let redis = Store::open_now(&target).await?;
+    let copied = with_store(&source, async |sled| {
+        Ok(sled.migrate_to(&redis, dev_secret.as_deref()).await?)
+    })
+    .await;
+    let report = match copied {
+        Ok(copied) => redis.check().await.map(|checked| (copied, checked)),
+        Err(e) => {
+            let _ = redis.close().await;
+            return Err(e);
+        }
+    };
+    redis.close().await?;
+    let (copied, checked) = report?;
+    for problem in &checked.problems {
+        println!("inconsistent: {problem}");
+    }
+    if !checked.problems.is_empty() {
+        return Err(CliError(format!(
+            "the copy under prefix {:?} has {} inconsistencies",
+            target.redis_key_prefix,
+            checked.problems.len()
+        )));
+    }
+    println!(
+        "copied {} users, {} sessions, {} identities and {} messages into prefix {:?}; check: ok",
+        copied.users, copied.sessions, copied.identities, copied.messages, target.redis_key_prefix
+    );
+    Ok(())
+}
+
 /// Opens the database, runs `work` on it and closes it again, whether
 /// `work` succeeded or not; `work`'s error wins over the close's.
 async fn with_store<T>(
     config: &Config,
     work: impl AsyncFnOnce(&Store) -> Result<T, CliError>,
 ) -> Result<T, CliError> {
-    let store = Store::open(&config.storage).await?;
+    let store = Store::open_now(&config.storage).await?;
     let outcome = work(&store).await;
     let closed = store.close().await;
     let value = outcome?;

@@ -127,6 +127,29 @@ pub struct StorageConfig {
     /// How often "periodic" flushes.
     #[serde(deserialize_with = "duration")]
     pub flush_interval: Duration,
+    /// Which backend holds the data.
+    pub backend: Backend,
+    /// The Redis server (`redis://` or `redis+unix://`), for `backend = "redis"`.
+    pub redis_url: String,
+    /// Every Redis key starts with it, so deployments can share a server.
+    pub redis_key_prefix: String,
+    /// The longest wait for one Redis round trip before 503.
+    #[serde(deserialize_with = "duration")]
+    pub redis_timeout: Duration,
+    /// `redis_url` names one node of a Redis Cluster.
+    pub redis_cluster: bool,
+    /// With `durability = "sync"`, replicas that must hold each write.
+    pub redis_wait_replicas: u32,
+}
+
+/// Where users and sessions live.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Backend {
+    /// Embedded, in `<data_dir>/db`: one process.
+    Sled,
+    /// A Redis server shared by any number of instances.
+    Redis,
 }
 
 impl Default for StorageConfig {
@@ -136,6 +159,12 @@ impl Default for StorageConfig {
             cache_capacity_mb: 64,
             durability: Durability::Sync,
             flush_interval: Duration::from_millis(500),
+            backend: Backend::Sled,
+            redis_url: "redis://127.0.0.1:6379/0".into(),
+            redis_key_prefix: "sessiond:".into(),
+            redis_timeout: Duration::from_secs(1),
+            redis_cluster: false,
+            redis_wait_replicas: 0,
         }
     }
 }
@@ -523,6 +552,9 @@ impl Config {
         if let Some(v) = env("SESSIOND_DATA_DIR") {
             self.storage.data_dir = PathBuf::from(v);
         }
+        if let Some(v) = env("SESSIOND_REDIS_URL") {
+            self.storage.redis_url = v;
+        }
         if let Some(v) = env("SESSIOND_ENV") {
             self.server.environment =
                 Environment::try_from(v.as_str()).map_err(|m| bad("SESSIOND_ENV", m))?;
@@ -571,6 +603,20 @@ impl Config {
         }
         if self.storage.flush_interval.is_zero() {
             return bad("storage.flush_interval", "must be longer than zero");
+        }
+        if self.storage.redis_timeout.is_zero() {
+            return bad("storage.redis_timeout", "must be longer than zero");
+        }
+        if self.storage.backend == Backend::Redis {
+            if let Err(e) = redis::Client::open(self.storage.redis_url.as_str()) {
+                return Err(ConfigError::Invalid {
+                    origin: "config".into(),
+                    key: "storage.redis_url".into(),
+                    message: format!(
+                        "not a Redis URL ({e}); write redis://HOST:PORT/DB or redis+unix:///PATH?db=N"
+                    ),
+                });
+            }
         }
         if self.server.max_body_bytes == 0 {
             return bad("server.max_body_bytes", "must be at least 1");

@@ -280,6 +280,20 @@ impl TokenHash {
         bytes.try_into().ok().map(Self)
     }
 
+    /// Reads a digest back from its hex form (a Redis key's tail).
+    pub fn from_hex(text: &str) -> Option<Self> {
+        let bytes = text.as_bytes();
+        if bytes.len() != 64 {
+            return None;
+        }
+        let mut out = [0u8; 32];
+        for (i, pair) in bytes.chunks_exact(2).enumerate() {
+            let digit = |b: u8| (b as char).to_digit(16);
+            out[i] = (digit(pair[0])? * 16 + digit(pair[1])?) as u8;
+        }
+        Some(Self(out))
+    }
+
     /// The digest, as the store keys it.
     pub fn as_bytes(&self) -> &[u8; 32] {
         &self.0

@@ -1,11 +1,13 @@
 //! sessiond: a self-hosted session and login server whose users and
-//! sessions live in an embedded database (sled) on local disk.
+//! sessions live in an embedded database (sled) on local disk, or on a
+//! Redis server shared by any number of instances.
 //!
 //! The layers, each knowing only those before it:
 //!
 //! - [`config`]: typed settings from defaults, `config.toml` and environment.
 //! - [`domain`]: parsed values every layer shares (`Username`, `Role`, ...).
-//! - [`store`]: sled and nothing else: records, indexes, pruning.
+//! - [`store`]: one interface, two backends (sled, Redis): records,
+//!   indexes, pruning, the events every instance follows.
 //! - [`auth`]: passwords, signed cookies, throttling, ID tokens, the
 //!   session service.
 //! - [`http`]: warp routes (the API, forward auth, the page, the OpenAPI
@@ -16,8 +18,9 @@
 //! - [`cli`]: the offline commands.
 //!
 //! Beside the layers: [`log_writer`] batches log lines to stderr on a
-//! thread of its own, and [`fuzzing`] exposes the untrusted-input paths to
-//! the fuzz targets.
+//! thread of its own, [`fuzzing`] exposes the untrusted-input paths to
+//! the fuzz targets, and [`local_redis`] starts a throwaway redis-server
+//! for the tests and the bench.
 
 pub mod auth;
 pub mod cli;
@@ -27,6 +30,7 @@ pub mod domain;
 pub mod fuzzing;
 pub mod http;
 pub mod listener;
+pub mod local_redis;
 pub mod log_line;
 pub mod log_writer;
 pub mod server;

@@ -61,7 +61,7 @@ impl Application {
         let listener = TcpListener::bind(listen).await.map_err(bind_error)?;
         let addr = listener.local_addr().map_err(bind_error)?;
         let store = Store::open(&config.storage).await?;
-        let auth = match Auth::new(&config, store.clone()) {
+        let auth = match Auth::new(&config, store.clone()).await {
             Ok(auth) => auth,
             Err(e) => {
                 if let Err(close) = store.close().await {
@@ -111,7 +111,7 @@ impl Application {
             self.state.config.session.prune_interval,
             stopped(stop_rx.clone()),
         );
-        let endings = self.hub.follow_store(store.subscribe());
+        let endings = self.hub.follow_store(store.clone());
         let chat = ws::routes(self.state.clone(), self.hub.clone());
         let max_connections = self.state.config.server.max_connections;
         let server = tokio::spawn(listener::serve(
@@ -130,6 +130,8 @@ impl Application {
         let _ = server.await;
         let _ = pruner.await;
         endings.abort();
+        // It holds a store handle: wait until it is dropped.
+        let _ = endings.await;
         store.close().await?;
         tracing::info!("stopped");
         Ok(())

@@ -213,7 +213,7 @@ proptest! {
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         runtime.block_on(async {
             let store = Store::open(&config.storage).await.unwrap();
-            let auth = Auth::new(&config, store.clone()).unwrap();
+            let auth = Auth::new(&config, store.clone()).await.unwrap();
             let mut tokens = Vec::new();
             for op in ops {
                 apply(&auth, &mut tokens, op).await;

@@ -184,6 +184,13 @@ fn key_from(secret: &Secret, env: Environment, name: &str) -> Result<Key, AuthEr
     Ok(Key::derive_from(&stretched))
 }
 
+/// A fresh development secret: 48 random bytes, as hex.
+pub(super) fn new_dev_secret() -> String {
+    let mut bytes = [0u8; 48];
+    OsRng.fill_bytes(&mut bytes);
+    hex(&bytes)
+}
+
 /// Reads `<data_dir>/dev-secret`, creating it (mode 0600) on first start so
 /// cookies survive restarts.
 fn dev_secret(data_dir: &Path) -> Result<Secret, AuthError> {
@@ -200,9 +207,7 @@ fn dev_secret(data_dir: &Path) -> Result<Secret, AuthError> {
         Err(_) => {}
     }
     std::fs::create_dir_all(data_dir).map_err(unreadable)?;
-    let mut bytes = [0u8; 48];
-    OsRng.fill_bytes(&mut bytes);
-    let text = hex(&bytes);
+    let text = new_dev_secret();
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create_new(true);
     #[cfg(unix)]

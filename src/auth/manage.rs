@@ -91,7 +91,9 @@ impl Auth {
     /// `NotFound` if there is no such user.
     pub async fn unlock(&self, id: UserId) -> Result<(), AuthError> {
         self.user(id).await?;
-        self.inner.throttle.forgive(&super::throttle_key(id));
+        let account = super::throttle_key(id);
+        self.inner.throttle.forgive(&account);
+        self.inner.store.forgive_login_failures(&account).await?;
         Ok(())
     }
 

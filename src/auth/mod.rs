@@ -173,8 +173,19 @@ impl Auth {
         SessionCookies::check_config(config)
     }
 
-    /// Builds the service; fails on settings that cannot work.
-    pub fn new(config: &Config, store: Store) -> Result<Self, AuthError> {
+    /// Builds the service; fails on settings that cannot work. In
+    /// development without a secret, a store shared by several instances
+    /// (Redis) keeps the generated one, so every instance signs alike.
+    pub async fn new(config: &Config, store: Store) -> Result<Self, AuthError> {
+        let mut shared;
+        let mut config = config;
+        if config.secrets.current.is_none() {
+            if let Some(secret) = store.shared_dev_secret(&cookies::new_dev_secret()).await? {
+                shared = config.clone();
+                shared.secrets.current = Some(crate::config::Secret::new(secret.into_bytes()));
+                config = &shared;
+            }
+        }
         Ok(Self {
             inner: Arc::new(Inner {
                 cookies: SessionCookies::from_config(config)?,
@@ -310,14 +321,52 @@ impl Auth {
                 return Err(AuthError::Throttled(wait));
             }
         };
+        // Other instances' failures count too, where there are any.
+        let ip = format!("ip:{}", client.ip);
+        let subjects = [account, ip.as_str()];
+        if let Some(wait) = self.shared_wait(&subjects).await? {
+            inner.logins.throttled.fetch_add(1, Ordering::Relaxed);
+            return Err(AuthError::Throttled(wait));
+        }
         if inner.passwords.verify(password, stored).await? {
             attempt.succeeded();
+            inner.store.forgive_login_failures(account).await?;
             Ok(())
         } else {
             attempt.failed();
+            inner
+                .store
+                .count_login_failure(&subjects, throttle::WINDOW)
+                .await?;
             inner.logins.failure.fetch_add(1, Ordering::Relaxed);
             Err(AuthError::InvalidCredentials)
         }
+    }
+
+    /// How long to wait before another guess, by the failures every
+    /// instance counted in a shared store; `None` if one may go ahead.
+    async fn shared_wait(&self, subjects: &[&str; 2]) -> Result<Option<Duration>, AuthError> {
+        let inner = &self.inner;
+        let Some(counts) = inner
+            .store
+            .shared_login_failures(subjects, throttle::WINDOW)
+            .await?
+        else {
+            return Ok(None);
+        };
+        let limits = [
+            inner.auth.max_failed_logins_per_account,
+            inner.auth.max_failed_logins_per_ip,
+        ];
+        let now = now_ms();
+        let window = throttle::WINDOW.as_millis() as u64;
+        let wait = counts
+            .iter()
+            .zip(limits)
+            .filter(|((failures, _), limit)| failures >= limit)
+            .map(|((_, oldest), _)| (oldest + window).saturating_sub(now))
+            .max();
+        Ok(wait.map(|ms| Duration::from_millis(ms).max(Duration::from_secs(1))))
     }
 
     /// Opens a new session for `user`, answered once durable. A user
@@ -376,14 +425,15 @@ impl Auth {
     /// checks (and touches) its session on every message this way.
     pub async fn refresh(&self, hash: TokenHash) -> Result<Option<CurrentSession>, AuthError> {
         let inner = &self.inner;
-        let Some(mut session) = inner.store.session(&hash).await? else {
+        // One read for both: on Redis, one round trip.
+        let Some((mut session, user)) = inner.store.session_with_user(&hash).await? else {
             return Ok(None);
         };
         let now = now_ms();
         if session.deadline_ms() <= now {
             return Ok(None);
         }
-        let Some(user) = inner.store.user(session.owner()).await? else {
+        let Some(user) = user else {
             return Ok(None);
         };
         if now.saturating_sub(session.last_seen_at_ms) >= millis(inner.session.touch_interval) {

@@ -8,7 +8,9 @@
 //! path (`/me` is one) stays a direct call with no boxed future.
 
 pub(crate) mod codec;
+mod migrate;
 mod records;
+mod redis;
 mod sled;
 
 use std::future::Future;
@@ -19,10 +21,12 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 pub use codec::CodecError;
+pub use migrate::MigrateReport;
 pub use records::{IdentityRecord, MessageRecord, NewUser, RemovedUser, SessionRecord, UserRecord};
 
+use self::redis::RedisStore;
 use self::sled::SledStore;
-use crate::config::StorageConfig;
+use crate::config::{Backend as BackendKind, StorageConfig};
 use crate::domain::{Role, RoomName, TokenHash, UserId};
 
 /// The schema this build writes and reads.
@@ -87,6 +91,16 @@ pub enum StoreError {
     /// sled failed while serving.
     #[error("storage error: {0}")]
     Sled(#[from] ::sled::Error),
+    /// Redis cannot be reached, or did not answer within `redis_timeout`:
+    /// the request may succeed once it is back.
+    #[error("storage unavailable: {0}")]
+    Unavailable(String),
+    /// Redis answered with an error.
+    #[error("Redis error: {0}")]
+    Redis(String),
+    /// The Redis server or prefix cannot be used as configured.
+    #[error("{0}")]
+    RedisRefused(String),
 }
 
 /// What the store tells the server as it happens: on Redis, whichever
@@ -98,6 +112,12 @@ pub enum StoreEvent {
     Ended(TokenHash),
     /// A chat message is stored: the room's sockets receive it.
     Message(MessageRecord),
+    /// The backend stopped reporting events (Redis unreachable): sessions
+    /// can no longer be checked, and endings may be missed.
+    Unavailable,
+    /// Events flow again; endings published meanwhile were missed, so
+    /// whoever holds sessions should check them again.
+    Restored,
 }
 
 /// What a check found: counts, and one sentence per inconsistency.
@@ -121,29 +141,127 @@ pub struct Store {
 #[derive(Clone)]
 enum Backend {
     Sled(SledStore),
+    Redis(RedisStore),
 }
 
-/// Runs one method on whichever backend this is.
+/// Runs one method on whichever backend this is: sled's are plain calls
+/// (local trees answer in microseconds), Redis's are awaited.
 macro_rules! dispatch {
     ($self:ident . $method:ident ( $($arg:expr),* )) => {
         match &$self.backend {
             Backend::Sled(s) => s.$method($($arg),*),
+            Backend::Redis(r) => r.$method($($arg),*).await,
+        }
+    };
+}
+
+/// Runs one method that is synchronous on both backends.
+macro_rules! dispatch_sync {
+    ($self:ident . $method:ident ( $($arg:expr),* )) => {
+        match &$self.backend {
+            Backend::Sled(s) => s.$method($($arg),*),
+            Backend::Redis(r) => r.$method($($arg),*),
         }
     };
 }
 
 impl Store {
-    /// Opens the configured backend.
+    /// Opens the configured backend for a server: a Redis that does not
+    /// answer yet is waited for (logged once), so instances may start
+    /// before their Redis.
     pub async fn open(config: &StorageConfig) -> Result<Store, StoreError> {
-        Ok(Store {
-            backend: Backend::Sled(SledStore::open(config)?),
-        })
+        Self::open_with(config, true).await
+    }
+
+    /// Opens the configured backend for one command: a Redis that does not
+    /// answer is an error at once.
+    pub async fn open_now(config: &StorageConfig) -> Result<Store, StoreError> {
+        Self::open_with(config, false).await
+    }
+
+    async fn open_with(config: &StorageConfig, wait: bool) -> Result<Store, StoreError> {
+        let backend = match config.backend {
+            BackendKind::Sled => Backend::Sled(SledStore::open(config)?),
+            BackendKind::Redis => Backend::Redis(RedisStore::open(config, wait).await?),
+        };
+        Ok(Store { backend })
+    }
+
+    /// Whether other processes share this store (Redis): then the
+    /// development secret lives in it too, and sessions can end elsewhere.
+    pub fn is_shared(&self) -> bool {
+        matches!(self.backend, Backend::Redis(_))
+    }
+
+    /// The development secret every instance sharing this store signs
+    /// with, `candidate` if none was kept yet; `None` for a store of one
+    /// process (sled), whose secret lives in the data dir.
+    pub async fn shared_dev_secret(&self, candidate: &str) -> Result<Option<String>, StoreError> {
+        match &self.backend {
+            Backend::Sled(_) => Ok(None),
+            Backend::Redis(r) => r.shared_dev_secret(candidate).await.map(Some),
+        }
+    }
+
+    /// Failed logins within `window` per subject (count, oldest in Unix
+    /// millis) as every instance counted them; `None` for a store of one
+    /// process, whose own count is the whole truth.
+    pub async fn shared_login_failures(
+        &self,
+        subjects: &[&str],
+        window: Duration,
+    ) -> Result<Option<Vec<(u32, u64)>>, StoreError> {
+        match &self.backend {
+            Backend::Sled(_) => Ok(None),
+            Backend::Redis(r) => r.login_failures(subjects, window).await.map(Some),
+        }
+    }
+
+    /// Counts a failed login against each subject where every instance
+    /// sees it (nothing to do for a store of one process).
+    pub async fn count_login_failure(
+        &self,
+        subjects: &[&str],
+        window: Duration,
+    ) -> Result<(), StoreError> {
+        match &self.backend {
+            Backend::Sled(_) => Ok(()),
+            Backend::Redis(r) => r.count_login_failure(subjects, window).await,
+        }
+    }
+
+    /// Forgets a subject's failed logins on every instance.
+    pub async fn forgive_login_failures(&self, subject: &str) -> Result<(), StoreError> {
+        match &self.backend {
+            Backend::Sled(_) => Ok(()),
+            Backend::Redis(r) => r.forgive_login_failures(subject).await,
+        }
+    }
+
+    /// Of these sessions, those no longer stored (checked at once).
+    pub async fn missing_sessions(
+        &self,
+        hashes: &[TokenHash],
+    ) -> Result<Vec<TokenHash>, StoreError> {
+        match &self.backend {
+            Backend::Sled(s) => {
+                let mut missing = Vec::new();
+                for hash in hashes {
+                    if s.session(hash)?.is_none() {
+                        missing.push(*hash);
+                    }
+                }
+                Ok(missing)
+            }
+            Backend::Redis(r) => r.missing_sessions(hashes).await,
+        }
     }
 
     /// Whether the backend answers: what `/healthz` reports.
     pub async fn ping(&self) -> Result<(), StoreError> {
         match &self.backend {
             Backend::Sled(_) => Ok(()),
+            Backend::Redis(r) => r.ping().await,
         }
     }
 
@@ -152,6 +270,7 @@ impl Store {
     pub async fn commit_durably(&self) -> Result<(), StoreError> {
         match &self.backend {
             Backend::Sled(s) => s.commit_durably().await,
+            Backend::Redis(r) => r.commit_durably().await,
         }
     }
 
@@ -159,6 +278,7 @@ impl Store {
     pub async fn close(self) -> Result<(), StoreError> {
         match self.backend {
             Backend::Sled(s) => s.close().await,
+            Backend::Redis(r) => r.close().await,
         }
     }
 
@@ -207,7 +327,10 @@ impl Store {
 
     /// Users stored.
     pub async fn user_count(&self) -> Result<u64, StoreError> {
-        Ok(dispatch!(self.user_count()))
+        match &self.backend {
+            Backend::Sled(s) => Ok(s.user_count()),
+            Backend::Redis(r) => r.user_count().await,
+        }
     }
 
     /// Changes a role; refuses to demote the last admin.
@@ -302,7 +425,10 @@ impl Store {
 
     /// Sessions stored (live, or ended and not yet pruned).
     pub async fn session_count(&self) -> Result<u64, StoreError> {
-        Ok(dispatch!(self.session_count()))
+        match &self.backend {
+            Backend::Sled(s) => Ok(s.session_count()),
+            Backend::Redis(r) => r.session_count().await,
+        }
     }
 
     /// The user an identity is linked to, if any.
@@ -352,6 +478,7 @@ impl Store {
     ) -> Result<MessageRecord, StoreError> {
         match &self.backend {
             Backend::Sled(s) => s.post_message(room, from, from_name, text, now_ms).await,
+            Backend::Redis(r) => r.post_message(room, from, from_name, text, now_ms).await,
         }
     }
 
@@ -383,12 +510,12 @@ impl Store {
         interval: Duration,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> JoinHandle<()> {
-        dispatch!(self.spawn_pruner(interval, shutdown))
+        dispatch_sync!(self.spawn_pruner(interval, shutdown))
     }
 
     /// Every session removal and every stored chat message, as they happen.
     pub fn subscribe(&self) -> mpsc::UnboundedReceiver<StoreEvent> {
-        dispatch!(self.subscribe())
+        dispatch_sync!(self.subscribe())
     }
 
     /// Reads everything and reports each disagreement between an index and
@@ -400,12 +527,12 @@ impl Store {
     /// Activity writes by this process since start: the only writes a
     /// read-only request can cause, so reads-do-not-write can be measured.
     pub fn touches_total(&self) -> u64 {
-        dispatch!(self.touches_total())
+        dispatch_sync!(self.touches_total())
     }
 
     /// Sessions this process's pruner has removed since start.
     pub fn pruned_total(&self) -> u64 {
-        dispatch!(self.pruned_total())
+        dispatch_sync!(self.pruned_total())
     }
 }
 

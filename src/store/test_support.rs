@@ -1,9 +1,13 @@
-//! Fresh, empty stores of every backend for the store's own tests.
+//! Fresh, empty stores of every backend for the store's own tests: sled
+//! in a temp dir, and Redis under a prefix of its own on the test
+//! process's redis-server. Without redis-server installed the Redis runs
+//! are skipped with one line, except in CI (`CI=true`), where they fail.
 
 use tempfile::TempDir;
 
 use super::Store;
-use crate::config::StorageConfig;
+use crate::config::{Backend, StorageConfig};
+use crate::local_redis::LocalRedis;
 
 /// A store opened for one test, with what keeps it alive.
 pub struct TestStore {
@@ -13,9 +17,13 @@ pub struct TestStore {
 }
 
 impl TestStore {
-    /// One empty store per backend.
+    /// One empty store per backend available.
     pub async fn every_backend() -> Vec<TestStore> {
-        vec![Self::sled().await]
+        let mut all = vec![Self::sled().await];
+        if let Some(redis) = Self::redis().await {
+            all.push(redis);
+        }
+        all
     }
 
     /// sled in a temp dir.
@@ -30,8 +38,52 @@ impl TestStore {
         TestStore { store, _dir: dir }
     }
 
+    /// Redis under a fresh prefix, or `None` (said once) without
+    /// redis-server.
+    pub async fn redis() -> Option<TestStore> {
+        let url = redis_url()?;
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open_now(&StorageConfig {
+            data_dir: dir.path().to_owned(),
+            backend: Backend::Redis,
+            redis_url: url,
+            redis_key_prefix: format!("test-{}:", crate::domain::hex(&rand::<8>())),
+            ..StorageConfig::default()
+        })
+        .await
+        .unwrap();
+        Some(TestStore { store, _dir: dir })
+    }
+
     /// Closes the store, as a stopping server does.
     pub async fn close(self) {
         self.store.close().await.unwrap();
     }
+}
+
+/// The test process's redis-server, or `None` without one (a failure in CI).
+pub fn redis_url() -> Option<String> {
+    match LocalRedis::shared() {
+        Some(Ok(url)) => Some(url.clone()),
+        Some(Err(e)) => panic!("{e}"),
+        None => {
+            if std::env::var("CI").is_ok_and(|v| v == "true") {
+                panic!("redis-server is not installed; CI must install it (apt-get install redis-server)");
+            }
+            static SAID: std::sync::Once = std::sync::Once::new();
+            SAID.call_once(|| {
+                eprintln!(
+                    "skipped: the Redis runs of the store tests (redis-server is not installed)"
+                )
+            });
+            None
+        }
+    }
+}
+
+fn rand<const N: usize>() -> [u8; N] {
+    use rand_core::{OsRng, RngCore};
+    let mut bytes = [0u8; N];
+    OsRng.fill_bytes(&mut bytes);
+    bytes
 }

@@ -210,7 +210,7 @@ on_every_backend! {
         while seen.len() < 4 {
             match tokio::time::timeout(wait, events.recv()).await {
                 Ok(Some(StoreEvent::Ended(h))) => seen.push(h),
-                Ok(Some(StoreEvent::Message(_))) => {}
+                Ok(Some(_)) => {}
                 Ok(None) | Err(_) => break,
             }
         }

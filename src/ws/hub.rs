@@ -13,7 +13,10 @@ use tokio::task::JoinHandle;
 
 use super::protocol::message_frame;
 use crate::domain::{RoomName, TokenHash};
-use crate::store::StoreEvent;
+use crate::store::{Store, StoreEvent};
+
+/// How long sockets stay open while their sessions cannot be checked.
+const UNCHECKED_GRACE: Duration = Duration::from_secs(5);
 
 /// A text frame as queued: shared bytes, so a broadcast to a thousand
 /// sockets copies the text once, not a thousand times.
@@ -33,6 +36,8 @@ pub enum CloseReason {
     TooSlow,
     /// The client sent a frame over the 64 KiB limit: 1009.
     TooBig,
+    /// The store cannot check sessions any more (Redis down): 1013.
+    StorageUnavailable,
 }
 
 impl CloseReason {
@@ -43,6 +48,7 @@ impl CloseReason {
             CloseReason::Shutdown => (1001, "server shutting down"),
             CloseReason::TooSlow => (1008, "not reading"),
             CloseReason::TooBig => (1009, "frame over the 64 KiB limit"),
+            CloseReason::StorageUnavailable => (1013, "storage unavailable; reconnect shortly"),
         }
     }
 }
@@ -252,21 +258,62 @@ impl Hub {
 
     /// Follows the store's events as they come: closes every socket whose
     /// session was removed, and delivers every stored chat message to its
-    /// room. The store's event is the one mechanism, whichever instance
-    /// caused it.
-    pub fn follow_store(&self, mut events: mpsc::UnboundedReceiver<StoreEvent>) -> JoinHandle<()> {
+    /// room, whichever instance caused it. When the store stops reporting
+    /// (Redis down), sockets are closed with 1013 after `UNCHECKED_GRACE`
+    /// unless it comes back first; when it does, every session held here
+    /// is checked again, since endings published meanwhile were missed.
+    pub fn follow_store(&self, store: Store) -> JoinHandle<()> {
         let hub = self.clone();
+        let mut events = store.subscribe();
         tokio::spawn(async move {
-            while let Some(event) = events.recv().await {
+            let mut give_up: Option<tokio::time::Instant> = None;
+            loop {
+                let event = match give_up {
+                    Some(at) => tokio::select! {
+                        event = events.recv() => event,
+                        _ = tokio::time::sleep_until(at) => {
+                            hub.close_all(CloseReason::StorageUnavailable);
+                            give_up = None;
+                            continue;
+                        }
+                    },
+                    None => events.recv().await,
+                };
+                let Some(event) = event else { break };
                 match event {
                     StoreEvent::Ended(hash) => hub.end_session(&hash),
                     StoreEvent::Message(record) => match RoomName::parse(&record.room) {
                         Ok(room) => hub.broadcast(&room, Frame::from(message_frame(&record))),
                         Err(_) => tracing::warn!("a stored message names no valid room"),
                     },
+                    StoreEvent::Unavailable => {
+                        give_up.get_or_insert(tokio::time::Instant::now() + UNCHECKED_GRACE);
+                    }
+                    StoreEvent::Restored => {
+                        give_up = None;
+                        let held = hub.sessions();
+                        match store.missing_sessions(&held).await {
+                            Ok(missing) => missing.iter().for_each(|h| hub.end_session(h)),
+                            Err(_) => {
+                                give_up = Some(tokio::time::Instant::now() + UNCHECKED_GRACE);
+                            }
+                        }
+                    }
                 }
             }
         })
+    }
+
+    /// The sessions that have sockets here.
+    fn sessions(&self) -> Vec<TokenHash> {
+        self.lock().by_session.keys().copied().collect()
+    }
+
+    /// Closes every socket with `reason`.
+    fn close_all(&self, reason: CloseReason) {
+        for socket in self.lock().sockets.values() {
+            let _ = socket.close.send(Some(reason));
+        }
     }
 
     /// Closes every socket with 1001 and refuses new ones; returns once all

@@ -6,8 +6,9 @@ use std::net::SocketAddr;
 use reqwest::header::{CONTENT_TYPE, COOKIE, SET_COOKIE};
 use reqwest::{Response, StatusCode};
 use serde_json::{json, Value};
-use sessiond::config::{Config, Secret};
+use sessiond::config::{Backend, Config, Secret};
 use sessiond::domain::{Email, Password, Role, Username};
+use sessiond::local_redis::LocalRedis;
 use sessiond::server::Application;
 use tempfile::TempDir;
 use tokio::sync::oneshot;
@@ -23,10 +24,24 @@ pub struct TestApp {
 }
 
 /// Settings every test starts from: cheap argon2 so tests stay quick.
+/// With `SESSIOND_TEST_BACKEND=redis` the whole suite runs on Redis (a
+/// redis-server this process starts, a fresh key prefix per app).
 pub fn test_config(dir: &TempDir) -> Config {
     let mut c = Config::default();
     c.server.listen = "127.0.0.1:0".parse().unwrap();
     c.storage.data_dir = dir.path().to_owned();
+    if std::env::var("SESSIOND_TEST_BACKEND").is_ok_and(|b| b == "redis") {
+        let url = match LocalRedis::shared() {
+            Some(Ok(url)) => url.clone(),
+            Some(Err(e)) => panic!("{e}"),
+            None => panic!(
+                "SESSIOND_TEST_BACKEND=redis needs redis-server (apt-get install redis-server)"
+            ),
+        };
+        c.storage.backend = Backend::Redis;
+        c.storage.redis_url = url;
+        c.storage.redis_key_prefix = format!("api-{}:", unique());
+    }
     c.auth.argon2_memory_kib = 64;
     c.auth.argon2_iterations = 1;
     c.secrets.current = Some(Secret::new(
@@ -43,7 +58,13 @@ pub async fn spawn_app_with(tweak: impl FnOnce(&mut Config)) -> TestApp {
     let dir = tempfile::tempdir().unwrap();
     let mut config = test_config(&dir);
     tweak(&mut config);
+    let on_redis = config.storage.backend == Backend::Redis;
     let app = Application::build(config).await.expect("server builds");
+    assert_eq!(
+        app.auth().store().is_shared(),
+        on_redis,
+        "the backend asked for"
+    );
     let addr = app.addr();
     // The first admin comes from outside HTTP, as `sessiond user add` does.
     app.auth()
@@ -317,4 +338,14 @@ pub async fn ws_close_frame(ws: &mut Ws) -> (u16, String) {
             Some(Err(e)) => panic!("socket failed instead of closing: {e}"),
         }
     }
+}
+
+/// A name no other app in this process has.
+pub fn unique() -> String {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    format!(
+        "{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    )
 }

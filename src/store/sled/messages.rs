@@ -60,4 +60,14 @@ impl SledStore {
         page.reverse();
         Ok(page)
     }
+
+    /// Every stored message, room by room in send order (for `migrate`).
+    pub fn all_messages(&self) -> Result<Vec<MessageRecord>, StoreError> {
+        self.shared
+            .messages
+            .iter()
+            .values()
+            .map(|v| decode("messages", &v?))
+            .collect()
+    }
 }

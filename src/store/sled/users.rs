@@ -100,6 +100,11 @@ impl SledStore {
         Ok(())
     }
 
+    /// The id the next user gets (for `migrate`).
+    pub fn next_user_id(&self) -> Result<u64, StoreError> {
+        Ok(read_count(self.shared.meta.get(NEXT_USER_ID)?.as_deref()).max(1))
+    }
+
     /// The user with this id, if any.
     pub fn user(&self, id: UserId) -> Result<Option<UserRecord>, StoreError> {
         self.shared

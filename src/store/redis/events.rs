@@ -1,0 +1,129 @@
+//! The shared channel `<prefix>events`: every script that ends a session
+//! publishes `e<hash>`, every chat message `m<id>:<record>`; each instance
+//! follows it on a connection of its own and hands each event to its
+//! subscribers. A lost subscription is reported (`Unavailable`), retried,
+//! and reported again once restored (`Restored`): endings published in
+//! between were missed, so the subscriber re-checks what it holds.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use redis::aio::ConnectionManager;
+use tokio::sync::mpsc;
+
+use super::messages::message_from;
+use super::{bounded, RedisStore, StoreEvent};
+use crate::domain::TokenHash;
+
+type Subscribers = Arc<Mutex<Vec<mpsc::UnboundedSender<StoreEvent>>>>;
+
+/// How often a quiet subscription checks that Redis still answers.
+const HEARTBEAT: Duration = Duration::from_millis(500);
+
+impl RedisStore {
+    /// Every ending and chat message on any instance, as published.
+    pub fn subscribe(&self) -> mpsc::UnboundedReceiver<StoreEvent> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        lock(&self.shared.subscribers).push(tx);
+        rx
+    }
+
+    pub(super) fn start_events(&mut self) {
+        let s = &self.shared;
+        let task = tokio::spawn(follow(
+            s.client.clone(),
+            s.conn.clone(),
+            format!("{}events", s.prefix),
+            s.subscribers.clone(),
+            s.timeout,
+        ));
+        if let Ok(mut slot) = s.events_task.lock() {
+            *slot = Some(task);
+        }
+    }
+}
+
+async fn follow(
+    client: redis::Client,
+    conn: ConnectionManager,
+    channel: String,
+    subscribers: Subscribers,
+    timeout: Duration,
+) {
+    let mut lost = false;
+    loop {
+        let subscribed = async {
+            let mut pubsub = client.get_async_pubsub().await?;
+            pubsub.subscribe(&channel).await?;
+            Ok::<_, redis::RedisError>(pubsub)
+        };
+        let mut pubsub = match tokio::time::timeout(timeout, subscribed).await {
+            Ok(Ok(pubsub)) => pubsub,
+            _ => {
+                if !lost {
+                    lost = true;
+                    tracing::warn!("lost the Redis event channel; retrying");
+                    tell(&subscribers, StoreEvent::Unavailable);
+                }
+                tokio::time::sleep(Duration::from_millis(250)).await;
+                continue;
+            }
+        };
+        if std::mem::take(&mut lost) {
+            tracing::info!("Redis event channel restored");
+            tell(&subscribers, StoreEvent::Restored);
+        }
+        let mut messages = pubsub.on_message();
+        let mut heartbeat = tokio::time::interval(HEARTBEAT);
+        loop {
+            tokio::select! {
+                msg = messages.next() => match msg {
+                    Some(msg) => {
+                        if let Some(event) = parse(msg.get_payload_bytes()) {
+                            tell(&subscribers, event);
+                        }
+                    }
+                    None => break,
+                },
+                _ = heartbeat.tick() => {
+                    let mut conn = conn.clone();
+                    let pong: Result<String, _> =
+                        bounded(timeout, redis::cmd("PING").query_async(&mut conn)).await;
+                    if pong.is_err() {
+                        break;
+                    }
+                }
+            }
+        }
+        lost = true;
+        tracing::warn!("lost the Redis event channel; retrying");
+        tell(&subscribers, StoreEvent::Unavailable);
+    }
+}
+
+fn parse(payload: &[u8]) -> Option<StoreEvent> {
+    match payload.split_first()? {
+        (b'e', hash) => Some(StoreEvent::Ended(TokenHash::from_hex(
+            std::str::from_utf8(hash).ok()?,
+        )?)),
+        (b'm', rest) => {
+            let colon = rest.iter().position(|b| *b == b':')?;
+            let id = std::str::from_utf8(&rest[..colon]).ok()?;
+            message_from(id, &rest[colon + 1..])
+                .ok()
+                .map(StoreEvent::Message)
+        }
+        _ => None,
+    }
+}
+
+fn tell(subscribers: &Subscribers, event: StoreEvent) {
+    lock(subscribers).retain(|tx| tx.send(event.clone()).is_ok());
+}
+
+fn lock(
+    subscribers: &Subscribers,
+) -> std::sync::MutexGuard<'_, Vec<mpsc::UnboundedSender<StoreEvent>>> {
+    subscribers.lock().unwrap_or_else(|p| p.into_inner())
+}

@@ -1,0 +1,4 @@
+-- Gives up the pruning lease if this instance still holds it.
+-- KEYS: the lease; ARGV: this instance's id
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0

@@ -1,0 +1,404 @@
+//! The shared backend: users, sessions, identities and chat history on a
+//! Redis server, so any number of instances act as one server. Knows no
+//! HTTP.
+//!
+//! Every change touching more than one key is one Lua script
+//! (`scripts.rs`); endings and chat messages are published by the same
+//! script that makes them, on one channel that every instance follows
+//! (`events.rs`). Keys are `<prefix><kind>:<id>`; see README "Redis".
+//! Every call waits at most `redis_timeout`, then fails as `Unavailable`.
+
+mod check;
+mod events;
+mod identities;
+mod import;
+mod messages;
+mod prune;
+mod scripts;
+mod sessions;
+mod throttle;
+mod users;
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::{FromRedisValue, RedisError};
+use tokio::sync::{mpsc, Notify};
+use tokio::task::JoinHandle;
+
+use super::{
+    codec, CheckReport, IdentityRecord, MessageRecord, NewUser, RemovedUser, SessionRecord,
+    StoreError, StoreEvent, UserRecord, SCHEMA_VERSION,
+};
+use crate::config::{Durability, StorageConfig};
+
+/// A session's key outlives its deadline by this much: lookups decide by
+/// the deadline, and the pruner, not Redis, removes it and tells the
+/// sockets.
+const KEY_GRACE_MS: u64 = 10 * 60 * 1000;
+
+/// The Redis backend; clone it freely.
+#[derive(Clone)]
+pub struct RedisStore {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    conn: ConnectionManager,
+    client: redis::Client,
+    prefix: String,
+    timeout: Duration,
+    durability: Durability,
+    wait_replicas: u32,
+    scripts: scripts::Scripts,
+    /// This process's subscribers to the shared event channel.
+    subscribers: Arc<Mutex<Vec<mpsc::UnboundedSender<StoreEvent>>>>,
+    events_task: Mutex<Option<JoinHandle<()>>>,
+    /// Wakes the pruner when a session made here ends before its next pass.
+    prune_wake: Notify,
+    prune_at_ms: AtomicU64,
+    touches_total: AtomicU64,
+    pruned_total: AtomicU64,
+    /// Names this process in the pruning lease.
+    instance: String,
+}
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        if let Some(task) = self.events_task.lock().ok().and_then(|mut t| t.take()) {
+            task.abort();
+        }
+    }
+}
+
+impl RedisStore {
+    /// Connects to `redis_url`. With `wait`, an unreachable server is
+    /// retried until it answers (logged once): a server that starts before
+    /// its Redis serves once Redis is up. Without it (the CLI), the first
+    /// failure is the answer. Then checks the server's durability
+    /// settings and the schema version under the prefix.
+    pub async fn open(config: &StorageConfig, wait: bool) -> Result<RedisStore, StoreError> {
+        let client = redis::Client::open(config.redis_url.as_str())
+            .map_err(|e| StoreError::RedisRefused(format!("storage.redis_url: {e}")))?;
+        if config.redis_cluster {
+            return Err(StoreError::RedisRefused(
+                "storage.redis_cluster = true is not supported by this build; point storage.redis_url at a standalone Redis (or a primary with replicas and redis_wait_replicas)".into(),
+            ));
+        }
+        let manager_config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(config.redis_timeout))
+            .set_response_timeout(Some(config.redis_timeout))
+            .set_number_of_retries(1)
+            .set_max_delay(config.redis_timeout);
+        let conn = ConnectionManager::new_lazy_with_config(client.clone(), manager_config)
+            .map_err(|e| StoreError::RedisRefused(format!("storage.redis_url: {e}")))?;
+        let mut store = RedisStore {
+            shared: Arc::new(Shared {
+                conn,
+                client,
+                prefix: config.redis_key_prefix.clone(),
+                timeout: config.redis_timeout,
+                durability: config.durability,
+                wait_replicas: config.redis_wait_replicas,
+                scripts: scripts::Scripts::new(),
+                subscribers: Arc::new(Mutex::new(Vec::new())),
+                events_task: Mutex::new(None),
+                prune_wake: Notify::new(),
+                prune_at_ms: AtomicU64::new(u64::MAX),
+                touches_total: AtomicU64::new(0),
+                pruned_total: AtomicU64::new(0),
+                instance: crate::domain::hex(&rand_bytes()),
+            }),
+        };
+        store.wait_until_reachable(wait).await?;
+        store.check_durability().await?;
+        store.check_schema().await?;
+        store.start_events();
+        Ok(store)
+    }
+
+    async fn wait_until_reachable(&mut self, wait: bool) -> Result<(), StoreError> {
+        let mut logged = false;
+        loop {
+            match self.ping().await {
+                Ok(()) => {
+                    if logged {
+                        tracing::info!("Redis answers; starting");
+                    }
+                    return Ok(());
+                }
+                Err(e) if !wait => return Err(e),
+                Err(e) => {
+                    if !logged {
+                        tracing::warn!(error = %e, "Redis is not answering; retrying until it does");
+                        logged = true;
+                    }
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+            }
+        }
+    }
+
+    /// `durability = "sync"` promises that an answered write survives a
+    /// Redis crash: only true with an fsync per write and no eviction.
+    async fn check_durability(&self) -> Result<(), StoreError> {
+        if self.shared.durability != Durability::Sync {
+            return Ok(());
+        }
+        let wanted = [
+            ("appendonly", "yes"),
+            ("appendfsync", "always"),
+            ("maxmemory-policy", "noeviction"),
+        ];
+        for (setting, value) in wanted {
+            let found: Result<Vec<String>, _> =
+                self.run(redis::cmd("CONFIG").arg("GET").arg(setting)).await;
+            match found {
+                Ok(pair) => {
+                    let actual = pair.get(1).map(String::as_str).unwrap_or("");
+                    if actual != value {
+                        return Err(StoreError::RedisRefused(format!(
+                            "storage.durability = \"sync\" needs the Redis server's {setting} to be {value} (it is {actual:?}): run CONFIG SET {setting} {value} and add it to redis.conf, or set storage.durability = \"periodic\""
+                        )));
+                    }
+                }
+                Err(StoreError::Unavailable(e)) => return Err(StoreError::Unavailable(e)),
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot read the Redis server's settings (CONFIG disabled?); its durability is not checked");
+                    return Ok(());
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn check_schema(&self) -> Result<(), StoreError> {
+        let key = self.key("schema_version");
+        let _: () = self
+            .run(redis::cmd("SET").arg(&key).arg(SCHEMA_VERSION).arg("NX"))
+            .await?;
+        let found: u32 = self.run(redis::cmd("GET").arg(&key)).await?;
+        if found > SCHEMA_VERSION {
+            return Err(StoreError::RedisRefused(format!(
+                "the data under prefix {:?} has schema version {found}, newer than this sessiond reads ({SCHEMA_VERSION}); upgrade sessiond",
+                self.shared.prefix
+            )));
+        }
+        Ok(())
+    }
+
+    /// `<prefix><rest>`.
+    fn key(&self, rest: &str) -> String {
+        format!("{}{rest}", self.shared.prefix)
+    }
+
+    /// Runs one command, waiting at most `redis_timeout`.
+    async fn run<T: FromRedisValue>(&self, cmd: &redis::Cmd) -> Result<T, StoreError> {
+        let mut conn = self.shared.conn.clone();
+        bounded(self.shared.timeout, cmd.query_async(&mut conn)).await
+    }
+
+    /// Runs one script, waiting at most `redis_timeout`. The prefix is
+    /// always its first argument.
+    async fn script<T: FromRedisValue>(
+        &self,
+        script: &redis::Script,
+        args: &[Vec<u8>],
+    ) -> Result<T, StoreError> {
+        let mut invocation = script.prepare_invoke();
+        invocation.arg(&self.shared.prefix);
+        for arg in args {
+            invocation.arg(arg);
+        }
+        let mut conn = self.shared.conn.clone();
+        bounded(self.shared.timeout, invocation.invoke_async(&mut conn)).await
+    }
+
+    /// Whether Redis answers within `redis_timeout`.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        let _: String = self.run(&redis::cmd("PING")).await?;
+        Ok(())
+    }
+
+    /// With `redis_wait_replicas`, waits until that many replicas hold
+    /// every write so far (WAIT blocks only outside scripts).
+    pub async fn commit_durably(&self) -> Result<(), StoreError> {
+        let s = &self.shared;
+        if s.durability != Durability::Sync || s.wait_replicas == 0 {
+            return Ok(());
+        }
+        let timeout_ms = s.timeout.as_millis() as u64;
+        let acked: u32 = self
+            .run(redis::cmd("WAIT").arg(s.wait_replicas).arg(timeout_ms))
+            .await?;
+        if acked < s.wait_replicas {
+            return Err(StoreError::Unavailable(format!(
+                "only {acked} of {} replicas acknowledged the write within {timeout_ms} ms",
+                s.wait_replicas
+            )));
+        }
+        Ok(())
+    }
+
+    /// Stops following the shared channel. Redis keeps everything; there
+    /// is nothing to flush.
+    pub async fn close(self) -> Result<(), StoreError> {
+        if let Some(task) = self
+            .shared
+            .events_task
+            .lock()
+            .ok()
+            .and_then(|mut t| t.take())
+        {
+            task.abort();
+        }
+        Ok(())
+    }
+
+    /// Activity writes by this process since start.
+    pub fn touches_total(&self) -> u64 {
+        self.shared.touches_total.load(Ordering::Relaxed)
+    }
+
+    /// Sessions this process's pruner removed since start.
+    pub fn pruned_total(&self) -> u64 {
+        self.shared.pruned_total.load(Ordering::Relaxed)
+    }
+
+    /// Users stored.
+    pub async fn user_count(&self) -> Result<u64, StoreError> {
+        self.run(redis::cmd("ZCARD").arg(self.key("users"))).await
+    }
+
+    /// Sessions stored (live, or ended and not yet pruned).
+    pub async fn session_count(&self) -> Result<u64, StoreError> {
+        self.run(redis::cmd("ZCARD").arg(self.key("expiry"))).await
+    }
+
+    /// The development secret every instance under this prefix signs
+    /// with: `candidate` if none was stored yet.
+    pub async fn shared_dev_secret(&self, candidate: &str) -> Result<String, StoreError> {
+        let key = self.key("dev_secret");
+        let _: () = self
+            .run(redis::cmd("SET").arg(&key).arg(candidate).arg("NX"))
+            .await?;
+        self.run(redis::cmd("GET").arg(&key)).await
+    }
+
+    /// Whether nothing is stored under the prefix (for `migrate`): none
+    /// of the keys every store of data has.
+    pub async fn is_empty(&self) -> Result<bool, StoreError> {
+        let mut cmd = redis::cmd("EXISTS");
+        for key in [
+            "next_user_id",
+            "users",
+            "expiry",
+            "next_message_id",
+            "dev_secret",
+        ] {
+            cmd.arg(self.key(key));
+        }
+        let found: u64 = self.run(&cmd).await?;
+        Ok(found == 0)
+    }
+}
+
+/// One script argument as Redis receives it.
+fn arg(value: impl redis::ToRedisArgs) -> Vec<u8> {
+    value.to_redis_args().concat()
+}
+
+/// Waits for `work` at most `limit`; a Redis that does not answer in time,
+/// or cannot be reached, is `Unavailable`.
+async fn bounded<T>(
+    limit: Duration,
+    work: impl std::future::Future<Output = Result<T, RedisError>>,
+) -> Result<T, StoreError> {
+    match tokio::time::timeout(limit, work).await {
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(e)) => Err(redis_error(e)),
+        Err(_) => Err(StoreError::Unavailable(format!(
+            "no answer from Redis within {} ms",
+            limit.as_millis()
+        ))),
+    }
+}
+
+fn redis_error(e: RedisError) -> StoreError {
+    if e.is_io_error()
+        || e.is_timeout()
+        || e.is_connection_dropped()
+        || e.is_connection_refusal()
+        || e.is_unrecoverable_error()
+    {
+        StoreError::Unavailable(one_line(&e.to_string()))
+    } else {
+        StoreError::Redis(one_line(&e.to_string()))
+    }
+}
+
+fn one_line(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// Escapes a prefix for a SCAN pattern.
+fn glob_escape(prefix: &str) -> String {
+    let mut out = String::with_capacity(prefix.len());
+    for c in prefix.chars() {
+        if matches!(c, '*' | '?' | '[' | ']' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+fn rand_bytes() -> [u8; 8] {
+    use rand_core::{OsRng, RngCore};
+    let mut bytes = [0u8; 8];
+    OsRng.fill_bytes(&mut bytes);
+    bytes
+}
+
+/// A script's first reply element: what happened.
+fn status(reply: &[redis::Value]) -> String {
+    match reply.first() {
+        Some(v) => String::from_redis_value(v.clone()).unwrap_or_default(),
+        None => String::new(),
+    }
+}
+
+/// The error a script's status names; `None` for "ok" and "retry".
+fn status_error(status: &str) -> Option<StoreError> {
+    Some(match status {
+        "username_taken" => StoreError::UsernameTaken,
+        "email_taken" => StoreError::EmailTaken,
+        "no_such_user" => StoreError::NoSuchUser,
+        "last_admin" => StoreError::LastAdmin,
+        "identity_taken" => StoreError::IdentityTaken,
+        "last_identity" => StoreError::LastIdentity,
+        "ok" | "retry" | "none" => return None,
+        other => StoreError::Redis(format!("a script answered {other:?}")),
+    })
+}
+
+/// Decodes a record read from `kind`.
+fn decode<T: codec::Record>(kind: &'static str, bytes: &[u8]) -> Result<T, StoreError> {
+    codec::decode(bytes).map_err(|source| StoreError::Corrupt { tree: kind, source })
+}
+
+/// How many times a read-then-compare-and-write script is retried when
+/// another instance changed the record in between.
+const RETRIES: usize = 32;
+
+/// Set once the first "retry" exhaustion is logged.
+static RETRY_WARNED: AtomicBool = AtomicBool::new(false);
+
+fn too_many_retries(what: &str) -> StoreError {
+    if !RETRY_WARNED.swap(true, Ordering::Relaxed) {
+        tracing::warn!(what, "a record kept changing under a write; giving up");
+    }
+    StoreError::Redis(format!("{what}: the record kept changing; try again"))
+}
