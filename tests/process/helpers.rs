@@ -8,12 +8,56 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::Duration;
 
+use futures_util::{SinkExt, StreamExt};
 use reqwest::header::{COOKIE, SET_COOKIE};
 use reqwest::{Response, StatusCode};
-use serde_json::json;
+use serde_json::{json, Value};
 use tempfile::TempDir;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::Message;
 
 pub const PASSWORD: &str = "correct horse battery staple";
+
+pub type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+pub async fn connect(server: &Server, cookie: &str) -> Ws {
+    let mut req = format!("ws://{}/ws/chat", server.addr)
+        .into_client_request()
+        .unwrap();
+    req.headers_mut().insert("cookie", cookie.parse().unwrap());
+    tokio_tungstenite::connect_async(req).await.unwrap().0
+}
+
+pub async fn next_json(ws: &mut Ws) -> Value {
+    loop {
+        match ws.next().await {
+            Some(Ok(Message::Text(t))) => return serde_json::from_str(&t).unwrap(),
+            Some(Ok(Message::Ping(_))) => continue,
+            other => panic!("expected a text frame, got {other:?}"),
+        }
+    }
+}
+
+pub async fn say(ws: &mut Ws, value: Value) {
+    ws.send(Message::text(value.to_string())).await.unwrap();
+}
+
+/// The close code the server sends within `limit`, or `None` if none came.
+pub async fn close_code(ws: &mut Ws, limit: Duration) -> Option<u16> {
+    tokio::time::timeout(limit, async {
+        loop {
+            match ws.next().await {
+                Some(Ok(Message::Close(Some(frame)))) => return Some(u16::from(frame.code)),
+                Some(Ok(Message::Close(None))) | None | Some(Err(_)) => return None,
+                Some(Ok(_)) => continue,
+            }
+        }
+    })
+    .await
+    .ok()
+    .flatten()
+}
 
 /// A data dir and config file that survive the server processes using them.
 pub struct Site {
@@ -24,13 +68,18 @@ pub struct Site {
 impl Site {
     /// A config with cheap argon2 and port 0; `extra` is appended TOML.
     pub fn new(extra: &str) -> Site {
+        Site::with_storage("", extra)
+    }
+
+    /// As `new`, with `storage` added to the `[storage]` table.
+    pub fn with_storage(storage: &str, extra: &str) -> Site {
         let dir = tempfile::tempdir().unwrap();
         let config = dir.path().join("config.toml");
         let data = dir.path().join("data");
         std::fs::write(
             &config,
             format!(
-                "[server]\nlisten = \"127.0.0.1:0\"\n\n[storage]\ndata_dir = {data:?}\n\n\
+                "[server]\nlisten = \"127.0.0.1:0\"\n\n[storage]\ndata_dir = {data:?}\n{storage}\n\n\
                  [auth]\nargon2_memory_kib = 64\nargon2_iterations = 1\n{extra}"
             ),
         )
@@ -145,7 +194,7 @@ pub struct Server {
     child: Child,
     pub addr: SocketAddr,
     log: Arc<Mutex<String>>,
-    client: reqwest::Client,
+    pub client: reqwest::Client,
 }
 
 impl Server {

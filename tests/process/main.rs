@@ -12,3 +12,4 @@ mod durability;
 mod hostile;
 mod logs;
 mod newcomer;
+mod redis;

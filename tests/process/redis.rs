@@ -1,0 +1,523 @@
+//! Several `sessiond serve` processes on one real redis-server, acting as
+//! one server; Redis failing under them; a sled site migrated onto Redis.
+//! Skipped with one line without redis-server, except in CI.
+
+use std::time::{Duration, Instant};
+
+use reqwest::header::COOKIE;
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use sessiond::local_redis::LocalRedis;
+
+use crate::helpers::*;
+
+/// A redis-server of this test's own, or `None` (said once) without one.
+fn redis() -> Option<LocalRedis> {
+    match LocalRedis::start() {
+        Some(started) => Some(started.expect("redis-server starts")),
+        None if std::env::var("CI").is_ok_and(|v| v == "true") => {
+            panic!(
+                "redis-server is not installed; CI must install it (apt-get install redis-server)"
+            )
+        }
+        None => {
+            eprintln!("skipped: redis-server is not installed (apt-get install redis-server)");
+            None
+        }
+    }
+}
+
+/// A site on `redis` under `prefix`; `extra` is appended TOML.
+fn site_on(redis: &LocalRedis, prefix: &str, extra: &str) -> Site {
+    Site::with_storage(
+        &format!(
+            "backend = \"redis\"\nredis_url = {:?}\nredis_key_prefix = {prefix:?}\nredis_timeout = \"500ms\"",
+            redis.url()
+        ),
+        extra,
+    )
+}
+
+async fn get(server: &Server, path: &str, cookie: &str) -> (StatusCode, Value) {
+    let res = server
+        .client
+        .get(server.url(path))
+        .header(COOKIE, cookie)
+        .send()
+        .await
+        .unwrap();
+    let status = res.status();
+    (status, res.json().await.unwrap_or(Value::Null))
+}
+
+async fn send(
+    server: &Server,
+    method: reqwest::Method,
+    path: &str,
+    cookie: &str,
+    body: Option<Value>,
+) -> StatusCode {
+    let mut req = server
+        .client
+        .request(method, server.url(path))
+        .header(COOKIE, cookie);
+    if let Some(body) = body {
+        req = req.json(&body);
+    }
+    req.send().await.unwrap().status()
+}
+
+async fn user_id(server: &Server, admin: &str, name: &str) -> String {
+    let (_, body) = get(server, "/api/admin/users?limit=200", admin).await;
+    body["users"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|u| u["username"] == name)
+        .map(|u| u["id"].as_str().unwrap().to_owned())
+        .unwrap_or_else(|| panic!("{name} is listed"))
+}
+
+#[tokio::test]
+async fn two_instances_act_as_one_server() {
+    let Some(redis) = redis() else { return };
+    let (site_a, site_b) = (site_on(&redis, "one:", ""), site_on(&redis, "one:", ""));
+    let (a, b) = (site_a.start(&[]), site_b.start(&[]));
+    // The CLI works beside running servers, on either site's config.
+    let (status, err) = site_b.user_add("root", "admin", PASSWORD);
+    assert!(status.success(), "{err}");
+    a.register("alice").await;
+    b.register("bob").await;
+
+    // A login on A is valid on B (the development secret is shared).
+    let alice = a.login_cookie("alice").await;
+    assert_eq!(b.me(&alice).await, StatusCode::OK);
+    let bob = b.login_cookie("bob").await;
+    let root = a.login_cookie("root").await;
+
+    // A message sent on A reaches B's room members, and both histories.
+    let mut alice_ws = connect(&a, &alice).await;
+    let mut bob_ws = connect(&b, &bob).await;
+    for ws in [&mut alice_ws, &mut bob_ws] {
+        say(ws, json!({"type": "join", "room": "general"})).await;
+        assert_eq!(next_json(ws).await["type"], "joined");
+    }
+    say(
+        &mut alice_ws,
+        json!({"type": "message", "room": "general", "text": "hi from A"}),
+    )
+    .await;
+    for ws in [&mut alice_ws, &mut bob_ws] {
+        let got = next_json(ws).await;
+        assert_eq!(
+            (got["type"].as_str(), got["text"].as_str()),
+            (Some("message"), Some("hi from A"))
+        );
+    }
+    for server in [&a, &b] {
+        let (status, body) = get(server, "/api/chat/rooms/general/messages", &bob).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(body["messages"][0]["text"], "hi from A");
+    }
+
+    // A role change on A holds on B's next request.
+    let bob_id = user_id(&a, &root, "bob").await;
+    assert_eq!(
+        get(&b, "/api/admin/stats", &bob).await.0,
+        StatusCode::FORBIDDEN
+    );
+    let path = format!("/api/admin/users/{bob_id}");
+    let promoted = send(
+        &a,
+        reqwest::Method::PATCH,
+        &path,
+        &root,
+        Some(json!({"role": "admin"})),
+    )
+    .await;
+    assert_eq!(promoted, StatusCode::OK);
+    assert_eq!(get(&b, "/api/admin/stats", &bob).await.0, StatusCode::OK);
+
+    // A logout on B closes A's socket with 4401 within a second.
+    let started = Instant::now();
+    assert_eq!(b.logout(&alice).await, StatusCode::NO_CONTENT);
+    assert_eq!(
+        close_code(&mut alice_ws, Duration::from_secs(1)).await,
+        Some(4401)
+    );
+    assert!(started.elapsed() < Duration::from_secs(1));
+    assert_eq!(a.me(&alice).await, StatusCode::UNAUTHORIZED);
+
+    // An admin's removal on A closes B's sockets.
+    let removed = send(&a, reqwest::Method::DELETE, &path, &root, None).await;
+    assert_eq!(removed, StatusCode::NO_CONTENT);
+    assert_eq!(
+        close_code(&mut bob_ws, Duration::from_secs(1)).await,
+        Some(4401)
+    );
+    assert_eq!(b.me(&bob).await, StatusCode::UNAUTHORIZED);
+
+    let (status, out) = site_a.run(&["check"], &[], "");
+    assert!(status.success(), "{out}");
+}
+
+#[tokio::test]
+async fn racing_registrations_on_two_instances_make_one_user() {
+    let Some(redis) = redis() else { return };
+    let (a, b) = (
+        site_on(&redis, "race:", "").start(&[]),
+        site_on(&redis, "race:", "").start(&[]),
+    );
+    for round in 0..20 {
+        let name = format!("same{round}");
+        let body =
+            json!({"username": name, "email": format!("{name}@example.com"), "password": PASSWORD});
+        let register = |server: &Server| {
+            server
+                .client
+                .post(server.url("/api/auth/register"))
+                .json(&body)
+                .send()
+        };
+        let (x, y) = tokio::join!(register(&a), register(&b));
+        let mut statuses = [x.unwrap().status(), y.unwrap().status()];
+        statuses.sort();
+        assert_eq!(
+            statuses,
+            [StatusCode::CREATED, StatusCode::CONFLICT],
+            "round {round}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn two_admins_demoting_each_other_on_two_instances_leave_one() {
+    let Some(redis) = redis() else { return };
+    let site = site_on(&redis, "admins:", "");
+    let (a, b) = (site.start(&[]), site_on(&redis, "admins:", "").start(&[]));
+    for name in ["ann", "ben"] {
+        let (status, err) = site.user_add(name, "admin", PASSWORD);
+        assert!(status.success(), "{err}");
+    }
+    let (ann, ben) = (a.login_cookie("ann").await, b.login_cookie("ben").await);
+    let (ann_id, ben_id) = (
+        user_id(&a, &ann, "ann").await,
+        user_id(&a, &ann, "ben").await,
+    );
+    for round in 0..10 {
+        let demote = |server: &Server, cookie: String, id: String| {
+            let req = server
+                .client
+                .patch(server.url(&format!("/api/admin/users/{id}")))
+                .header(COOKIE, cookie)
+                .json(&json!({"role": "user"}));
+            async move { req.send().await.unwrap().status() }
+        };
+        let (x, y) = tokio::join!(
+            demote(&a, ann.clone(), ben_id.clone()),
+            demote(&b, ben.clone(), ann_id.clone())
+        );
+        let ok = [x, y].iter().filter(|s| **s == StatusCode::OK).count();
+        let admins = site.run(&["user", "list", "--json"], &[], "");
+        assert!(admins.0.success());
+        // One demotion at most; an admin always remains.
+        assert!(ok <= 1, "round {round}: {x} {y}");
+        // Promote both again for the next round, through the CLI.
+        for name in ["ann", "ben"] {
+            let (status, err) = site.run(&["user", "set-role", name, "admin"], &[], "");
+            assert!(status.success(), "{err}");
+        }
+    }
+    let (status, out) = site.run(&["check"], &[], "");
+    assert!(status.success(), "{out}");
+}
+
+#[tokio::test]
+async fn a_logout_racing_touches_on_another_instance_stays_a_logout() {
+    let Some(redis) = redis() else { return };
+    // Every request touches its session.
+    let extra = "[session]\ntouch_interval = \"0s\"\n";
+    let site = site_on(&redis, "touch:", extra);
+    let (a, b) = (site.start(&[]), site_on(&redis, "touch:", extra).start(&[]));
+    a.register("alice").await;
+    for round in 0..40 {
+        let cookie = a.login_cookie("alice").await;
+        let touches = (0..8).map(|_| b.me(&cookie));
+        let (_, out) = tokio::join!(futures_util::future::join_all(touches), a.logout(&cookie));
+        assert_eq!(out, StatusCode::NO_CONTENT);
+        assert_eq!(
+            b.me(&cookie).await,
+            StatusCode::UNAUTHORIZED,
+            "round {round}: alive again on B"
+        );
+        assert_eq!(
+            a.me(&cookie).await,
+            StatusCode::UNAUTHORIZED,
+            "round {round}: alive again on A"
+        );
+    }
+    let (status, out) = site.run(&["sessions", "list", "--user", "alice"], &[], "");
+    assert!(status.success(), "{out}");
+    let (status, out) = site.run(&["check"], &[], "");
+    assert!(status.success(), "{out}");
+}
+
+#[tokio::test]
+async fn failed_logins_count_across_instances() {
+    let Some(redis) = redis() else { return };
+    let extra = "max_failed_logins_per_account = 4\n";
+    let (a, b) = (
+        site_on(&redis, "guess:", extra).start(&[]),
+        site_on(&redis, "guess:", extra).start(&[]),
+    );
+    a.register("alice").await;
+    for (i, server) in [&a, &b, &a, &b].into_iter().enumerate() {
+        let res = server.login("alice", "wrong password, guess").await;
+        assert_eq!(res.status(), StatusCode::UNAUTHORIZED, "guess {i}");
+    }
+    // Four guesses spread over two instances fill the limit on both.
+    for server in [&a, &b] {
+        assert_eq!(
+            server.login("alice", PASSWORD).await.status(),
+            StatusCode::TOO_MANY_REQUESTS
+        );
+    }
+}
+
+#[tokio::test]
+async fn killing_one_instance_leaves_the_other_serving_every_session() {
+    let Some(redis) = redis() else { return };
+    let (a, b) = (
+        site_on(&redis, "kill:", "").start(&[]),
+        site_on(&redis, "kill:", "").start(&[]),
+    );
+    a.register("alice").await;
+    let cookies = [a.login_cookie("alice").await, b.login_cookie("alice").await];
+    a.crash();
+    for cookie in &cookies {
+        assert_eq!(b.me(cookie).await, StatusCode::OK);
+    }
+}
+
+#[tokio::test]
+async fn redis_down_is_503_and_1013_and_service_resumes_when_it_is_back() {
+    let Some(mut redis) = redis() else { return };
+    let server = site_on(&redis, "down:", "").start(&[]);
+    server.register("alice").await;
+    let cookie = server.login_cookie("alice").await;
+    let mut ws = connect(&server, &cookie).await;
+    redis.kill();
+
+    let started = Instant::now();
+    let (status, body) = get(&server, "/api/auth/me", &cookie).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(body["error"]["code"], "storage_unavailable");
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+    let health = server
+        .client
+        .get(server.url("/healthz"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(health.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(
+        health.json::<Value>().await.unwrap(),
+        json!({"status": "storage_unavailable"})
+    );
+    assert_eq!(
+        close_code(&mut ws, Duration::from_secs(7)).await,
+        Some(1013)
+    );
+
+    redis.restart().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while server.me(&cookie).await != StatusCode::OK {
+        assert!(
+            Instant::now() < deadline,
+            "service did not resume:\n{}",
+            server.log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let health = server
+        .client
+        .get(server.url("/healthz"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(health.status(), StatusCode::OK);
+    assert!(connect_ok(&server, &cookie).await);
+}
+
+async fn connect_ok(server: &Server, cookie: &str) -> bool {
+    let mut ws = connect(server, cookie).await;
+    say(&mut ws, json!({"type": "join", "room": "back"})).await;
+    next_json(&mut ws).await["type"] == "joined"
+}
+
+#[tokio::test]
+async fn a_redis_crash_under_logins_and_logouts_loses_nothing_acknowledged() {
+    let Some(mut redis) = redis() else { return };
+    let server = site_on(&redis, "crash:", "").start(&[]);
+    for n in 0..4 {
+        server.register(&format!("user{n}")).await;
+    }
+    let mut live = Vec::new();
+    for n in 0..8 {
+        live.push(server.login_cookie(&format!("user{}", n % 4)).await);
+    }
+    let mut ended = Vec::new();
+    let mut answered = 0;
+    for round in 0..3u64 {
+        // Logins and logouts in flight when Redis dies.
+        let names: Vec<String> = (0..16).map(|i| format!("user{}", i % 4)).collect();
+        let logins = names.iter().map(|n| server.login(n, PASSWORD));
+        let logouts = live.iter().take(4).map(|c: &String| server.logout(c));
+        let killer = async {
+            tokio::time::sleep(Duration::from_millis(10 + 10 * round)).await;
+            redis.kill();
+        };
+        let (logins, logouts, ()) = tokio::join!(
+            futures_util::future::join_all(logins),
+            futures_util::future::join_all(logouts),
+            killer
+        );
+        let out: Vec<String> = live.drain(..logouts.len()).collect();
+        for (cookie, status) in out.into_iter().zip(logouts) {
+            if status == StatusCode::NO_CONTENT {
+                answered += 1;
+                ended.push(cookie);
+            }
+        }
+        for res in logins.into_iter().filter(|r| r.status() == StatusCode::OK) {
+            answered += 1;
+            let set = res.headers()["set-cookie"].to_str().unwrap();
+            live.push(set.split(';').next().unwrap().to_owned());
+        }
+        redis.restart().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while server
+            .client
+            .get(server.url("/healthz"))
+            .send()
+            .await
+            .unwrap()
+            .status()
+            != StatusCode::OK
+        {
+            assert!(Instant::now() < deadline, "round {round}: not back");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        for cookie in &live {
+            assert_eq!(
+                server.me(cookie).await,
+                StatusCode::OK,
+                "round {round}: an answered login was lost"
+            );
+        }
+        for cookie in &ended {
+            assert_eq!(
+                server.me(cookie).await,
+                StatusCode::UNAUTHORIZED,
+                "round {round}: an answered logout was undone"
+            );
+        }
+    }
+    // Without answers in flight the test would prove nothing.
+    assert!(answered > 0, "nothing was answered while Redis died");
+}
+
+#[tokio::test]
+async fn sync_durability_refuses_a_redis_that_does_not_fsync_each_write() {
+    let Some(redis) = redis() else { return };
+    let client = ::redis::Client::open(redis.url()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let _: () = ::redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("appendfsync")
+        .arg("everysec")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let site = site_on(&redis, "fsync:", "");
+    let (status, err) = site.run(&["serve"], &[], "");
+    assert!(!status.success());
+    assert!(
+        err.contains("appendfsync") && err.contains("always"),
+        "{err}"
+    );
+    assert_eq!(
+        err.trim()
+            .lines()
+            .filter(|l| l.contains("appendfsync"))
+            .count(),
+        1,
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn migrate_moves_a_sled_site_onto_redis_and_every_cookie_still_works() {
+    let Some(redis) = redis() else { return };
+    let sled_site = Site::new("");
+    let (status, err) = sled_site.user_add("root", "admin", PASSWORD);
+    assert!(status.success(), "{err}");
+    let server = sled_site.start(&[]);
+    let mut cookies = Vec::new();
+    for name in ["alice", "bob", "carol"] {
+        server.register(name).await;
+        cookies.push(server.login_cookie(name).await);
+    }
+    let mut ws = connect(&server, &cookies[0]).await;
+    say(&mut ws, json!({"type": "join", "room": "general"})).await;
+    next_json(&mut ws).await;
+    for text in ["one", "two", "three"] {
+        say(
+            &mut ws,
+            json!({"type": "message", "room": "general", "text": text}),
+        )
+        .await;
+        next_json(&mut ws).await;
+    }
+    drop(ws);
+    let (status, log) = server.stop_with("-TERM");
+    assert!(status.success(), "{log}");
+
+    let url = redis.url();
+    let (status, out) = sled_site.run(&["migrate", "--to", &url, "--prefix", "moved:"], &[], "");
+    assert!(status.success(), "{out}");
+    let (status, out) = sled_site.run(&["migrate", "--to", &url, "--prefix", "moved:"], &[], "");
+    assert!(!status.success());
+    assert!(out.contains("already holds data"), "{out}");
+
+    let redis_site = site_on(&redis, "moved:", "");
+    let server = redis_site.start(&[]);
+    for cookie in &cookies {
+        assert_eq!(server.me(cookie).await, StatusCode::OK);
+    }
+    let (_, body) = get(&server, "/api/chat/rooms/general/messages", &cookies[1]).await;
+    let texts: Vec<_> = body["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["text"].clone())
+        .collect();
+    assert_eq!(texts, ["one", "two", "three"]);
+    server.register("dave").await;
+    let root = server.login_cookie("root").await;
+    let (_, users) = get(&server, "/api/admin/users", &root).await;
+    let ids: Vec<_> = users["users"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u["id"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(ids.len(), 5);
+    assert!(ids.windows(2).all(|w| w[0] < w[1]), "ids continue: {ids:?}");
+    let (status, out) = redis_site.run(&["check"], &[], "");
+    assert!(status.success(), "{out}");
+}
