@@ -1,13 +1,15 @@
 //! Random histories of everything that touches users and sessions, then
 //! `Store::check`: every index agrees exactly with the records, live and
-//! after reopening the database.
+//! after reopening the database. Each history runs on sled and, when
+//! redis-server is installed (in CI it must be), on Redis too.
 
 use std::time::Duration;
 
 use proptest::prelude::*;
 use sessiond::auth::{Auth, ClientInfo, CurrentSession, LoginName, SessionToken};
-use sessiond::config::{Config, Secret};
+use sessiond::config::{Backend, Config, Secret};
 use sessiond::domain::{Email, Password, Role, Username};
+use sessiond::local_redis::LocalRedis;
 use sessiond::store::{now_ms, IdentityRecord, NewUser, Store};
 
 const PASSWORD: &str = "correct horse battery staple";
@@ -60,6 +62,38 @@ fn op() -> impl Strategy<Value = Op> {
         1 => (user.clone(), 0..SUBJECTS).prop_map(|(u, s)| Op::Link(u, s)),
         1 => (user, 0..SUBJECTS).prop_map(|(u, s)| Op::Unlink(u, s)),
     ]
+}
+
+/// The backends to run each history on: sled, and Redis (a fresh prefix
+/// per history on this process's redis-server) when it is installed.
+fn configs(dir: &std::path::Path) -> Vec<Config> {
+    let mut all = vec![config(dir)];
+    match LocalRedis::shared() {
+        Some(Ok(url)) => {
+            static HISTORY: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+            let n = HISTORY.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let mut c = config(dir);
+            c.storage.backend = Backend::Redis;
+            c.storage.redis_url = url.clone();
+            c.storage.redis_key_prefix = format!("history-{n}:");
+            all.push(c);
+        }
+        Some(Err(e)) => panic!("{e}"),
+        None if std::env::var("CI").is_ok_and(|v| v == "true") => {
+            panic!(
+                "redis-server is not installed; CI must install it (apt-get install redis-server)"
+            )
+        }
+        None => {
+            static SAID: std::sync::Once = std::sync::Once::new();
+            SAID.call_once(|| {
+                eprintln!(
+                    "skipped: the Redis runs of the histories (redis-server is not installed)"
+                )
+            });
+        }
+    }
+    all
 }
 
 fn config(dir: &std::path::Path) -> Config {
@@ -209,21 +243,22 @@ proptest! {
     #[test]
     fn indexes_agree_with_records(ops in proptest::collection::vec(op(), 1..60)) {
         let dir = tempfile::tempdir().unwrap();
-        let config = config(dir.path());
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-        runtime.block_on(async {
-            let store = Store::open(&config.storage).await.unwrap();
-            let auth = Auth::new(&config, store.clone()).await.unwrap();
-            let mut tokens = Vec::new();
-            for op in ops {
-                apply(&auth, &mut tokens, op).await;
-            }
-            assert_consistent(&store, "live").await;
-            drop(auth);
-            store.close().await.unwrap();
-            let reopened = reopen(&config).await;
-            assert_consistent(&reopened, "after reopening").await;
-            reopened.close().await.unwrap();
-        });
+        for config in configs(dir.path()) {
+            runtime.block_on(async {
+                let store = Store::open(&config.storage).await.unwrap();
+                let auth = Auth::new(&config, store.clone()).await.unwrap();
+                let mut tokens = Vec::new();
+                for op in ops.clone() {
+                    apply(&auth, &mut tokens, op).await;
+                }
+                assert_consistent(&store, "live").await;
+                drop(auth);
+                store.close().await.unwrap();
+                let reopened = reopen(&config).await;
+                assert_consistent(&reopened, "after reopening").await;
+                reopened.close().await.unwrap();
+            });
+        }
     }
 }
