@@ -22,7 +22,12 @@ pub type Ws =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 pub async fn connect(server: &Server, cookie: &str) -> Ws {
-    let mut req = format!("ws://{}/ws/chat", server.addr)
+    connect_to(server.addr, cookie).await
+}
+
+/// A chat socket to whatever listens at `addr` (a proxy, say).
+pub async fn connect_to(addr: SocketAddr, cookie: &str) -> Ws {
+    let mut req = format!("ws://{addr}/ws/chat")
         .into_client_request()
         .unwrap();
     req.headers_mut().insert("cookie", cookie.parse().unwrap());

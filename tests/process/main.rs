@@ -2,6 +2,10 @@
 //! the offline CLI, and what ends up in its logs.
 
 mod helpers;
+// Found on PATH or skipped (a failure in CI), killed by PID on drop.
+#[allow(dead_code)]
+#[path = "../api/tools.rs"]
+mod tools;
 
 mod chat;
 mod cli;

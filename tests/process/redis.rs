@@ -521,3 +521,127 @@ async fn migrate_moves_a_sled_site_onto_redis_and_every_cookie_still_works() {
     let (status, out) = redis_site.run(&["check"], &[], "");
     assert!(status.success(), "{out}");
 }
+
+#[tokio::test]
+async fn the_example_deployment_serves_through_nginx_from_both_instances() {
+    let Some(redis) = redis() else { return };
+    let Some(nginx) = crate::tools::tool("nginx", "nginx") else {
+        return;
+    };
+    // The example instance settings parse, and name the Redis backend.
+    let example = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/redis/sessiond.toml"),
+    )
+    .unwrap();
+    let parsed = sessiond::config::Config::parse(&example, "deploy/redis/sessiond.toml").unwrap();
+    assert_eq!(parsed.storage.backend, sessiond::config::Backend::Redis);
+
+    let (a, b) = (
+        site_on(&redis, "edge:", "").start(&[]),
+        site_on(&redis, "edge:", "").start(&[]),
+    );
+    let port = crate::tools::free_port();
+    let dir = tempfile::tempdir().unwrap();
+    let site = crate::tools::example_config(
+        "deploy/redis/nginx.conf",
+        &[
+            ("127.0.0.1:8081", a.addr.to_string()),
+            ("127.0.0.1:8082", b.addr.to_string()),
+            ("127.0.0.1:8000", format!("127.0.0.1:{port}")),
+        ],
+    );
+    let d = dir.path().display();
+    std::fs::write(dir.path().join("site.conf"), site).unwrap();
+    std::fs::write(
+        dir.path().join("nginx.conf"),
+        format!(
+            "daemon off;\nmaster_process on;\nworker_processes 1;\npid {d}/nginx.pid;\n\
+             error_log {d}/error.log;\nevents {{ worker_connections 64; }}\n\
+             http {{\n access_log off;\n client_body_temp_path {d}/body;\n proxy_temp_path {d}/proxy;\n\
+             fastcgi_temp_path {d}/fastcgi;\n uwsgi_temp_path {d}/uwsgi;\n scgi_temp_path {d}/scgi;\n\
+             include {d}/site.conf;\n}}\n"
+        ),
+    )
+    .unwrap();
+    let mut cmd = std::process::Command::new(nginx);
+    cmd.arg("-p")
+        .arg(dir.path())
+        .arg("-c")
+        .arg(dir.path().join("nginx.conf"));
+    let _nginx = crate::tools::Proc::start(cmd, "nginx", port, &dir.path().join("out.log"));
+    let front: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let http = reqwest::Client::new();
+    let url = |path: &str| format!("http://{front}{path}");
+
+    for name in ["alice", "bob"] {
+        let res = http
+            .post(url("/api/auth/register"))
+            .json(&json!({"username": name, "email": format!("{name}@example.com"), "password": PASSWORD}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::CREATED);
+    }
+    let login = |name: &'static str| {
+        let req = http
+            .post(url("/api/auth/login"))
+            .json(&json!({"username": name, "password": PASSWORD}));
+        async move {
+            let res = req.send().await.unwrap();
+            assert_eq!(res.status(), StatusCode::OK);
+            res.headers()["set-cookie"]
+                .to_str()
+                .unwrap()
+                .split(';')
+                .next()
+                .unwrap()
+                .to_owned()
+        }
+    };
+    let (alice, bob) = (login("alice").await, login("bob").await);
+    // Consecutive requests land on both instances, and each knows the session.
+    let mut upstreams = std::collections::HashSet::new();
+    for _ in 0..6 {
+        let res = http
+            .get(url("/api/auth/me"))
+            .header(COOKIE, &alice)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::OK);
+        upstreams.insert(res.headers()["x-upstream"].to_str().unwrap().to_owned());
+    }
+    assert_eq!(
+        upstreams,
+        [a.addr.to_string(), b.addr.to_string()]
+            .into_iter()
+            .collect()
+    );
+
+    // The chat through nginx, whichever instance each socket landed on.
+    let mut alice_ws = connect_to(front, &alice).await;
+    let mut bob_ws = connect_to(front, &bob).await;
+    for ws in [&mut alice_ws, &mut bob_ws] {
+        say(ws, json!({"type": "join", "room": "lobby"})).await;
+        assert_eq!(next_json(ws).await["type"], "joined");
+    }
+    say(
+        &mut alice_ws,
+        json!({"type": "message", "room": "lobby", "text": "through nginx"}),
+    )
+    .await;
+    assert_eq!(next_json(&mut bob_ws).await["text"], "through nginx");
+
+    // A revocation through nginx closes the socket, wherever it is.
+    let res = http
+        .post(url("/api/auth/logout"))
+        .header(COOKIE, &bob)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::NO_CONTENT);
+    assert_eq!(
+        close_code(&mut bob_ws, Duration::from_secs(1)).await,
+        Some(4401)
+    );
+}
