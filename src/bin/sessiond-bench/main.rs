@@ -19,6 +19,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 mod hashing;
 mod http_load;
 mod procs;
+mod redis_bench;
 mod store_bench;
 mod ws_load;
 
@@ -62,6 +63,9 @@ enum Group {
     Websockets,
     /// Pruning, start-up and disk with a million sessions.
     Store,
+    /// The Redis backend vs sled: `/me`, logins, the storm, fan-out
+    /// across two instances (starts its own redis-server).
+    Redis,
 }
 
 impl Group {
@@ -227,6 +231,10 @@ async fn measure(scale: &Scale, wants: impl Fn(Group) -> bool) -> Vec<Row> {
     }
     if wants(Group::Store) {
         rows.extend(store_at_scale(scale).await);
+    }
+    if wants(Group::Redis) {
+        let dir = tempfile::tempdir().unwrap();
+        rows.extend(redis_bench::rows(scale, dir.path()).await);
     }
     rows
 }

@@ -58,20 +58,28 @@ pub fn sessiond_binary() -> PathBuf {
 }
 
 /// Starts `sessiond serve` on `dir/data` with the default config (but
-/// port 0), its log going to `dir/sessiond.log`.
+/// port 0), its log going to `dir/sessiond-<n>.log`.
 pub async fn start_sessiond(dir: &Path) -> Proc {
-    let config = dir.join("config.toml");
+    start_sessiond_with(dir, "").await
+}
+
+/// As `start_sessiond`, with `storage` added to `[storage]` (the Redis
+/// backend, say); several may share `dir`, each with its own log.
+pub async fn start_sessiond_with(dir: &Path, storage: &str) -> Proc {
+    std::fs::create_dir_all(dir).unwrap();
+    let n = std::fs::read_dir(dir).map_or(0, |d| d.count());
+    let config = dir.join(format!("config-{n}.toml"));
     std::fs::write(
         &config,
         format!(
-            "[server]\nlisten = \"127.0.0.1:0\"\n[storage]\ndata_dir = {:?}\n",
+            "[server]\nlisten = \"127.0.0.1:0\"\n[storage]\ndata_dir = {:?}\n{storage}\n",
             dir.join("data")
         ),
     )
     .unwrap();
     let mut cmd = Command::new(sessiond_binary());
     cmd.arg("serve").arg("--config").arg(&config);
-    start(cmd, &dir.join("sessiond.log"), "/healthz").await
+    start(cmd, &dir.join(format!("sessiond-{n}.log")), "/healthz").await
 }
 
 /// Starts this binary as the floor server.
