@@ -424,6 +424,20 @@ impl Auth {
     /// `authenticate` for a session already known by its hash: a WebSocket
     /// checks (and touches) its session on every message this way.
     pub async fn refresh(&self, hash: TokenHash) -> Result<Option<CurrentSession>, AuthError> {
+        self.lookup(hash, true).await
+    }
+
+    /// The live session behind a hash without recording activity: what a
+    /// socket's own deadline timer asks (a timer is not activity).
+    pub async fn peek(&self, hash: TokenHash) -> Result<Option<CurrentSession>, AuthError> {
+        self.lookup(hash, false).await
+    }
+
+    async fn lookup(
+        &self,
+        hash: TokenHash,
+        activity: bool,
+    ) -> Result<Option<CurrentSession>, AuthError> {
         let inner = &self.inner;
         // One read for both: on Redis, one round trip.
         let Some((mut session, user)) = inner.store.session_with_user(&hash).await? else {
@@ -436,7 +450,9 @@ impl Auth {
         let Some(user) = user else {
             return Ok(None);
         };
-        if now.saturating_sub(session.last_seen_at_ms) >= millis(inner.session.touch_interval) {
+        if activity
+            && now.saturating_sub(session.last_seen_at_ms) >= millis(inner.session.touch_interval)
+        {
             match inner
                 .store
                 .touch_session(&hash, now, millis(inner.session.idle_timeout))

@@ -80,11 +80,23 @@ impl Socket {
         ping.tick().await;
         let mut heard_since_ping = true;
         let mut window = RateWindow::new(self.chat.max_messages_per_second);
+        // The session's own deadline closes the socket when it passes,
+        // whether or not a pruner has run (activity elsewhere moves it).
+        let mut deadline = instant_at(self.session.session.deadline_ms());
         loop {
             let reply = tokio::select! {
                 biased;
                 _ = conn.close.changed() => {
                     return conn.close.borrow().map_or(End::Gone, End::Close);
+                }
+                _ = tokio::time::sleep_until(deadline) => {
+                    match self.auth.peek(self.session.hash).await {
+                        Ok(Some(current)) => deadline = instant_at(current.session.deadline_ms()),
+                        Ok(None) => return End::Close(CloseReason::SessionEnded),
+                        // The store's outage is the hub's to handle (1013).
+                        Err(_) => deadline = tokio::time::Instant::now() + Duration::from_secs(1),
+                    }
+                    None
                 }
                 frame = conn.queue.recv() => match frame {
                     Some(frame) => Some(frame),
@@ -244,6 +256,13 @@ async fn send(sink: &mut Sink, msg: Message, conn: &mut Connection) -> Result<()
         },
         _ = conn.close.changed() => Err(conn.close.borrow().map_or(End::Gone, End::Close)),
     }
+}
+
+/// When a deadline in Unix millis falls, on tokio's clock (a moment
+/// after, so the check that follows sees it passed).
+fn instant_at(deadline_ms: u64) -> tokio::time::Instant {
+    let left = deadline_ms.saturating_sub(now_ms()).saturating_add(5);
+    tokio::time::Instant::now() + Duration::from_millis(left)
 }
 
 /// At most `limit` messages per second per connection.

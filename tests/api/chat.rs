@@ -339,6 +339,27 @@ async fn socket_messages_count_as_activity() {
 mod endings {
     use super::*;
 
+    #[tokio::test]
+    async fn an_idle_timeout_closes_the_socket_at_its_deadline_and_is_not_activity() {
+        let app = spawn_app_with(|c| {
+            c.session.idle_timeout = Duration::from_secs(1);
+            c.session.touch_interval = Duration::ZERO;
+            c.session.prune_interval = Duration::from_secs(3600);
+        })
+        .await;
+        let alice = app.register_and_login("alice").await;
+        let (mut ws, _) = app.ws_join(&alice, "general").await;
+        let opened = std::time::Instant::now();
+        assert_eq!(ws_closed(&mut ws).await, 4401);
+        let after = opened.elapsed();
+        assert!(
+            after < Duration::from_millis(2500),
+            "closed after {after:?}"
+        );
+        // The socket's own deadline check recorded no activity.
+        assert_eq!(app.me(&alice).await.status(), StatusCode::UNAUTHORIZED);
+    }
+
     async fn session_id(app: &TestApp, cookie: &str) -> String {
         let me: Value = app.me(cookie).await.json().await.unwrap();
         me["session"]["id"].as_str().unwrap().to_owned()
