@@ -17,6 +17,7 @@ pub struct LocalRedis {
     port: u16,
     dir: tempfile::TempDir,
     program: PathBuf,
+    extra: Vec<String>,
 }
 
 impl LocalRedis {
@@ -31,6 +32,17 @@ impl LocalRedis {
 
     /// Starts one on a free port; `None` if redis-server is not installed.
     pub fn start() -> Option<Result<LocalRedis, String>> {
+        Self::start_with(&[])
+    }
+
+    /// Starts a replica of `primary` on a free port.
+    pub fn start_replica_of(primary: &LocalRedis) -> Option<Result<LocalRedis, String>> {
+        Self::start_with(&["--replicaof", "127.0.0.1", &primary.port.to_string()])
+    }
+
+    /// Starts one with these extra arguments.
+    fn start_with(extra: &[&str]) -> Option<Result<LocalRedis, String>> {
+        let extra: Vec<String> = extra.iter().map(|a| a.to_string()).collect();
         let program = Self::program()?;
         let dir = match tempfile::tempdir() {
             Ok(dir) => dir,
@@ -40,7 +52,7 @@ impl LocalRedis {
             Ok(port) => port,
             Err(e) => return Some(Err(e)),
         };
-        let child = match spawn(&program, &dir, port, false) {
+        let child = match spawn(&program, &dir, port, false, &extra) {
             Ok(child) => child,
             Err(e) => return Some(Err(e)),
         };
@@ -49,6 +61,7 @@ impl LocalRedis {
             port,
             dir,
             program,
+            extra,
         };
         Some(server.wait_ready().map(|()| server))
     }
@@ -68,12 +81,13 @@ impl LocalRedis {
                         let started = Self::program().map(|program| {
                             let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
                             let port = free_port()?;
-                            let child = spawn(&program, &dir, port, true)?;
+                            let child = spawn(&program, &dir, port, true, &[])?;
                             let server = LocalRedis {
                                 child,
                                 port,
                                 dir,
                                 program,
+                                extra: Vec::new(),
                             };
                             server.wait_ready()?;
                             Ok(server)
@@ -115,7 +129,7 @@ impl LocalRedis {
 
     /// Starts it again on the same port and files after `kill`.
     pub fn restart(&mut self) -> Result<(), String> {
-        self.child = spawn(&self.program, &self.dir, self.port, false)?;
+        self.child = spawn(&self.program, &self.dir, self.port, false, &self.extra)?;
         self.wait_ready()
     }
 
@@ -145,6 +159,7 @@ fn spawn(
     dir: &tempfile::TempDir,
     port: u16,
     die_with_parent: bool,
+    extra: &[String],
 ) -> Result<Child, String> {
     let mut cmd = Command::new(program);
     cmd.arg("--port")
@@ -162,6 +177,7 @@ fn spawn(
             "always",
         ])
         .args(["--maxmemory-policy", "noeviction", "--daemonize", "no"])
+        .args(extra)
         .stdout(Stdio::null())
         .stderr(Stdio::null());
     if die_with_parent {

@@ -645,3 +645,54 @@ async fn the_example_deployment_serves_through_nginx_from_both_instances() {
         Some(4401)
     );
 }
+
+#[tokio::test]
+async fn wait_replicas_holds_answers_until_a_replica_has_them() {
+    let Some(primary) = redis() else { return };
+    let mut replica = LocalRedis::start_replica_of(&primary)
+        .expect("redis-server is installed")
+        .expect("the replica starts");
+    // Until the replica has synced, WAIT would count none.
+    let client = ::redis::Client::open(primary.url()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let info: String = ::redis::cmd("INFO")
+            .arg("replication")
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        if info.contains("connected_slaves:1") && info.contains("state=online") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the replica did not sync: {info}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let site = Site::with_storage(
+        &format!(
+            "backend = \"redis\"\nredis_url = {:?}\nredis_timeout = \"500ms\"\nredis_wait_replicas = 1",
+            primary.url()
+        ),
+        "",
+    );
+    let server = site.start(&[]);
+    server.register("alice").await;
+    let cookie = server.login_cookie("alice").await;
+
+    replica.kill();
+    // A write no replica acknowledges is not answered as done.
+    let res = server.login("alice", PASSWORD).await;
+    assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
+    // Reads do not wait for replicas.
+    assert_eq!(server.me(&cookie).await, StatusCode::OK);
+
+    replica.restart().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while server.login("alice", PASSWORD).await.status() != StatusCode::OK {
+        assert!(Instant::now() < deadline, "logins did not resume");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

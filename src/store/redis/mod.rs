@@ -47,6 +47,10 @@ pub struct RedisStore {
 
 struct Shared {
     conn: ConnectionManager,
+    /// Where scripts run: `conn` itself, or with `redis_wait_replicas` a
+    /// connection of their own, since `WAIT` covers only the writes of the
+    /// connection it is sent on and blocks that connection meanwhile.
+    write_conn: ConnectionManager,
     client: redis::Client,
     prefix: String,
     timeout: Duration,
@@ -92,11 +96,20 @@ impl RedisStore {
             .set_response_timeout(Some(config.redis_timeout))
             .set_number_of_retries(1)
             .set_max_delay(config.redis_timeout);
-        let conn = ConnectionManager::new_lazy_with_config(client.clone(), manager_config)
-            .map_err(|e| StoreError::RedisRefused(format!("storage.redis_url: {e}")))?;
+        let connect = || {
+            ConnectionManager::new_lazy_with_config(client.clone(), manager_config.clone())
+                .map_err(|e| StoreError::RedisRefused(format!("storage.redis_url: {e}")))
+        };
+        let conn = connect()?;
+        let write_conn = if config.redis_wait_replicas > 0 {
+            connect()?
+        } else {
+            conn.clone()
+        };
         let mut store = RedisStore {
             shared: Arc::new(Shared {
                 conn,
+                write_conn,
                 client,
                 prefix: config.redis_key_prefix.clone(),
                 timeout: config.redis_timeout,
@@ -212,7 +225,7 @@ impl RedisStore {
         for arg in args {
             invocation.arg(arg);
         }
-        let mut conn = self.shared.conn.clone();
+        let mut conn = self.shared.write_conn.clone();
         bounded(self.shared.timeout, invocation.invoke_async(&mut conn)).await
     }
 
@@ -229,10 +242,17 @@ impl RedisStore {
         if s.durability != Durability::Sync || s.wait_replicas == 0 {
             return Ok(());
         }
-        let timeout_ms = s.timeout.as_millis() as u64;
-        let acked: u32 = self
-            .run(redis::cmd("WAIT").arg(s.wait_replicas).arg(timeout_ms))
-            .await?;
+        // WAIT's own timeout a little inside ours, so its answer comes back.
+        let timeout_ms = (s.timeout.as_millis() as u64 * 3 / 4).max(1);
+        let mut conn = s.write_conn.clone();
+        let acked: u32 = bounded(
+            s.timeout,
+            redis::cmd("WAIT")
+                .arg(s.wait_replicas)
+                .arg(timeout_ms)
+                .query_async(&mut conn),
+        )
+        .await?;
         if acked < s.wait_replicas {
             return Err(StoreError::Unavailable(format!(
                 "only {acked} of {} replicas acknowledged the write within {timeout_ms} ms",
