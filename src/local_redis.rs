@@ -40,17 +40,23 @@ impl LocalRedis {
         Self::start_with(&["--replicaof", "127.0.0.1", &primary.port.to_string()])
     }
 
-    /// Starts one with these extra arguments.
-    fn start_with(extra: &[&str]) -> Option<Result<LocalRedis, String>> {
+    /// Starts one with these extra arguments (`--rename-command CONFIG ""`,
+    /// say) on a free port.
+    pub fn start_with(extra: &[&str]) -> Option<Result<LocalRedis, String>> {
+        match free_port() {
+            Ok(port) => Self::start_on(port, extra),
+            Err(e) => Self::program().map(|_| Err(e)),
+        }
+    }
+
+    /// Starts one on `port` (a port a server was told of before Redis was
+    /// up, say) with these extra arguments.
+    pub fn start_on(port: u16, extra: &[&str]) -> Option<Result<LocalRedis, String>> {
         let extra: Vec<String> = extra.iter().map(|a| a.to_string()).collect();
         let program = Self::program()?;
         let dir = match tempfile::tempdir() {
             Ok(dir) => dir,
             Err(e) => return Some(Err(format!("no temp dir for redis-server: {e}"))),
-        };
-        let port = match free_port() {
-            Ok(port) => port,
-            Err(e) => return Some(Err(e)),
         };
         let child = match spawn(&program, &dir, port, false, &extra) {
             Ok(child) => child,
@@ -194,7 +200,8 @@ fn spawn(
         .map_err(|e| format!("cannot start {}: {e}", program.display()))
 }
 
-fn free_port() -> Result<u16, String> {
+/// A loopback port nobody listens on right now.
+pub fn free_port() -> Result<u16, String> {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())

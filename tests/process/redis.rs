@@ -696,3 +696,56 @@ async fn wait_replicas_holds_answers_until_a_replica_has_them() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+#[tokio::test]
+async fn a_redis_without_config_is_served_with_one_warning() {
+    let Some(redis) = redis() else { return };
+    drop(redis);
+    let redis = LocalRedis::start_with(&["--rename-command", "CONFIG", ""])
+        .unwrap()
+        .expect("redis-server starts");
+    let server = site_on(&redis, "noconfig:", "").start(&[]);
+    server.register("alice").await;
+    assert_eq!(
+        server.me(&server.login_cookie("alice").await).await,
+        StatusCode::OK
+    );
+    let log = server.log();
+    let warnings: Vec<_> = log
+        .lines()
+        .filter(|l| l.contains("durability is not checked"))
+        .collect();
+    assert_eq!(warnings.len(), 1, "{log}");
+}
+
+#[tokio::test]
+async fn a_server_started_before_its_redis_waits_and_then_serves() {
+    let Some(redis) = redis() else { return };
+    drop(redis);
+    let port = sessiond::local_redis::free_port().unwrap();
+    let site = Site::with_storage(
+        &format!("backend = \"redis\"\nredis_url = \"redis://127.0.0.1:{port}/0\"\nredis_timeout = \"300ms\""),
+        "",
+    );
+    let starting = std::thread::spawn(move || {
+        let server = site.start(&[]);
+        (site, server)
+    });
+    // Long enough for several retries, which are logged once.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(
+        !starting.is_finished(),
+        "it waits for Redis instead of exiting"
+    );
+    let _redis = LocalRedis::start_on(port, &[])
+        .unwrap()
+        .expect("redis-server starts");
+    let (_site, server) = starting.join().unwrap();
+    server.register("alice").await;
+    let log = server.log();
+    let waits = log
+        .lines()
+        .filter(|l| l.contains("Redis is not answering"))
+        .count();
+    assert_eq!(waits, 1, "{log}");
+}
