@@ -9,16 +9,15 @@
 
 pub(crate) mod codec;
 mod migrate;
+mod prune;
 mod records;
 mod redis;
 mod sled;
 
-use std::future::Future;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use tokio::sync::mpsc;
-use tokio::task::JoinHandle;
 
 pub use codec::CodecError;
 pub use migrate::MigrateReport;
@@ -502,15 +501,6 @@ impl Store {
     /// The earliest deadline of any stored session.
     pub async fn next_deadline_ms(&self) -> Result<Option<u64>, StoreError> {
         dispatch!(self.next_deadline_ms())
-    }
-
-    /// Runs the pruner until `shutdown` completes.
-    pub fn spawn_pruner(
-        &self,
-        interval: Duration,
-        shutdown: impl Future<Output = ()> + Send + 'static,
-    ) -> JoinHandle<()> {
-        dispatch_sync!(self.spawn_pruner(interval, shutdown))
     }
 
     /// Every session removal and every stored chat message, as they happen.

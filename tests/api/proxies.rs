@@ -65,7 +65,6 @@ async fn nginx_in_front(app: &TestApp) -> Option<Front> {
     let nginx = tool("nginx", "nginx")?;
     let upstream = echo_upstream().await;
     let port = free_port();
-    let dir = tempfile::tempdir().unwrap();
     let site = example_config(
         "deploy/forward-auth/nginx.conf",
         &[
@@ -74,25 +73,7 @@ async fn nginx_in_front(app: &TestApp) -> Option<Front> {
             ("127.0.0.1:8000", format!("127.0.0.1:{port}")),
         ],
     );
-    let d = dir.path().display();
-    std::fs::write(dir.path().join("site.conf"), site).unwrap();
-    std::fs::write(
-        dir.path().join("nginx.conf"),
-        format!(
-            "daemon off;\nmaster_process on;\nworker_processes 1;\npid {d}/nginx.pid;\n\
-             error_log {d}/error.log;\nevents {{ worker_connections 64; }}\n\
-             http {{\n access_log off;\n client_body_temp_path {d}/body;\n proxy_temp_path {d}/proxy;\n\
-             fastcgi_temp_path {d}/fastcgi;\n uwsgi_temp_path {d}/uwsgi;\n scgi_temp_path {d}/scgi;\n\
-             include {d}/site.conf;\n}}\n"
-        ),
-    )
-    .unwrap();
-    let mut cmd = Command::new(nginx);
-    cmd.arg("-p")
-        .arg(dir.path())
-        .arg("-c")
-        .arg(dir.path().join("nginx.conf"));
-    let proc = Proc::start(cmd, "nginx", port, &dir.path().join("out.log"));
+    let (proc, dir) = start_nginx(&nginx, &site, port);
     Some(Front {
         port,
         client: client(),

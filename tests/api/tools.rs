@@ -149,3 +149,30 @@ pub fn example_config(path: &str, replacements: &[(&str, String)]) -> String {
     }
     text
 }
+
+/// nginx serving `site` (server blocks, included in a minimal
+/// `nginx.conf` of its own in a temp dir, with its logs and temp files
+/// there too), once it listens on `port`.
+pub fn start_nginx(nginx: &std::path::Path, site: &str, port: u16) -> (Proc, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().display();
+    std::fs::write(dir.path().join("site.conf"), site).unwrap();
+    std::fs::write(
+        dir.path().join("nginx.conf"),
+        format!(
+            "daemon off;\nmaster_process on;\nworker_processes 1;\npid {d}/nginx.pid;\n\
+             error_log {d}/error.log;\nevents {{ worker_connections 64; }}\n\
+             http {{\n access_log off;\n client_body_temp_path {d}/body;\n proxy_temp_path {d}/proxy;\n\
+             fastcgi_temp_path {d}/fastcgi;\n uwsgi_temp_path {d}/uwsgi;\n scgi_temp_path {d}/scgi;\n\
+             include {d}/site.conf;\n}}\n"
+        ),
+    )
+    .unwrap();
+    let mut cmd = Command::new(nginx);
+    cmd.arg("-p")
+        .arg(dir.path())
+        .arg("-c")
+        .arg(dir.path().join("nginx.conf"));
+    let proc = Proc::start(cmd, "nginx", port, &dir.path().join("out.log"));
+    (proc, dir)
+}

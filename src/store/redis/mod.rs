@@ -25,9 +25,10 @@ use std::time::Duration;
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{FromRedisValue, RedisError};
-use tokio::sync::{mpsc, Notify};
+use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
+use super::prune::PruneSchedule;
 use super::{
     codec, CheckReport, IdentityRecord, MessageRecord, NewUser, RemovedUser, SessionRecord,
     StoreError, StoreEvent, UserRecord, SCHEMA_VERSION,
@@ -60,9 +61,8 @@ struct Shared {
     /// This process's subscribers to the shared event channel.
     subscribers: Arc<Mutex<Vec<mpsc::UnboundedSender<StoreEvent>>>>,
     events_task: Mutex<Option<JoinHandle<()>>>,
-    /// Wakes the pruner when a session made here ends before its next pass.
-    prune_wake: Notify,
-    prune_at_ms: AtomicU64,
+    /// When this instance's pruner next runs, and its wake-up.
+    prune_schedule: PruneSchedule,
     touches_total: AtomicU64,
     pruned_total: AtomicU64,
     /// Names this process in the pruning lease.
@@ -118,8 +118,7 @@ impl RedisStore {
                 scripts: scripts::Scripts::new(),
                 subscribers: Arc::new(Mutex::new(Vec::new())),
                 events_task: Mutex::new(None),
-                prune_wake: Notify::new(),
-                prune_at_ms: AtomicU64::new(u64::MAX),
+                prune_schedule: PruneSchedule::new(),
                 touches_total: AtomicU64::new(0),
                 pruned_total: AtomicU64::new(0),
                 instance: crate::domain::hex(&rand_bytes()),

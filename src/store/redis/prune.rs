@@ -3,17 +3,16 @@
 //! what has ended. It also cleans the index entries of sessions Redis
 //! reclaimed itself, and publishes every ending.
 
-use std::future::Future;
 use std::sync::atomic::Ordering;
-use std::time::Duration;
 
-use tokio::task::JoinHandle;
-
-use super::{arg, RedisStore, StoreError};
-use crate::store::now_ms;
+use super::{arg, PruneSchedule, RedisStore, StoreError};
 
 /// Expiry entries handled per script.
 const BATCH: usize = 128;
+
+/// The longest one instance holds the pruning lease, should it die
+/// mid-pass.
+const LEASE_MS: u64 = 30_000;
 
 impl RedisStore {
     /// Removes every session whose deadline is at or before `now_ms`;
@@ -62,61 +61,33 @@ impl RedisStore {
         Ok(first.first().map(|(_, score)| *score as u64))
     }
 
-    /// Wakes this instance's pruner if a session now ends before its next
-    /// pass.
-    pub(super) fn schedule_prune(&self, deadline_ms: u64) {
-        if deadline_ms < self.shared.prune_at_ms.load(Ordering::Relaxed) {
-            self.shared.prune_wake.notify_one();
+    /// One pass, if this instance takes the lease (held at most
+    /// `LEASE_MS`, given back after the pass): instances do not repeat
+    /// each other's work. Zero if another instance holds it.
+    pub async fn prune_under_lease(&self, now_ms: u64) -> Result<u64, StoreError> {
+        let lease = self.key("prune_lease");
+        let taken: Option<String> = self
+            .run(
+                redis::cmd("SET")
+                    .arg(&lease)
+                    .arg(&self.shared.instance)
+                    .arg("NX")
+                    .arg("PX")
+                    .arg(LEASE_MS),
+            )
+            .await?;
+        if taken.is_none() {
+            return Ok(0);
         }
+        let pruned = self.prune_ended(now_ms).await;
+        let _: Result<i64, _> = self
+            .script_keyed(&self.shared.scripts.release_lease, &lease)
+            .await;
+        pruned
     }
 
-    /// Runs the pruner until `shutdown` completes. A pass runs only while
-    /// this instance holds the lease, so instances do not repeat each
-    /// other's work.
-    pub fn spawn_pruner(
-        &self,
-        interval: Duration,
-        shutdown: impl Future<Output = ()> + Send + 'static,
-    ) -> JoinHandle<()> {
-        let store = self.clone();
-        tokio::spawn(async move {
-            tokio::pin!(shutdown);
-            let lease = store.key("prune_lease");
-            let hold_ms = interval.max(Duration::from_secs(5)).as_millis() as u64;
-            loop {
-                let taken: Result<Option<String>, _> = store
-                    .run(
-                        redis::cmd("SET")
-                            .arg(&lease)
-                            .arg(&store.shared.instance)
-                            .arg("NX")
-                            .arg("PX")
-                            .arg(hold_ms),
-                    )
-                    .await;
-                if let Ok(Some(_)) = taken {
-                    match store.prune_ended(now_ms()).await {
-                        Ok(0) => {}
-                        Ok(n) => tracing::debug!(pruned = n, "pruned ended sessions"),
-                        Err(e) => tracing::warn!(error = %e, "pruning failed"),
-                    }
-                    let _: Result<i64, _> = store
-                        .script_keyed(&store.shared.scripts.release_lease, &lease)
-                        .await;
-                }
-                let now = now_ms();
-                let mut wake_at = now.saturating_add(interval.as_millis() as u64);
-                if let Ok(Some(next)) = store.next_deadline_ms().await {
-                    wake_at = wake_at.min(next.max(now + 10));
-                }
-                store.shared.prune_at_ms.store(wake_at, Ordering::Relaxed);
-                tokio::select! {
-                    _ = tokio::time::sleep(Duration::from_millis(wake_at - now)) => {}
-                    _ = store.shared.prune_wake.notified() => {}
-                    _ = &mut shutdown => break,
-                }
-            }
-        })
+    pub(in crate::store) fn schedule(&self) -> &PruneSchedule {
+        &self.shared.prune_schedule
     }
 
     /// Runs a script that names one key and takes this instance's id.

@@ -38,7 +38,9 @@ impl RedisStore {
         if let Some(e) = status_error(&status(&reply)) {
             return Err(e);
         }
-        self.schedule_prune(record.deadline_ms());
+        self.shared
+            .prune_schedule
+            .note_deadline(record.deadline_ms());
         Ok(())
     }
 

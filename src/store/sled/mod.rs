@@ -19,11 +19,12 @@ use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use sled::transaction::TransactionError;
-use tokio::sync::{mpsc, Notify};
+use tokio::sync::mpsc;
 
+use super::prune::PruneSchedule;
 use super::{
-    codec, now_ms, records, CheckReport, CodecError, IdentityRecord, MessageRecord, NewUser,
-    RemovedUser, SessionRecord, StoreError, StoreEvent, UserRecord, SCHEMA_VERSION,
+    codec, records, CheckReport, CodecError, IdentityRecord, MessageRecord, NewUser, RemovedUser,
+    SessionRecord, StoreError, StoreEvent, UserRecord, SCHEMA_VERSION,
 };
 
 use crate::config::{Durability, StorageConfig};
@@ -52,10 +53,8 @@ struct Shared {
     user_identities: sled::Tree,
     durability: Durability,
     flusher: flush::Flusher,
-    /// Wakes the pruner when a session ends earlier than its next pass.
-    prune_wake: Notify,
-    /// When the pruner next runs, Unix millis.
-    prune_at_ms: AtomicU64,
+    /// When the pruner next runs, and its wake-up.
+    prune_schedule: PruneSchedule,
     /// Changes since open plus, once counted, what was stored at open.
     session_count: AtomicI64,
     user_count: AtomicI64,
@@ -111,8 +110,7 @@ impl SledStore {
                 flusher: flush::Flusher::new(db.clone()),
                 db,
                 durability: config.durability,
-                prune_wake: Notify::new(),
-                prune_at_ms: AtomicU64::new(u64::MAX),
+                prune_schedule: PruneSchedule::new(),
                 session_count: AtomicI64::new(0),
                 user_count: AtomicI64::new(0),
                 pruned_total: AtomicU64::new(0),

@@ -2,17 +2,14 @@
 //! pruner only frees the space, walking `session_expiry` from its start up
 //! to now, so a pass costs what has ended, not what is stored.
 
-use std::future::Future;
 use std::ops::Bound;
 use std::sync::atomic::Ordering;
-use std::time::Duration;
 
 use sled::transaction::ConflictableTransactionError as Tx;
 use sled::Transactional;
-use tokio::task::JoinHandle;
 
 use super::records::user_session_key;
-use super::{decode, now_ms, tx, SessionRecord, SledStore, StoreError};
+use super::{decode, tx, PruneSchedule, SessionRecord, SledStore, StoreError};
 use crate::domain::TokenHash;
 
 /// Expiry entries handled per read of the index, and per transaction.
@@ -95,45 +92,7 @@ impl SledStore {
             .and_then(|(k, _)| Some(u64::from_be_bytes(k.get(..8)?.try_into().ok()?))))
     }
 
-    /// Wakes the pruner if a session now ends before its next pass.
-    pub(super) fn schedule_prune(&self, deadline_ms: u64) {
-        if deadline_ms < self.shared.prune_at_ms.load(Ordering::Relaxed) {
-            self.shared.prune_wake.notify_one();
-        }
-    }
-
-    /// Runs the pruner until `shutdown` completes: prune what is due, then
-    /// sleep until the earliest deadline or `interval`, whichever is first.
-    pub fn spawn_pruner(
-        &self,
-        interval: Duration,
-        shutdown: impl Future<Output = ()> + Send + 'static,
-    ) -> JoinHandle<()> {
-        let store = self.clone();
-        tokio::spawn(async move {
-            tokio::pin!(shutdown);
-            loop {
-                let pass = store.clone();
-                match tokio::task::spawn_blocking(move || pass.prune_ended(now_ms())).await {
-                    Ok(Ok(0)) => {}
-                    Ok(Ok(n)) => tracing::debug!(pruned = n, "pruned ended sessions"),
-                    Ok(Err(e)) => tracing::error!(error = %e, "pruning failed"),
-                    Err(e) => tracing::error!(error = %e, "pruning task failed"),
-                }
-                let now = now_ms();
-                let mut wake_at = now.saturating_add(interval.as_millis() as u64);
-                if let Ok(Some(next)) = store.next_deadline_ms() {
-                    // Never sooner than 10 ms: a failing pass must not spin.
-                    wake_at = wake_at.min(next.max(now + 10));
-                }
-                store.shared.prune_at_ms.store(wake_at, Ordering::Relaxed);
-                let sleep = Duration::from_millis(wake_at - now);
-                tokio::select! {
-                    _ = tokio::time::sleep(sleep) => {}
-                    _ = store.shared.prune_wake.notified() => {}
-                    _ = &mut shutdown => break,
-                }
-            }
-        })
+    pub(in crate::store) fn schedule(&self) -> &PruneSchedule {
+        &self.shared.prune_schedule
     }
 }

@@ -34,7 +34,9 @@ impl SledStore {
             ),
         )?;
         s.session_count.fetch_add(1, Ordering::Relaxed);
-        self.schedule_prune(record.deadline_ms());
+        self.shared
+            .prune_schedule
+            .note_deadline(record.deadline_ms());
         Ok(())
     }
 
