@@ -743,3 +743,27 @@ async fn a_server_started_before_its_redis_waits_and_then_serves() {
         .count();
     assert_eq!(waits, 1, "{log}");
 }
+
+#[tokio::test]
+async fn a_cli_command_against_an_unreachable_redis_is_one_line_without_the_password() {
+    let port = sessiond::local_redis::free_port().unwrap();
+    let site = Site::with_storage(
+        &format!(
+            "backend = \"redis\"\nredis_url = \"redis://:hunter2-secret@127.0.0.1:{port}/0\"\nredis_timeout = \"300ms\""
+        ),
+        "",
+    );
+    let started = Instant::now();
+    let (status, err) = site.run(&["user", "list"], &[], "");
+    assert!(!status.success());
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "it did not wait"
+    );
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(
+        err.contains(&format!("127.0.0.1:{port}")) && err.contains("storage.redis_url"),
+        "{err}"
+    );
+    assert!(!err.contains("hunter2"), "{err}");
+}

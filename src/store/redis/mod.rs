@@ -132,19 +132,26 @@ impl RedisStore {
     }
 
     async fn wait_until_reachable(&mut self, wait: bool) -> Result<(), StoreError> {
+        // Where, without the password a URL may carry.
+        let addr = self.shared.client.get_connection_info().addr().to_string();
         let mut logged = false;
         loop {
             match self.ping().await {
                 Ok(()) => {
                     if logged {
-                        tracing::info!("Redis answers; starting");
+                        tracing::info!(%addr, "Redis answers; starting");
                     }
                     return Ok(());
+                }
+                Err(StoreError::Unavailable(e)) if !wait => {
+                    return Err(StoreError::Unavailable(format!(
+                        "cannot reach Redis at {addr} (storage.redis_url): {e}"
+                    )))
                 }
                 Err(e) if !wait => return Err(e),
                 Err(e) => {
                     if !logged {
-                        tracing::warn!(error = %e, "Redis is not answering; retrying until it does");
+                        tracing::warn!(%addr, error = %e, "Redis is not answering; retrying until it does");
                         logged = true;
                     }
                     tokio::time::sleep(Duration::from_millis(500)).await;
