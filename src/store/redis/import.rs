@@ -48,6 +48,8 @@ impl RedisStore {
         let h = hex(hash.as_bytes());
         let key = self.key(&format!("sess:{h}"));
         let deadline = session.deadline_ms();
+        let expire_at = deadline.max(now_ms()).saturating_add(KEY_GRACE_MS);
+        let by_user = self.key(&format!("user_sessions:{}", session.user_id));
         let mut pipe = redis::pipe();
         pipe.hset_multiple(
             &key,
@@ -58,12 +60,17 @@ impl RedisStore {
         )
         .cmd("PEXPIREAT")
         .arg(&key)
-        .arg(deadline.max(now_ms()).saturating_add(KEY_GRACE_MS))
-        .zadd(
-            self.key(&format!("user_sessions:{}", session.user_id)),
-            &h,
-            deadline,
-        )
+        .arg(expire_at)
+        .zadd(&by_user, &h, deadline)
+        // As the scripts do: the index lives as long as the latest session.
+        .cmd("PEXPIREAT")
+        .arg(&by_user)
+        .arg(expire_at)
+        .arg("NX")
+        .cmd("PEXPIREAT")
+        .arg(&by_user)
+        .arg(expire_at)
+        .arg("GT")
         .zadd(
             self.key("expiry"),
             format!("{}:{h}", session.user_id),

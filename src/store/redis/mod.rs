@@ -428,3 +428,6 @@ fn too_many_retries(what: &str) -> StoreError {
     }
     StoreError::Redis(format!("{what}: the record kept changing; try again"))
 }
+
+#[cfg(test)]
+mod tests;
