@@ -90,6 +90,7 @@ struct Scale {
     sockets: usize,
     handshake_sockets: usize,
     fan_out_members: usize,
+    fan_out_large: usize,
     fan_out_messages: usize,
     write_secs: u64,
     prune_large: u64,
@@ -109,6 +110,7 @@ impl Scale {
                 sockets: 1_000,
                 handshake_sockets: 500,
                 fan_out_members: 200,
+                fan_out_large: 400,
                 fan_out_messages: 20,
                 write_secs: 2,
                 prune_large: 50_000,
@@ -125,6 +127,7 @@ impl Scale {
                 sockets: 10_000,
                 handshake_sockets: 1_000,
                 fan_out_members: 1_000,
+                fan_out_large: 5_000,
                 fan_out_messages: 25,
                 write_secs: 10,
                 prune_large: 1_000_000,
@@ -375,24 +378,42 @@ async fn logins_vs_raw(scale: &Scale, live: &Live) -> Row {
 
 async fn storm(scale: &Scale, live: &Live) -> Row {
     eprintln!("/me during a login storm ...");
-    let addr = live.server.addr;
-    let storm = Duration::from_secs(scale.storm_secs);
-    let mut quiet = http_load::run(addr, live.me_requests(), 4, storm).await;
-    let storm_task = tokio::spawn(http_load::run(
-        addr,
-        login_requests(scale),
-        cores() * 4,
-        storm + Duration::from_millis(500),
-    ));
-    tokio::time::sleep(Duration::from_millis(250)).await;
-    let mut stormy = http_load::run(addr, live.me_requests(), 4, storm).await;
-    storm_task.await.unwrap();
-    let (q99, s99) = (quiet.quantile_ms(0.99), stormy.quantile_ms(0.99));
+    storm_windows(scale, live.server.addr, &live.me_requests(), "").await
+}
+
+/// `/me` p99 during a login storm against a quiet window measured just
+/// before it, over several windows in a row (ten in a full run): the
+/// worst one is the figure, since a rare stall is what a tail is.
+async fn storm_windows(scale: &Scale, addr: SocketAddr, me: &[Vec<u8>], on: &str) -> Row {
+    let windows = if scale.storm_secs <= 2 { 2 } else { 10 };
+    let window = Duration::from_secs(scale.storm_secs).div_f64(2.0);
+    let (mut worst, mut figures) = (0.0f64, Vec::new());
+    let (mut worst_storm, mut worst_quiet) = (0.0, 0.0);
+    for _ in 0..windows {
+        let mut quiet = http_load::run(addr, me.to_vec(), 4, window).await;
+        let storm_task = tokio::spawn(http_load::run(
+            addr,
+            login_requests(scale),
+            cores() * 4,
+            window + Duration::from_millis(500),
+        ));
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        let mut stormy = http_load::run(addr, me.to_vec(), 4, window).await;
+        storm_task.await.unwrap();
+        let (q99, s99) = (quiet.quantile_ms(0.99), stormy.quantile_ms(0.99));
+        figures.push(format!("{:.1}", s99 / q99));
+        if s99 / q99 > worst {
+            (worst, worst_storm, worst_quiet) = (s99 / q99, s99, q99);
+        }
+    }
     row(
-        "/me p99 during a login storm vs quiet",
-        format!("{s99:.2} ms vs {q99:.2} ms = {:.1}x", s99 / q99),
+        &format!("/me p99 during a login storm vs quiet{on} (worst of {windows} windows)"),
+        format!(
+            "{worst:.1}x ({worst_storm:.2} ms vs {worst_quiet:.2} ms; every window: {})",
+            figures.join(", ")
+        ),
         "<= 3x",
-        Some(s99 / q99 <= 3.0),
+        Some(worst <= 3.0),
     )
 }
 
@@ -478,23 +499,45 @@ async fn websockets(scale: &Scale, live: &Live) -> Vec<Row> {
         ),
     );
     members.truncate(scale.fan_out_members);
-    drop(more);
+    // Issue 16's targets: 0.75x and 0.8x of the figures measured then
+    // (8.7 ms for 1,000 members, 32 ms for 5,000), p99 within 2.5x p50.
+    let small = |p50: f64, p99: f64| p50 <= 6.5 && p99 <= 2.5 * p50;
+    let target = "p50 <= 6.5 ms, p99 <= 2.5 x p50";
+    rows.push(fan_out_row(members, scale.fan_out_messages, "bench", target, small).await);
+    // The larger room from the sockets still open.
+    more.truncate(scale.fan_out_large);
+    let large = |p50: f64, _: f64| p50 <= 25.6;
+    let target = "p50 <= 25.6 ms";
+    rows.push(fan_out_row(more, scale.fan_out_messages, "bench-large", target, large).await);
+    rows
+}
+
+/// One message to a room of these members, `messages` times.
+async fn fan_out_row(
+    members: Vec<ws_load::Ws>,
+    messages: usize,
+    room: &str,
+    target: &str,
+    met: impl Fn(f64, f64) -> bool,
+) -> Row {
+    let n = members.len();
     let (mut all, mut last) =
-        ws_load::fan_out(members, scale.fan_out_messages, Duration::from_millis(60)).await;
-    let p50 = http_load::quantile_ms(&mut all, 0.5);
-    rows.push(row(
-        &format!("one message to a {}-member room: delivery p50 / p99 over {} messages", scale.fan_out_members, scale.fan_out_messages),
+        ws_load::fan_out(members, messages, Duration::from_millis(60), room).await;
+    let (p50, p99) = (
+        http_load::quantile_ms(&mut all, 0.5),
+        http_load::quantile_ms(&mut all, 0.99),
+    );
+    row(
+        &format!("one message to a {n}-member room: delivery p50 / p99 over {messages} messages"),
         format!(
-            "{p50:.2} ms / {:.2} ms (all members had it: p50 {:.2} ms, p99 {:.2} ms; {} deliveries)",
-            http_load::quantile_ms(&mut all, 0.99),
+            "{p50:.2} ms / {p99:.2} ms (all members had it: p50 {:.2} ms, p99 {:.2} ms; {} deliveries)",
             http_load::quantile_ms(&mut last, 0.5),
             http_load::quantile_ms(&mut last, 0.99),
             all.len()
         ),
-        "p50 <= 10 ms",
-        Some(p50 <= 10.0),
-    ));
-    rows
+        target,
+        Some(met(p50, p99)),
+    )
 }
 
 /// Prunes timed per figure. The large store holds this many bands of

@@ -10,7 +10,8 @@ use std::time::Duration;
 use sessiond::local_redis::LocalRedis;
 
 use super::{
-    cores, http_load, login_requests, procs, register_and_login, row, ws_load, Row, Scale,
+    cores, http_load, login_requests, procs, register_and_login, row, storm_windows, ws_load, Row,
+    Scale,
 };
 
 /// The rows, or one row saying why there are none.
@@ -130,35 +131,10 @@ async fn logins(scale: &Scale, sled: SocketAddr, redis: SocketAddr) -> Row {
     )
 }
 
-/// The worst of several storm windows, each against a quiet window
-/// measured just before it.
+/// The storm windows as on sled, against an instance on Redis.
 async fn storm(scale: &Scale, addr: SocketAddr, cookies: &[String]) -> Row {
     eprintln!("/me during a login storm, on Redis ...");
-    let windows = if scale.storm_secs <= 2 { 1 } else { 3 };
-    let window = Duration::from_secs(scale.storm_secs).div_f64(2.0);
-    let mut worst: f64 = 0.0;
-    let mut figures = Vec::new();
-    for _ in 0..windows {
-        let mut quiet = http_load::run(addr, me_requests(cookies), 4, window).await;
-        let storm_task = tokio::spawn(http_load::run(
-            addr,
-            login_requests(scale),
-            cores() * 4,
-            window + Duration::from_millis(500),
-        ));
-        tokio::time::sleep(Duration::from_millis(250)).await;
-        let mut stormy = http_load::run(addr, me_requests(cookies), 4, window).await;
-        storm_task.await.unwrap();
-        let ratio = stormy.quantile_ms(0.99) / quiet.quantile_ms(0.99);
-        figures.push(format!("{ratio:.1}x"));
-        worst = worst.max(ratio);
-    }
-    row(
-        &format!("/me p99 during a login storm vs quiet, on Redis (worst of {windows})"),
-        format!("{worst:.1}x ({})", figures.join(", ")),
-        "<= 3x",
-        Some(worst <= 3.0),
-    )
+    storm_windows(scale, addr, &me_requests(cookies), ", on Redis").await
 }
 
 /// Half the members on each instance; the sender on the first.
@@ -168,8 +144,13 @@ async fn fan_out(scale: &Scale, a: SocketAddr, b: SocketAddr, cookies: &[String]
     let (mut members, _) = ws_load::open_many(a, cookies, 0, half, 64).await;
     let (on_b, _) = ws_load::open_many(b, cookies, half, scale.fan_out_members - half, 64).await;
     members.extend(on_b);
-    let (mut all, mut last) =
-        ws_load::fan_out(members, scale.fan_out_messages, Duration::from_millis(60)).await;
+    let (mut all, mut last) = ws_load::fan_out(
+        members,
+        scale.fan_out_messages,
+        Duration::from_millis(60),
+        "bench",
+    )
+    .await;
     let p50 = http_load::quantile_ms(&mut all, 0.5);
     row(
         &format!(

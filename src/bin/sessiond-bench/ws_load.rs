@@ -75,11 +75,15 @@ async fn next_text(ws: &mut Ws) -> Option<String> {
 /// Joins every socket to one room, then sends `messages` from the first,
 /// spaced `gap` apart; returns every delivery's latency (µs) and, per
 /// message, the time until the last member had it (µs).
-pub async fn fan_out(mut members: Vec<Ws>, messages: usize, gap: Duration) -> (Vec<u32>, Vec<u32>) {
+pub async fn fan_out(
+    mut members: Vec<Ws>,
+    messages: usize,
+    gap: Duration,
+    room: &str,
+) -> (Vec<u32>, Vec<u32>) {
+    let join = format!(r#"{{"type":"join","room":"{room}"}}"#);
     for ws in members.iter_mut() {
-        ws.send(Message::text(r#"{"type":"join","room":"bench"}"#))
-            .await
-            .unwrap();
+        ws.send(Message::text(join.clone())).await.unwrap();
         next_text(ws).await.expect("joined");
     }
     let mut sender = members.remove(0);
@@ -114,7 +118,7 @@ pub async fn fan_out(mut members: Vec<Ws>, messages: usize, gap: Duration) -> (V
         .collect();
     for i in 0..messages {
         sent.lock().unwrap()[i] = Some(Instant::now());
-        let frame = format!(r#"{{"type":"message","room":"bench","text":"{i}"}}"#);
+        let frame = format!(r#"{{"type":"message","room":"{room}","text":"{i}"}}"#);
         sender.send(Message::text(frame)).await.unwrap();
         next_text(&mut sender).await;
         tokio::time::sleep(gap).await;
