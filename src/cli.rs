@@ -271,7 +271,7 @@ pub async fn run(config: &Config, command: Command) -> Result<(), CliError> {
                     } else {
                         "ies"
                     },
-                    config.storage.data_dir.join("db").display()
+                    where_stored(config)
                 )));
             }
             println!(
@@ -326,6 +326,17 @@ async fn migrate(config: &Config, to: String, prefix: Option<String>) -> Result<
         copied.users, copied.sessions, copied.identities, copied.messages, target.redis_key_prefix
     );
     Ok(())
+}
+
+/// Where the configured store keeps its data, for messages.
+fn where_stored(config: &Config) -> String {
+    match config.storage.backend {
+        Backend::Sled => config.storage.data_dir.join("db").display().to_string(),
+        Backend::Redis => format!(
+            "the Redis prefix {:?} (storage.redis_key_prefix)",
+            config.storage.redis_key_prefix
+        ),
+    }
 }
 
 /// Opens the database, runs `work` on it and closes it again, whether

@@ -767,3 +767,33 @@ async fn a_cli_command_against_an_unreachable_redis_is_one_line_without_the_pass
     );
     assert!(!err.contains("hunter2"), "{err}");
 }
+
+#[tokio::test]
+async fn check_on_redis_names_a_broken_index_and_the_prefix() {
+    let Some(redis) = redis() else { return };
+    let site = site_on(&redis, "broken:", "");
+    let (status, err) = site.user_add("alice", "user", PASSWORD);
+    assert!(status.success(), "{err}");
+    assert_check_clean(&site);
+    // A repair tool (or a stray DEL) loses the e-mail index entry.
+    let client = ::redis::Client::open(redis.url()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let removed: u32 = ::redis::cmd("DEL")
+        .arg("broken:email:alice@example.com")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(removed, 1);
+    let out = site.command(&["check"]).output().expect("check runs");
+    assert!(!out.status.success());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stdout.contains("inconsistent: email: user 1 has no index entry"),
+        "{stdout}"
+    );
+    assert!(
+        stderr.contains("1 inconsistency found in the Redis prefix \"broken:\""),
+        "{stderr}"
+    );
+}
