@@ -16,6 +16,7 @@
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+mod crates;
 mod hashing;
 mod http_load;
 mod procs;
@@ -66,6 +67,8 @@ enum Group {
     /// The Redis backend vs sled: `/me`, logins, the storm, fan-out
     /// across two instances (starts its own redis-server).
     Redis,
+    /// Our RFC 3339 formatter beside the crates that do the same.
+    Crates,
 }
 
 impl Group {
@@ -234,6 +237,9 @@ async fn measure(scale: &Scale, wants: impl Fn(Group) -> bool) -> Vec<Row> {
     }
     if wants(Group::Store) {
         rows.extend(store_at_scale(scale).await);
+    }
+    if wants(Group::Crates) {
+        rows.extend(crates::rows());
     }
     if wants(Group::Redis) {
         let dir = tempfile::tempdir().unwrap();

@@ -1,0 +1,64 @@
+//! What our hand-written RFC 3339 formatter costs beside the kept crates
+//! that do the same job, per call, on the request path's input (every time
+//! in a JSON answer, every log line). The crates are already in the build.
+//! (Hex was measured the same way and lost to `base16ct`, which is now
+//! used; BENCHMARKS.md has the figures.)
+
+use std::hint::black_box;
+use std::time::{Duration, Instant, UNIX_EPOCH};
+
+use sessiond::domain::Rfc3339;
+
+use super::{row, Row};
+
+/// Calls per timing; the median of `ROUNDS` timings is reported.
+const CALLS: u32 = 200_000;
+const ROUNDS: usize = 7;
+
+fn ns_per_call(mut f: impl FnMut(u64)) -> f64 {
+    let mut rounds: Vec<f64> = (0..ROUNDS)
+        .map(|_| {
+            let started = Instant::now();
+            for i in 0..CALLS {
+                f(u64::from(i));
+            }
+            started.elapsed().as_nanos() as f64 / f64::from(CALLS)
+        })
+        .collect();
+    rounds.sort_by(f64::total_cmp);
+    rounds[ROUNDS / 2]
+}
+
+pub fn rows() -> Vec<Row> {
+    eprintln!("our helpers vs crates ...");
+    let ms = 1_764_643_479_305u64;
+    let format = time::macros::format_description!(
+        "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
+    );
+    let with_time = |ms: u64| {
+        time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+            .ok()
+            .and_then(|t| t.format(&format).ok())
+            .unwrap_or_default()
+    };
+    let with_humantime = |ms: u64| {
+        humantime::format_rfc3339_millis(UNIX_EPOCH + Duration::from_millis(ms)).to_string()
+    };
+    assert_eq!(Rfc3339::new(ms).as_str(), with_time(ms));
+    assert_eq!(Rfc3339::new(ms).as_str(), with_humantime(ms));
+    let ours_time = ns_per_call(|i| {
+        black_box(Rfc3339::new(black_box(ms + i)).as_str().len());
+    });
+    let crate_time = ns_per_call(|i| {
+        black_box(with_time(black_box(ms + i)));
+    });
+    let crate_humantime = ns_per_call(|i| {
+        black_box(with_humantime(black_box(ms + i)));
+    });
+    vec![row(
+        "RFC 3339 with milliseconds: ours (domain::Rfc3339) vs time vs humantime",
+        format!("{ours_time:.1} ns vs {crate_time:.1} ns vs {crate_humantime:.1} ns"),
+        "reported",
+        None,
+    )]
+}
