@@ -6,6 +6,10 @@
 //! between lines: at one line per request that spinning took an eighth of
 //! the server's CPU. This thread sleeps on a condition variable while idle
 //! and, once woken, lets lines gather for `GATHER` (2 ms) before writing them.
+//! On the calling thread it also costs less: `sessiond-bench --only
+//! crates` measured a request's line formatted and handed over in 269-276
+//! ns here against 522-543 ns through `tracing-appender`'s non-blocking
+//! writer (which allocates and sends each line on a channel).
 
 use std::io::Write;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
