@@ -667,7 +667,7 @@ async fn wait_replicas_holds_answers_until_a_replica_has_them() {
     }
     let site = Site::with_storage(
         &format!(
-            "backend = \"redis\"\nredis_url = {:?}\nredis_timeout = \"500ms\"\nredis_wait_replicas = 1",
+            "backend = \"redis\"\nredis_url = {:?}\nredis_timeout = \"2s\"\nredis_wait_replicas = 1",
             primary.url()
         ),
         "",
@@ -677,11 +677,19 @@ async fn wait_replicas_holds_answers_until_a_replica_has_them() {
     let cookie = server.login_cookie("alice").await;
 
     replica.kill();
-    // A write no replica acknowledges is not answered as done.
-    let res = server.login("alice", PASSWORD).await;
-    assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
-    // Reads do not wait for replicas.
+    // A write no replica acknowledges waits (1.5 s: WAIT inside the 2 s
+    // redis_timeout) and is not answered as done ...
+    let login = server.login("alice", PASSWORD);
+    tokio::pin!(login);
+    let early = tokio::time::timeout(Duration::from_millis(300), &mut login).await;
+    assert!(early.is_err(), "the login waits for a replica");
+    // ... while reads are answered, not queued behind its WAIT.
     assert_eq!(server.me(&cookie).await, StatusCode::OK);
+    assert!(
+        futures_util::FutureExt::now_or_never(login.as_mut()).is_none(),
+        "a read waited for the write's WAIT"
+    );
+    assert_eq!(login.await.status(), StatusCode::SERVICE_UNAVAILABLE);
 
     replica.restart().unwrap();
     let deadline = Instant::now() + Duration::from_secs(10);

@@ -219,10 +219,30 @@ impl RedisStore {
         bounded(self.shared.timeout, cmd.query_async(&mut conn)).await
     }
 
-    /// Runs one script, waiting at most `redis_timeout`. The prefix is
-    /// always its first argument.
+    /// Runs one script that writes, on the connection `WAIT` follows,
+    /// waiting at most `redis_timeout`. The prefix is always its first
+    /// argument.
     async fn script<T: FromRedisValue>(
         &self,
+        script: &redis::Script,
+        args: &[Vec<u8>],
+    ) -> Result<T, StoreError> {
+        self.invoke(&self.shared.write_conn, script, args).await
+    }
+
+    /// Runs one script that only reads (or writes nothing anyone waits
+    /// for) on the shared connection, so it never queues behind a `WAIT`.
+    async fn read_script<T: FromRedisValue>(
+        &self,
+        script: &redis::Script,
+        args: &[Vec<u8>],
+    ) -> Result<T, StoreError> {
+        self.invoke(&self.shared.conn, script, args).await
+    }
+
+    async fn invoke<T: FromRedisValue>(
+        &self,
+        conn: &ConnectionManager,
         script: &redis::Script,
         args: &[Vec<u8>],
     ) -> Result<T, StoreError> {
@@ -231,7 +251,7 @@ impl RedisStore {
         for arg in args {
             invocation.arg(arg);
         }
-        let mut conn = self.shared.write_conn.clone();
+        let mut conn = conn.clone();
         bounded(self.shared.timeout, invocation.invoke_async(&mut conn)).await
     }
 

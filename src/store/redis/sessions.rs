@@ -62,7 +62,7 @@ impl RedisStore {
         hash: &TokenHash,
     ) -> Result<Option<(SessionRecord, Option<UserRecord>)>, StoreError> {
         let reply: Vec<Vec<u8>> = self
-            .script(
+            .read_script(
                 &self.shared.scripts.session_with_user,
                 &[arg(hex(hash.as_bytes()))],
             )
@@ -124,7 +124,7 @@ impl RedisStore {
         user: UserId,
     ) -> Result<Vec<(TokenHash, SessionRecord)>, StoreError> {
         let reply: Vec<Vec<u8>> = self
-            .script(&self.shared.scripts.sessions_of, &[arg(user.as_u64())])
+            .read_script(&self.shared.scripts.sessions_of, &[arg(user.as_u64())])
             .await?;
         let mut out = Vec::with_capacity(reply.len() / 2);
         for pair in reply.chunks_exact(2) {

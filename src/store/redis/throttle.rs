@@ -20,7 +20,9 @@ impl RedisStore {
         let window_ms = window.as_millis() as u64;
         let mut args = vec![arg(now), arg(window_ms)];
         args.extend(subjects.iter().map(arg));
-        let flat: Vec<u64> = self.script(&self.shared.scripts.failures, &args).await?;
+        let flat: Vec<u64> = self
+            .read_script(&self.shared.scripts.failures, &args)
+            .await?;
         Ok(flat
             .chunks_exact(2)
             .map(|p| (p[0].min(u32::MAX as u64) as u32, p[1]))

@@ -88,7 +88,7 @@ impl RedisStore {
 
     async fn user_by_index(&self, index: &str) -> Result<Option<UserRecord>, StoreError> {
         let raw: Option<Vec<u8>> = self
-            .script(&self.shared.scripts.find_user, &[arg(index)])
+            .read_script(&self.shared.scripts.find_user, &[arg(index)])
             .await?;
         raw.map(|r| decode("user", &r)).transpose()
     }
@@ -102,7 +102,7 @@ impl RedisStore {
         let after = after.map_or(0, |id| id.as_u64());
         let limit = limit.min(i64::MAX as usize) as i64;
         let raw: Vec<Vec<u8>> = self
-            .script(&self.shared.scripts.list_users, &[arg(after), arg(limit)])
+            .read_script(&self.shared.scripts.list_users, &[arg(after), arg(limit)])
             .await?;
         raw.iter().map(|r| decode("user", r)).collect()
     }
