@@ -8,6 +8,7 @@
 //! path (`/me` is one) stays a direct call with no boxed future.
 
 pub(crate) mod codec;
+mod events;
 mod migrate;
 mod prune;
 mod records;

@@ -92,6 +92,34 @@ on_every_backend! {
         assert!(b.id > a.id);
     }
 
+    async fn two_changes_to_one_user_at_once_both_hold(store: &Store) {
+        // An admin besides alice, so alice may be demoted.
+        store
+            .create_user(NewUser {
+                username: &Username::parse("root").unwrap(),
+                email: &Email::parse("root@example.com").unwrap(),
+                role: Role::Admin,
+                password_hash: "x".into(),
+                now_ms: 1,
+            })
+            .await
+            .unwrap();
+        let alice = add_user(store, "alice").await.user_id();
+        for round in 0..20 {
+            let role = if round % 2 == 0 { Role::Admin } else { Role::User };
+            let hash = format!("hash-{round}");
+            let (r, p) = tokio::join!(
+                store.set_role(alice, role),
+                store.set_password_hash(alice, &hash)
+            );
+            r.unwrap();
+            p.unwrap();
+            let user = store.user(alice).await.unwrap().unwrap();
+            assert_eq!((user.role, user.password_hash.as_str()), (role, hash.as_str()), "round {round}");
+        }
+        assert!(store.check().await.unwrap().problems.is_empty());
+    }
+
 
     async fn a_touch_after_the_end_writes_nothing(store: &Store) {
         let user = add_user(store, "alice").await;

@@ -5,7 +5,6 @@
 //! and reported again once restored (`Restored`): endings published in
 //! between were missed, so the subscriber re-checks what it holds.
 
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures_util::StreamExt;
@@ -13,10 +12,8 @@ use redis::aio::ConnectionManager;
 use tokio::sync::mpsc;
 
 use super::messages::message_from;
-use super::{bounded, RedisStore, StoreEvent};
+use super::{bounded, RedisStore, StoreEvent, Subscribers};
 use crate::domain::TokenHash;
-
-type Subscribers = Arc<Mutex<Vec<mpsc::UnboundedSender<StoreEvent>>>>;
 
 /// How often a quiet subscription checks that Redis still answers.
 const HEARTBEAT: Duration = Duration::from_millis(500);
@@ -24,9 +21,7 @@ const HEARTBEAT: Duration = Duration::from_millis(500);
 impl RedisStore {
     /// Every ending and chat message on any instance, as published.
     pub fn subscribe(&self) -> mpsc::UnboundedReceiver<StoreEvent> {
-        let (tx, rx) = mpsc::unbounded_channel();
-        lock(&self.shared.subscribers).push(tx);
-        rx
+        self.shared.subscribers.subscribe()
     }
 
     pub(super) fn start_events(&mut self) {
@@ -61,18 +56,14 @@ async fn follow(
         let mut pubsub = match tokio::time::timeout(timeout, subscribed).await {
             Ok(Ok(pubsub)) => pubsub,
             _ => {
-                if !lost {
-                    lost = true;
-                    tracing::warn!("lost the Redis event channel; retrying");
-                    tell(&subscribers, StoreEvent::Unavailable);
-                }
+                report_lost(&mut lost, &subscribers);
                 tokio::time::sleep(Duration::from_millis(250)).await;
                 continue;
             }
         };
         if std::mem::take(&mut lost) {
             tracing::info!("Redis event channel restored");
-            tell(&subscribers, StoreEvent::Restored);
+            subscribers.tell(StoreEvent::Restored);
         }
         let mut messages = pubsub.on_message();
         let mut heartbeat = tokio::time::interval(HEARTBEAT);
@@ -81,7 +72,7 @@ async fn follow(
                 msg = messages.next() => match msg {
                     Some(msg) => {
                         if let Some(event) = parse(msg.get_payload_bytes()) {
-                            tell(&subscribers, event);
+                            subscribers.tell(event);
                         }
                     }
                     None => break,
@@ -96,9 +87,15 @@ async fn follow(
                 }
             }
         }
-        lost = true;
+        report_lost(&mut lost, &subscribers);
+    }
+}
+
+/// Tells the subscribers, once per outage, that events stopped.
+fn report_lost(lost: &mut bool, subscribers: &Subscribers) {
+    if !std::mem::replace(lost, true) {
         tracing::warn!("lost the Redis event channel; retrying");
-        tell(&subscribers, StoreEvent::Unavailable);
+        subscribers.tell(StoreEvent::Unavailable);
     }
 }
 
@@ -116,14 +113,4 @@ fn parse(payload: &[u8]) -> Option<StoreEvent> {
         }
         _ => None,
     }
-}
-
-fn tell(subscribers: &Subscribers, event: StoreEvent) {
-    lock(subscribers).retain(|tx| tx.send(event.clone()).is_ok());
-}
-
-fn lock(
-    subscribers: &Subscribers,
-) -> std::sync::MutexGuard<'_, Vec<mpsc::UnboundedSender<StoreEvent>>> {
-    subscribers.lock().unwrap_or_else(|p| p.into_inner())
 }

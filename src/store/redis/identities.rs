@@ -4,10 +4,7 @@
 
 use redis::Value;
 
-use super::{
-    arg, decode, status, status_error, too_many_retries, IdentityRecord, RedisStore, StoreError,
-    UserRecord, RETRIES,
-};
+use super::{arg, decode, Answer, IdentityRecord, RedisStore, StoreError};
 use crate::domain::{hex, UserId};
 use crate::store::codec;
 use crate::store::records::identity_key;
@@ -44,10 +41,7 @@ impl RedisStore {
                 ],
             )
             .await?;
-        match status_error(&status(&reply)) {
-            Some(e) => Err(e),
-            None => Ok(()),
-        }
+        Answer::of(reply).map(drop)
     }
 
     /// A user's linked identities, oldest link first.
@@ -79,25 +73,19 @@ impl RedisStore {
             return Ok(None);
         };
         let key = hex(&identity_key(&target.issuer, &target.subject));
-        let user_key = self.key(&format!("user:{}", user.as_u64()));
-        for _ in 0..RETRIES {
-            let raw: Option<Vec<u8>> = self.run(redis::cmd("GET").arg(&user_key)).await?;
-            let raw = raw.ok_or(StoreError::NoSuchUser)?;
-            let record: UserRecord = decode("user", &raw)?;
+        let (key, target) = (&key, &target);
+        self.with_user(user, "unlinking an identity", |raw, record| async move {
             let has_password = if record.has_password() { "1" } else { "0" };
-            let reply: Vec<Value> = self
-                .script(
-                    &self.shared.scripts.unlink_identity,
-                    &[arg(user.as_u64()), arg(raw), arg(&key), arg(has_password)],
-                )
+            let args = [arg(user.as_u64()), arg(raw), arg(key), arg(has_password)];
+            let reply = self
+                .script(&self.shared.scripts.unlink_identity, &args)
                 .await?;
-            match status(&reply).as_str() {
-                "ok" => return Ok(Some(target)),
-                "none" => return Ok(None),
-                "retry" => continue,
-                other => return Err(status_error(other).unwrap_or(StoreError::NoSuchUser)),
-            }
-        }
-        Err(too_many_retries("unlinking an identity"))
+            Ok(match Answer::of(reply)? {
+                Answer::Done(_) => Some(Some(target.clone())),
+                Answer::Nothing => Some(None),
+                Answer::Retry => None,
+            })
+        })
+        .await
     }
 }

@@ -19,15 +19,15 @@ mod sessions;
 mod throttle;
 mod users;
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{FromRedisValue, RedisError};
-use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
+use super::events::Subscribers;
 use super::prune::PruneSchedule;
 use super::{
     codec, CheckReport, IdentityRecord, MessageRecord, NewUser, RemovedUser, SessionRecord,
@@ -59,7 +59,7 @@ struct Shared {
     wait_replicas: u32,
     scripts: scripts::Scripts,
     /// This process's subscribers to the shared event channel.
-    subscribers: Arc<Mutex<Vec<mpsc::UnboundedSender<StoreEvent>>>>,
+    subscribers: Subscribers,
     events_task: Mutex<Option<JoinHandle<()>>>,
     /// When this instance's pruner next runs, and its wake-up.
     prune_schedule: PruneSchedule,
@@ -69,11 +69,18 @@ struct Shared {
     instance: String,
 }
 
-impl Drop for Shared {
-    fn drop(&mut self) {
+impl Shared {
+    /// Stops following the shared channel.
+    fn stop_events(&self) {
         if let Some(task) = self.events_task.lock().ok().and_then(|mut t| t.take()) {
             task.abort();
         }
+    }
+}
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        self.stop_events();
     }
 }
 
@@ -116,7 +123,7 @@ impl RedisStore {
                 durability: config.durability,
                 wait_replicas: config.redis_wait_replicas,
                 scripts: scripts::Scripts::new(),
-                subscribers: Arc::new(Mutex::new(Vec::new())),
+                subscribers: Subscribers::default(),
                 events_task: Mutex::new(None),
                 prune_schedule: PruneSchedule::new(),
                 touches_total: AtomicU64::new(0),
@@ -291,15 +298,7 @@ impl RedisStore {
     /// Stops following the shared channel. Redis keeps everything; there
     /// is nothing to flush.
     pub async fn close(self) -> Result<(), StoreError> {
-        if let Some(task) = self
-            .shared
-            .events_task
-            .lock()
-            .ok()
-            .and_then(|mut t| t.take())
-        {
-            task.abort();
-        }
+        self.shared.stop_events();
         Ok(())
     }
 
@@ -408,26 +407,37 @@ fn rand_bytes() -> [u8; 8] {
     bytes
 }
 
-/// A script's first reply element: what happened.
-fn status(reply: &[redis::Value]) -> String {
-    match reply.first() {
-        Some(v) => String::from_redis_value(v.clone()).unwrap_or_default(),
-        None => String::new(),
-    }
+/// What a script answered: its first element says what happened, any
+/// further ones are its results.
+enum Answer {
+    /// Done; the results.
+    Done(Vec<redis::Value>),
+    /// The record changed since the caller read it: read it and try again.
+    Retry,
+    /// There was nothing to do.
+    Nothing,
 }
 
-/// The error a script's status names; `None` for "ok" and "retry".
-fn status_error(status: &str) -> Option<StoreError> {
-    Some(match status {
-        "username_taken" => StoreError::UsernameTaken,
-        "email_taken" => StoreError::EmailTaken,
-        "no_such_user" => StoreError::NoSuchUser,
-        "last_admin" => StoreError::LastAdmin,
-        "identity_taken" => StoreError::IdentityTaken,
-        "last_identity" => StoreError::LastIdentity,
-        "ok" | "retry" | "none" => return None,
-        other => StoreError::Redis(format!("a script answered {other:?}")),
-    })
+impl Answer {
+    /// Reads a script's reply; a refusal it names is its error.
+    fn of(mut reply: Vec<redis::Value>) -> Result<Answer, StoreError> {
+        let status = match reply.first() {
+            Some(v) => String::from_redis_value(v.clone()).unwrap_or_default(),
+            None => String::new(),
+        };
+        Err(match status.as_str() {
+            "ok" => return Ok(Answer::Done(reply.split_off(1))),
+            "retry" => return Ok(Answer::Retry),
+            "none" => return Ok(Answer::Nothing),
+            "username_taken" => StoreError::UsernameTaken,
+            "email_taken" => StoreError::EmailTaken,
+            "no_such_user" => StoreError::NoSuchUser,
+            "last_admin" => StoreError::LastAdmin,
+            "identity_taken" => StoreError::IdentityTaken,
+            "last_identity" => StoreError::LastIdentity,
+            other => StoreError::Redis(format!("a script answered {other:?}")),
+        })
+    }
 }
 
 /// Decodes a record read from `kind`.
@@ -439,14 +449,34 @@ fn decode<T: codec::Record>(kind: &'static str, bytes: &[u8]) -> Result<T, Store
 /// another instance changed the record in between.
 const RETRIES: usize = 32;
 
-/// Set once the first "retry" exhaustion is logged.
-static RETRY_WARNED: AtomicBool = AtomicBool::new(false);
-
-fn too_many_retries(what: &str) -> StoreError {
-    if !RETRY_WARNED.swap(true, Ordering::Relaxed) {
+impl RedisStore {
+    /// Reads user `id`'s record and runs `attempt` on its bytes and its
+    /// decoded form (a script that compares the bytes before writing);
+    /// `attempt` answers `None` when the record changed meanwhile, and
+    /// the record is read again.
+    async fn with_user<T, Attempt>(
+        &self,
+        id: crate::domain::UserId,
+        what: &str,
+        mut attempt: impl FnMut(Vec<u8>, UserRecord) -> Attempt,
+    ) -> Result<T, StoreError>
+    where
+        Attempt: std::future::Future<Output = Result<Option<T>, StoreError>>,
+    {
+        let key = self.key(&format!("user:{}", id.as_u64()));
+        for _ in 0..RETRIES {
+            let raw: Option<Vec<u8>> = self.run(redis::cmd("GET").arg(&key)).await?;
+            let raw = raw.ok_or(StoreError::NoSuchUser)?;
+            let user = decode("user", &raw)?;
+            if let Some(done) = attempt(raw, user).await? {
+                return Ok(done);
+            }
+        }
         tracing::warn!(what, "a record kept changing under a write; giving up");
+        Err(StoreError::Redis(format!(
+            "{what}: the record kept changing; try again"
+        )))
     }
-    StoreError::Redis(format!("{what}: the record kept changing; try again"))
 }
 
 #[cfg(test)]

@@ -8,10 +8,7 @@ use std::sync::atomic::Ordering;
 
 use redis::Value;
 
-use super::{
-    arg, decode, status, status_error, RedisStore, SessionRecord, StoreError, UserRecord,
-    KEY_GRACE_MS,
-};
+use super::{arg, decode, Answer, RedisStore, SessionRecord, StoreError, UserRecord, KEY_GRACE_MS};
 use crate::domain::{hex, TokenHash, UserId};
 use crate::store::{codec, now_ms};
 
@@ -35,9 +32,7 @@ impl RedisStore {
                 ],
             )
             .await?;
-        if let Some(e) = status_error(&status(&reply)) {
-            return Err(e);
-        }
+        Answer::of(reply)?;
         self.shared
             .prune_schedule
             .note_deadline(record.deadline_ms());

@@ -7,8 +7,8 @@
 use redis::Value;
 
 use super::{
-    arg, decode, status, status_error, too_many_retries, IdentityRecord, NewUser, RedisStore,
-    RemovedUser, StoreError, UserRecord, RETRIES,
+    arg, decode, Answer, IdentityRecord, NewUser, RedisStore, RemovedUser, StoreError, UserRecord,
+    RETRIES,
 };
 use crate::domain::{email_key, hex, name_key, Role, TokenHash, UserId};
 use crate::store::codec;
@@ -55,15 +55,14 @@ impl RedisStore {
                     ],
                 )
                 .await?;
-            let status = status(&reply);
-            if let Some(e) = status_error(&status) {
-                return Err(e);
-            }
-            if status == "ok" {
+            if let Answer::Done(_) = Answer::of(reply)? {
                 return Ok(record);
             }
         }
-        Err(too_many_retries("registering a user"))
+        tracing::warn!("user ids kept being taken under a registration; giving up");
+        Err(StoreError::Redis(
+            "registering a user: the id kept being taken; try again".into(),
+        ))
     }
 
     /// The user with this id, if any.
@@ -141,68 +140,47 @@ impl RedisStore {
         id: UserId,
         change: impl Fn(&mut UserRecord) -> i64,
     ) -> Result<UserRecord, StoreError> {
-        let key = self.key(&format!("user:{}", id.as_u64()));
-        for _ in 0..RETRIES {
-            let raw: Option<Vec<u8>> = self.run(redis::cmd("GET").arg(&key)).await?;
-            let raw = raw.ok_or(StoreError::NoSuchUser)?;
-            let mut user: UserRecord = decode("user", &raw)?;
+        self.with_user(id, "changing a user", |raw, mut user| {
             let delta = change(&mut user);
-            let reply: Vec<Value> = self
-                .script(
-                    &self.shared.scripts.replace_user,
-                    &[
-                        arg(id.as_u64()),
-                        arg(raw),
-                        arg(codec::encode(&user)),
-                        arg(delta),
-                    ],
-                )
-                .await?;
-            let status = status(&reply);
-            if let Some(e) = status_error(&status) {
-                return Err(e);
+            let args = [
+                arg(id.as_u64()),
+                arg(raw),
+                arg(codec::encode(&user)),
+                arg(delta),
+            ];
+            async move {
+                let reply = self
+                    .script(&self.shared.scripts.replace_user, &args)
+                    .await?;
+                Ok(matches!(Answer::of(reply)?, Answer::Done(_)).then_some(user))
             }
-            if status == "ok" {
-                return Ok(user);
-            }
-        }
-        Err(too_many_retries("changing a user"))
+        })
+        .await
     }
 
     /// Removes a user with both indexes, every session and identity, in
     /// one script. Refuses the last admin.
     pub async fn remove_user(&self, id: UserId) -> Result<RemovedUser, StoreError> {
-        let key = self.key(&format!("user:{}", id.as_u64()));
-        for _ in 0..RETRIES {
-            let raw: Option<Vec<u8>> = self.run(redis::cmd("GET").arg(&key)).await?;
-            let raw = raw.ok_or(StoreError::NoSuchUser)?;
-            let user: UserRecord = decode("user", &raw)?;
+        self.with_user(id, "removing a user", |raw, user| async move {
             let admin = if user.role == Role::Admin { "1" } else { "0" };
-            let reply: Vec<Value> = self
-                .script(
-                    &self.shared.scripts.remove_user,
-                    &[
-                        arg(id.as_u64()),
-                        arg(raw),
-                        arg(name_key(&user.username)),
-                        arg(email_key(&user.email)),
-                        arg(admin),
-                    ],
-                )
-                .await?;
-            let status = status(&reply);
-            if let Some(e) = status_error(&status) {
-                return Err(e);
-            }
-            if status == "ok" {
-                let sessions = reply[1..]
-                    .iter()
-                    .filter_map(|v| redis::from_redis_value::<String>(v.clone()).ok())
-                    .filter_map(|h| TokenHash::from_hex(&h))
-                    .collect();
-                return Ok(RemovedUser { user, sessions });
-            }
-        }
-        Err(too_many_retries("removing a user"))
+            let args = [
+                arg(id.as_u64()),
+                arg(raw),
+                arg(name_key(&user.username)),
+                arg(email_key(&user.email)),
+                arg(admin),
+            ];
+            let reply = self.script(&self.shared.scripts.remove_user, &args).await?;
+            let Answer::Done(ended) = Answer::of(reply)? else {
+                return Ok(None);
+            };
+            let sessions = ended
+                .into_iter()
+                .filter_map(|v| redis::from_redis_value::<String>(v).ok())
+                .filter_map(|h| TokenHash::from_hex(&h))
+                .collect();
+            Ok(Some(RemovedUser { user, sessions }))
+        })
+        .await
     }
 }

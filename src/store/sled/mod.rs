@@ -21,6 +21,7 @@ use std::sync::{Arc, Mutex};
 use sled::transaction::TransactionError;
 use tokio::sync::mpsc;
 
+use super::events::Subscribers;
 use super::prune::PruneSchedule;
 use super::{
     codec, records, CheckReport, CodecError, IdentityRecord, MessageRecord, NewUser, RemovedUser,
@@ -62,7 +63,7 @@ struct Shared {
     touches_total: AtomicU64,
     /// Told of every session removal, whatever removed it, and of every
     /// chat message once durable.
-    events: Mutex<Vec<mpsc::UnboundedSender<StoreEvent>>>,
+    events: Subscribers,
     /// The start-up count of a large database, stopped by a close.
     counting: Mutex<Option<std::thread::JoinHandle<()>>>,
     closing: AtomicBool,
@@ -115,7 +116,7 @@ impl SledStore {
                 user_count: AtomicI64::new(0),
                 pruned_total: AtomicU64::new(0),
                 touches_total: AtomicU64::new(0),
-                events: Mutex::new(Vec::new()),
+                events: Subscribers::default(),
                 counting: Mutex::new(None),
                 closing: AtomicBool::new(false),
                 path,
@@ -211,29 +212,19 @@ impl SledStore {
     /// one place that learns of all of them, so nothing else has to
     /// remember to tell anyone.
     pub fn subscribe(&self) -> mpsc::UnboundedReceiver<StoreEvent> {
-        let (tx, rx) = mpsc::unbounded_channel();
-        self.lock_events().push(tx);
-        rx
+        self.shared.events.subscribe()
     }
 
     fn notify_ended(&self, hashes: &[TokenHash]) {
-        if hashes.is_empty() {
-            return;
+        for hash in hashes {
+            self.shared.events.tell(StoreEvent::Ended(*hash));
         }
-        self.lock_events().retain(|tx| {
-            hashes
-                .iter()
-                .all(|h| tx.send(StoreEvent::Ended(*h)).is_ok())
-        });
     }
 
     fn notify_message(&self, message: &MessageRecord) {
-        self.lock_events()
-            .retain(|tx| tx.send(StoreEvent::Message(message.clone())).is_ok());
-    }
-
-    fn lock_events(&self) -> std::sync::MutexGuard<'_, Vec<mpsc::UnboundedSender<StoreEvent>>> {
-        self.shared.events.lock().unwrap_or_else(|p| p.into_inner())
+        self.shared
+            .events
+            .tell(StoreEvent::Message(message.clone()));
     }
 
     /// Activity writes since start: the only writes a read-only request
