@@ -608,6 +608,12 @@ impl Config {
             return bad("storage.redis_timeout", "must be longer than zero");
         }
         if self.storage.backend == Backend::Redis {
+            if self.storage.redis_cluster {
+                return bad(
+                    "storage.redis_cluster",
+                    "Redis Cluster is not supported by this build; point storage.redis_url at a standalone Redis (or a primary with replicas and redis_wait_replicas)",
+                );
+            }
             if let Err(e) = redis::Client::open(self.storage.redis_url.as_str()) {
                 return Err(ConfigError::Invalid {
                     origin: "config".into(),
@@ -888,6 +894,17 @@ mod tests {
         );
         let local = text.replace("https://keys.example", "http://127.0.0.1:9");
         Config::parse(&local, "t").unwrap().validate().unwrap();
+    }
+
+    #[test]
+    fn redis_cluster_is_refused_naming_the_key() {
+        let parse = |text: &str| Config::parse(text, "x").unwrap().validate();
+        let e = parse("[storage]\nbackend = \"redis\"\nredis_cluster = true\n")
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(e.contains("storage.redis_cluster"), "{e}");
+        assert!(parse("[storage]\nbackend = \"redis\"\n").is_ok());
     }
 
     #[test]

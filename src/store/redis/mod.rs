@@ -93,11 +93,6 @@ impl RedisStore {
     pub async fn open(config: &StorageConfig, wait: bool) -> Result<RedisStore, StoreError> {
         let client = redis::Client::open(config.redis_url.as_str())
             .map_err(|e| StoreError::RedisRefused(format!("storage.redis_url: {e}")))?;
-        if config.redis_cluster {
-            return Err(StoreError::RedisRefused(
-                "storage.redis_cluster = true is not supported by this build; point storage.redis_url at a standalone Redis (or a primary with replicas and redis_wait_replicas)".into(),
-            ));
-        }
         let manager_config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(config.redis_timeout))
             .set_response_timeout(Some(config.redis_timeout))
