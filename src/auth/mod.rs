@@ -314,6 +314,21 @@ impl Auth {
         stored: Option<&str>,
     ) -> Result<(), AuthError> {
         let inner = &self.inner;
+        // Other instances' failures count too, where there are any; and an
+        // account another instance forgave (a right password there) is
+        // forgiven here as well.
+        let ip = format!("ip:{}", client.ip);
+        let subjects = [account, ip.as_str()];
+        let read_at = std::time::Instant::now();
+        let shared = inner
+            .store
+            .shared_login_failures(&subjects, throttle::WINDOW)
+            .await?;
+        if shared.as_ref().is_some_and(|counts| counts[0].0 == 0) {
+            // A failure is counted in the store before it is recorded
+            // here, so one recorded before this read is in the count.
+            inner.throttle.forgive_before(account, read_at);
+        }
         let attempt = match inner.throttle.begin(account, client.ip).await {
             Ok(attempt) => attempt,
             Err(wait) => {
@@ -321,42 +336,42 @@ impl Auth {
                 return Err(AuthError::Throttled(wait));
             }
         };
-        // Other instances' failures count too, where there are any.
-        let ip = format!("ip:{}", client.ip);
-        let subjects = [account, ip.as_str()];
-        if let Some(wait) = self.shared_wait(&subjects).await? {
+        if let Some(wait) = shared
+            .as_deref()
+            .and_then(|counts| self.shared_wait(counts))
+        {
             inner.logins.throttled.fetch_add(1, Ordering::Relaxed);
             return Err(AuthError::Throttled(wait));
         }
         if inner.passwords.verify(password, stored).await? {
             attempt.succeeded();
-            inner.store.forgive_login_failures(account).await?;
+            // Forgiven everywhere, with a write only when there is
+            // something to forgive.
+            if shared.is_some_and(|counts| counts[0].0 > 0) {
+                inner.store.forgive_login_failures(account).await?;
+            }
             Ok(())
         } else {
-            attempt.failed();
-            inner
+            // In the store first, then here (see above).
+            let counted = inner
                 .store
                 .count_login_failure(&subjects, throttle::WINDOW)
-                .await?;
+                .await;
+            attempt.failed();
+            counted?;
             inner.logins.failure.fetch_add(1, Ordering::Relaxed);
             Err(AuthError::InvalidCredentials)
         }
     }
 
     /// How long to wait before another guess, by the failures every
-    /// instance counted in a shared store; `None` if one may go ahead.
-    async fn shared_wait(&self, subjects: &[&str; 2]) -> Result<Option<Duration>, AuthError> {
-        let inner = &self.inner;
-        let Some(counts) = inner
-            .store
-            .shared_login_failures(subjects, throttle::WINDOW)
-            .await?
-        else {
-            return Ok(None);
-        };
+    /// instance counted (account, then address: count and oldest time);
+    /// `None` if one may go ahead.
+    fn shared_wait(&self, counts: &[(u32, u64)]) -> Option<Duration> {
+        let auth = &self.inner.auth;
         let limits = [
-            inner.auth.max_failed_logins_per_account,
-            inner.auth.max_failed_logins_per_ip,
+            auth.max_failed_logins_per_account,
+            auth.max_failed_logins_per_ip,
         ];
         let now = now_ms();
         let window = throttle::WINDOW.as_millis() as u64;
@@ -365,8 +380,8 @@ impl Auth {
             .zip(limits)
             .filter(|((failures, _), limit)| failures >= limit)
             .map(|((_, oldest), _)| (oldest + window).saturating_sub(now))
-            .max();
-        Ok(wait.map(|ms| Duration::from_millis(ms).max(Duration::from_secs(1))))
+            .max()?;
+        Some(Duration::from_millis(wait).max(Duration::from_secs(1)))
     }
 
     /// Opens a new session for `user`, answered once durable. A user

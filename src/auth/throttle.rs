@@ -94,9 +94,16 @@ impl Throttle {
     /// Forgets an account's failures, so it may log in again at once (an
     /// admin's unlock); its address's tally is left as it is.
     pub fn forgive(&self, account: &str) {
+        self.forgive_before(account, Instant::now());
+    }
+
+    /// Forgets an account's failures recorded before `cutoff`: what
+    /// another instance forgave, as the shared count read at `cutoff`
+    /// said, without the failures recorded here since.
+    pub fn forgive_before(&self, account: &str, cutoff: Instant) {
         let mut tallies = self.tallies.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(t) = tallies.get_mut(&Subject::Account(account.to_owned())) {
-            t.failures.clear();
+            t.failures.retain(|at| *at >= cutoff);
         }
     }
 
@@ -237,6 +244,20 @@ mod tests {
         );
         a.succeeded();
         assert!(next.await.is_ok());
+    }
+
+    #[tokio::test]
+    async fn forgiving_before_a_moment_keeps_the_failures_recorded_after_it() {
+        let t = Throttle::new(2, 100);
+        t.begin("alice", IP).await.unwrap().failed();
+        let cutoff = Instant::now();
+        t.begin("alice", IP).await.unwrap().failed();
+        t.forgive_before("alice", cutoff);
+        t.begin("alice", IP).await.unwrap().failed();
+        assert!(
+            t.begin("alice", IP).await.is_err(),
+            "the failure after the cutoff still counts"
+        );
     }
 
     #[tokio::test]

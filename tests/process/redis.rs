@@ -296,6 +296,23 @@ async fn failed_logins_count_across_instances() {
             StatusCode::TOO_MANY_REQUESTS
         );
     }
+    // A right password on A forgives the account on B too: three guesses
+    // there afterwards are three wrong passwords, not a lockout.
+    b.register("bob").await;
+    for server in [&a, &b, &a] {
+        let res = server.login("bob", "wrong password, guess").await;
+        assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    }
+    assert_eq!(a.login("bob", PASSWORD).await.status(), StatusCode::OK);
+    for i in 0..3 {
+        let res = b.login("bob", "wrong password, guess").await;
+        assert_eq!(
+            res.status(),
+            StatusCode::UNAUTHORIZED,
+            "guess {i} after the success"
+        );
+    }
+    assert_eq!(b.login("bob", PASSWORD).await.status(), StatusCode::OK);
 }
 
 #[tokio::test]
