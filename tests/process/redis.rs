@@ -822,3 +822,49 @@ async fn check_on_redis_names_a_broken_index_and_the_prefix() {
         "{stderr}"
     );
 }
+
+#[tokio::test]
+async fn an_ending_missed_while_the_channel_was_down_closes_the_socket_once_it_is_back() {
+    let Some(redis) = redis() else { return };
+    let site = site_on(&redis, "missed:", "");
+    let server = site.start(&[]);
+    server.register("alice").await;
+    let cookie = server.login_cookie("alice").await;
+    let mut ws = connect(&server, &cookie).await;
+    say(&mut ws, json!({"type": "join", "room": "general"})).await;
+    next_json(&mut ws).await;
+
+    // The server loses its subscription and cannot take it again ...
+    let client = ::redis::Client::open(redis.url()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let admin = |args: &[&str]| {
+        let mut cmd = ::redis::cmd(args[0]);
+        for a in &args[1..] {
+            cmd.arg(*a);
+        }
+        cmd
+    };
+    let _: () = admin(&["ACL", "SETUSER", "default", "-subscribe"])
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let _: u64 = admin(&["CLIENT", "KILL", "TYPE", "pubsub"])
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    // ... while the session ends elsewhere: its ending is published to
+    // nobody.
+    let (status, err) = site.run(&["sessions", "revoke", "--user", "alice"], &[], "");
+    assert!(status.success(), "{err}");
+    assert_eq!(close_code(&mut ws, Duration::from_millis(500)).await, None);
+    // Back: the server checks its sockets' sessions again.
+    let _: () = admin(&["ACL", "SETUSER", "default", "+subscribe"])
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(
+        close_code(&mut ws, Duration::from_secs(3)).await,
+        Some(4401)
+    );
+}
