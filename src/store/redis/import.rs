@@ -2,10 +2,10 @@
 //! empty and no server runs, so plain commands in one pipeline per record
 //! are enough.
 
-use super::{arg, RedisStore, StoreError, KEY_GRACE_MS};
+use super::{arg, RedisStore, StoreError};
 use crate::domain::{email_key, hex, name_key, Role, TokenHash};
 use crate::store::records::identity_key;
-use crate::store::{codec, now_ms, IdentityRecord, MessageRecord, SessionRecord, UserRecord};
+use crate::store::{codec, IdentityRecord, MessageRecord, SessionRecord, UserRecord};
 
 impl RedisStore {
     /// The key prefix, for messages that name it.
@@ -39,44 +39,14 @@ impl RedisStore {
         self.pipeline(&pipe).await
     }
 
-    /// A session with both index entries.
+    /// A session with both index entries, as a login writes it (its user
+    /// is imported first).
     pub async fn import_session(
         &self,
         hash: &TokenHash,
         session: &SessionRecord,
     ) -> Result<(), StoreError> {
-        let h = hex(hash.as_bytes());
-        let key = self.key(&format!("sess:{h}"));
-        let deadline = session.deadline_ms();
-        let expire_at = deadline.max(now_ms()).saturating_add(KEY_GRACE_MS);
-        let by_user = self.key(&format!("user_sessions:{}", session.user_id));
-        let mut pipe = redis::pipe();
-        pipe.hset_multiple(
-            &key,
-            &[
-                ("r", codec::encode(session)),
-                ("u", session.user_id.to_string().into_bytes()),
-            ],
-        )
-        .cmd("PEXPIREAT")
-        .arg(&key)
-        .arg(expire_at)
-        .zadd(&by_user, &h, deadline)
-        // As the scripts do: the index lives as long as the latest session.
-        .cmd("PEXPIREAT")
-        .arg(&by_user)
-        .arg(expire_at)
-        .arg("NX")
-        .cmd("PEXPIREAT")
-        .arg(&by_user)
-        .arg(expire_at)
-        .arg("GT")
-        .zadd(
-            self.key("expiry"),
-            format!("{}:{h}", session.user_id),
-            deadline,
-        );
-        self.pipeline(&pipe).await
+        self.put_session("new", hash, session).await.map(drop)
     }
 
     /// A chat message under its own id, in its room's stream.

@@ -6,8 +6,6 @@
 
 use std::sync::atomic::Ordering;
 
-use redis::Value;
-
 use super::{arg, decode, Answer, RedisStore, SessionRecord, StoreError, UserRecord, KEY_GRACE_MS};
 use crate::domain::{hex, TokenHash, UserId};
 use crate::store::{codec, now_ms};
@@ -20,19 +18,7 @@ impl RedisStore {
         hash: &TokenHash,
         record: &SessionRecord,
     ) -> Result<(), StoreError> {
-        let reply: Vec<Value> = self
-            .script(
-                &self.shared.scripts.create_session,
-                &[
-                    arg(hex(hash.as_bytes())),
-                    arg(record.user_id),
-                    arg(codec::encode(record)),
-                    arg(record.deadline_ms()),
-                    arg(expire_at(record.deadline_ms())),
-                ],
-            )
-            .await?;
-        Answer::of(reply)?;
+        self.put_session("new", hash, record).await?;
         self.shared
             .prune_schedule
             .note_deadline(record.deadline_ms());
@@ -83,19 +69,7 @@ impl RedisStore {
         };
         session.last_seen_at_ms = now_ms;
         session.idle_expires_at_ms = now_ms.saturating_add(idle_timeout_ms);
-        let touched: i64 = self
-            .script(
-                &self.shared.scripts.touch_session,
-                &[
-                    arg(hex(hash.as_bytes())),
-                    arg(session.user_id),
-                    arg(codec::encode(&session)),
-                    arg(session.deadline_ms()),
-                    arg(expire_at(session.deadline_ms())),
-                ],
-            )
-            .await?;
-        if touched == 0 {
+        if let Answer::Nothing = self.put_session("touch", hash, &session).await? {
             return Ok(None);
         }
         self.shared.touches_total.fetch_add(1, Ordering::Relaxed);
@@ -207,6 +181,27 @@ impl RedisStore {
             .filter(|(_, e)| !e)
             .map(|(h, _)| *h)
             .collect())
+    }
+}
+
+impl RedisStore {
+    /// Writes a session and its index entries (`put_session.lua`).
+    pub(super) async fn put_session(
+        &self,
+        mode: &str,
+        hash: &TokenHash,
+        record: &SessionRecord,
+    ) -> Result<Answer, StoreError> {
+        let args = [
+            arg(mode),
+            arg(hex(hash.as_bytes())),
+            arg(record.user_id),
+            arg(codec::encode(record)),
+            arg(record.deadline_ms()),
+            arg(expire_at(record.deadline_ms())),
+        ];
+        let reply = self.script(&self.shared.scripts.put_session, &args).await?;
+        Answer::of(reply)
     }
 }
 
