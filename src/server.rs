@@ -121,7 +121,7 @@ impl Application {
             stopped(stop_rx),
             DRAIN,
         ));
-        tracing::info!(addr = %self.addr, "sessiond listening");
+        tracing::info!(storage = %store.backend_name(), addr = %self.addr, "sessiond listening");
         shutdown.await;
         tracing::info!("shutting down");
         // Sockets are detached from hyper's connections: tell them first.

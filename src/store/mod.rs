@@ -187,10 +187,13 @@ impl Store {
         Ok(Store { backend })
     }
 
-    /// Whether other processes share this store (Redis): then the
-    /// development secret lives in it too, and sessions can end elsewhere.
-    pub fn is_shared(&self) -> bool {
-        matches!(self.backend, Backend::Redis(_))
+    /// Which backend this is, as `storage.backend` names it: for the
+    /// start-up log line (and tests that check what they run on).
+    pub fn backend_name(&self) -> &'static str {
+        match self.backend {
+            Backend::Sled(_) => "sled",
+            Backend::Redis(_) => "redis",
+        }
     }
 
     /// The development secret every instance sharing this store signs

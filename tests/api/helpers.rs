@@ -61,7 +61,7 @@ pub async fn spawn_app_with(tweak: impl FnOnce(&mut Config)) -> TestApp {
     let on_redis = config.storage.backend == Backend::Redis;
     let app = Application::build(config).await.expect("server builds");
     assert_eq!(
-        app.auth().store().is_shared(),
+        app.auth().store().backend_name() == "redis",
         on_redis,
         "the backend asked for"
     );
