@@ -98,21 +98,7 @@ async fn user_add_refuses_while_a_server_holds_the_database() {
 
 /// Adds a user through the CLI.
 fn add(site: &Site, name: &str, role: &str) {
-    let email = format!("{name}@example.com");
-    let (status, stderr) = site.run(
-        &[
-            "user",
-            "add",
-            name,
-            "--email",
-            &email,
-            "--role",
-            role,
-            "--password-stdin",
-        ],
-        &[],
-        &format!("{PASSWORD}\n"),
-    );
+    let (status, stderr) = site.user_add(name, role, &format!("{PASSWORD}\n"));
     assert!(status.success(), "{stderr}");
 }
 

@@ -27,6 +27,14 @@ fn redis() -> Option<LocalRedis> {
     }
 }
 
+/// Two instances on `redis` under `prefix` (the first one's site, for the
+/// CLI); `extra` is appended TOML.
+fn two_instances(redis: &LocalRedis, prefix: &str, extra: &str) -> (Site, Server, Server) {
+    let site = site_on(redis, prefix, extra);
+    let (a, b) = (site.start(&[]), site_on(redis, prefix, extra).start(&[]));
+    (site, a, b)
+}
+
 /// A site on `redis` under `prefix`; `extra` is appended TOML.
 fn site_on(redis: &LocalRedis, prefix: &str, extra: &str) -> Site {
     Site::with_storage(
@@ -169,10 +177,7 @@ async fn two_instances_act_as_one_server() {
 #[tokio::test]
 async fn racing_registrations_on_two_instances_make_one_user() {
     let Some(redis) = redis() else { return };
-    let (a, b) = (
-        site_on(&redis, "race:", "").start(&[]),
-        site_on(&redis, "race:", "").start(&[]),
-    );
+    let (_site, a, b) = two_instances(&redis, "race:", "");
     for round in 0..20 {
         let name = format!("same{round}");
         let body =
@@ -198,8 +203,7 @@ async fn racing_registrations_on_two_instances_make_one_user() {
 #[tokio::test]
 async fn two_admins_demoting_each_other_on_two_instances_leave_one() {
     let Some(redis) = redis() else { return };
-    let site = site_on(&redis, "admins:", "");
-    let (a, b) = (site.start(&[]), site_on(&redis, "admins:", "").start(&[]));
+    let (site, a, b) = two_instances(&redis, "admins:", "");
     for name in ["ann", "ben"] {
         let (status, err) = site.user_add(name, "admin", PASSWORD);
         assert!(status.success(), "{err}");
@@ -252,8 +256,7 @@ async fn a_logout_racing_touches_on_another_instance_stays_a_logout() {
     let Some(redis) = redis() else { return };
     // Every request touches its session.
     let extra = "[session]\ntouch_interval = \"0s\"\n";
-    let site = site_on(&redis, "touch:", extra);
-    let (a, b) = (site.start(&[]), site_on(&redis, "touch:", extra).start(&[]));
+    let (site, a, b) = two_instances(&redis, "touch:", extra);
     a.register("alice").await;
     for round in 0..40 {
         let cookie = a.login_cookie("alice").await;
@@ -280,10 +283,7 @@ async fn a_logout_racing_touches_on_another_instance_stays_a_logout() {
 async fn failed_logins_count_across_instances() {
     let Some(redis) = redis() else { return };
     let extra = "max_failed_logins_per_account = 4\n";
-    let (a, b) = (
-        site_on(&redis, "guess:", extra).start(&[]),
-        site_on(&redis, "guess:", extra).start(&[]),
-    );
+    let (_site, a, b) = two_instances(&redis, "guess:", extra);
     a.register("alice").await;
     for (i, server) in [&a, &b, &a, &b].into_iter().enumerate() {
         let res = server.login("alice", "wrong password, guess").await;
@@ -318,10 +318,7 @@ async fn failed_logins_count_across_instances() {
 #[tokio::test]
 async fn killing_one_instance_leaves_the_other_serving_every_session() {
     let Some(redis) = redis() else { return };
-    let (a, b) = (
-        site_on(&redis, "kill:", "").start(&[]),
-        site_on(&redis, "kill:", "").start(&[]),
-    );
+    let (_site, a, b) = two_instances(&redis, "kill:", "");
     a.register("alice").await;
     let cookies = [a.login_cookie("alice").await, b.login_cookie("alice").await];
     a.crash();
@@ -566,10 +563,7 @@ async fn the_example_deployment_serves_through_nginx_from_both_instances() {
     let parsed = sessiond::config::Config::parse(&example, "deploy/redis/sessiond.toml").unwrap();
     assert_eq!(parsed.storage.backend, sessiond::config::Backend::Redis);
 
-    let (a, b) = (
-        site_on(&redis, "edge:", "").start(&[]),
-        site_on(&redis, "edge:", "").start(&[]),
-    );
+    let (_site, a, b) = two_instances(&redis, "edge:", "");
     let port = crate::tools::free_port();
     let site = crate::tools::example_config(
         "deploy/redis/nginx.conf",
