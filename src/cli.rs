@@ -38,7 +38,12 @@ pub enum Command {
     Sessions(SessionsCommand),
     /// Verify that every index agrees with its records; exit 1 naming each
     /// inconsistency.
-    Check,
+    Check {
+        /// On Redis, first put right what a crash between two steps of a
+        /// change left (sled has nothing to repair), then check.
+        #[arg(long)]
+        repair: bool,
+    },
     /// Copy users, sessions and chat history from the sled data dir into
     /// an empty Redis prefix, then check it (the server must be stopped).
     Migrate {
@@ -257,8 +262,15 @@ pub async fn run(config: &Config, command: Command) -> Result<(), CliError> {
             println!("revoked {ended} session(s)");
         }
         Command::Migrate { to, prefix } => migrate(config, to, prefix).await?,
-        Command::Check => {
-            let report = with_store(config, async move |store| Ok(store.check().await?)).await?;
+        Command::Check { repair } => {
+            let report = if repair {
+                let (repaired, report) =
+                    with_store(config, async move |store| Ok(store.repair().await?)).await?;
+                println!("repaired: {repaired} finding(s)");
+                report
+            } else {
+                with_store(config, async move |store| Ok(store.check().await?)).await?
+            };
             for problem in &report.problems {
                 println!("inconsistent: {problem}");
             }

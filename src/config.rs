@@ -608,10 +608,10 @@ impl Config {
             return bad("storage.redis_timeout", "must be longer than zero");
         }
         if self.storage.backend == Backend::Redis {
-            if self.storage.redis_cluster {
+            if self.storage.redis_cluster && self.storage.redis_wait_replicas > 0 {
                 return bad(
-                    "storage.redis_cluster",
-                    "Redis Cluster is not supported by this build; point storage.redis_url at a standalone Redis (or a primary with replicas and redis_wait_replicas)",
+                    "storage.redis_wait_replicas",
+                    "cannot be used with storage.redis_cluster (WAIT covers one node's writes, and a change spans nodes); set it to 0",
                 );
             }
             if let Err(e) = redis::Client::open(self.storage.redis_url.as_str()) {
@@ -897,14 +897,15 @@ mod tests {
     }
 
     #[test]
-    fn redis_cluster_is_refused_naming_the_key() {
+    fn redis_cluster_refuses_wait_replicas_naming_the_key() {
         let parse = |text: &str| Config::parse(text, "x").unwrap().validate();
-        let e = parse("[storage]\nbackend = \"redis\"\nredis_cluster = true\n")
+        let cluster = "[storage]\nbackend = \"redis\"\nredis_cluster = true\n";
+        assert!(parse(cluster).is_ok());
+        let e = parse(&format!("{cluster}redis_wait_replicas = 1\n"))
             .err()
             .unwrap()
             .to_string();
-        assert!(e.contains("storage.redis_cluster"), "{e}");
-        assert!(parse("[storage]\nbackend = \"redis\"\n").is_ok());
+        assert!(e.contains("storage.redis_wait_replicas"), "{e}");
     }
 
     #[test]

@@ -52,16 +52,19 @@ impl LocalRedis {
     /// Starts one on `port` (a port a server was told of before Redis was
     /// up, say) with these extra arguments.
     pub fn start_on(port: u16, extra: &[&str]) -> Option<Result<LocalRedis, String>> {
-        let extra: Vec<String> = extra.iter().map(|a| a.to_string()).collect();
         let program = Self::program()?;
-        let dir = match tempfile::tempdir() {
-            Ok(dir) => dir,
-            Err(e) => return Some(Err(format!("no temp dir for redis-server: {e}"))),
-        };
-        let child = match spawn(&program, &dir, port, false, &extra) {
-            Ok(child) => child,
-            Err(e) => return Some(Err(e)),
-        };
+        Some(Self::spawn_ready(program, port, extra, false))
+    }
+
+    fn spawn_ready(
+        program: PathBuf,
+        port: u16,
+        extra: &[&str],
+        die_with_parent: bool,
+    ) -> Result<LocalRedis, String> {
+        let extra: Vec<String> = extra.iter().map(|a| a.to_string()).collect();
+        let dir = tempfile::tempdir().map_err(|e| format!("no temp dir for redis-server: {e}"))?;
+        let child = spawn(&program, &dir, port, die_with_parent, &extra)?;
         let server = LocalRedis {
             child,
             port,
@@ -69,7 +72,8 @@ impl LocalRedis {
             program,
             extra,
         };
-        Some(server.wait_ready().map(|()| server))
+        server.wait_ready()?;
+        Ok(server)
     }
 
     /// One server for the whole test process, started on first use and
@@ -84,20 +88,8 @@ impl LocalRedis {
                 std::thread::Builder::new()
                     .name("local-redis".into())
                     .spawn(move || {
-                        let started = Self::program().map(|program| {
-                            let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
-                            let port = free_port()?;
-                            let child = spawn(&program, &dir, port, true, &[])?;
-                            let server = LocalRedis {
-                                child,
-                                port,
-                                dir,
-                                program,
-                                extra: Vec::new(),
-                            };
-                            server.wait_ready()?;
-                            Ok(server)
-                        });
+                        let started = Self::program()
+                            .map(|program| Self::spawn_ready(program, free_port()?, &[], true));
                         let _ = tx.send(
                             started
                                 .as_ref()
@@ -151,6 +143,120 @@ impl LocalRedis {
             "redis-server did not answer PING on port {} within 10 s",
             self.port
         ))
+    }
+}
+
+/// Three `redis-server` primaries made one Redis Cluster with
+/// `redis-cli --cluster create`, each as `LocalRedis` starts one.
+pub struct LocalCluster {
+    nodes: Vec<LocalRedis>,
+}
+
+impl LocalCluster {
+    /// Starts the three and joins them; `None` if redis-server or
+    /// redis-cli is not installed.
+    pub fn start() -> Option<Result<LocalCluster, String>> {
+        let cli = Self::cli()?;
+        Some(Self::start_with(&cli, false))
+    }
+
+    fn start_with(cli: &PathBuf, die_with_parent: bool) -> Result<LocalCluster, String> {
+        let program = LocalRedis::program().ok_or("redis-server is not installed")?;
+        let mut nodes = Vec::new();
+        for _ in 0..3 {
+            let bus = free_port()?.to_string();
+            let extra = [
+                "--cluster-enabled",
+                "yes",
+                "--cluster-config-file",
+                "nodes.conf",
+                "--cluster-port",
+                &bus,
+            ];
+            nodes.push(LocalRedis::spawn_ready(
+                program.clone(),
+                free_port()?,
+                &extra,
+                die_with_parent,
+            )?);
+        }
+        let addrs: Vec<String> = nodes
+            .iter()
+            .map(|n| format!("127.0.0.1:{}", n.port))
+            .collect();
+        let created = Command::new(cli)
+            .args(["--cluster", "create"])
+            .args(&addrs)
+            .args(["--cluster-replicas", "0", "--cluster-yes"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .output()
+            .map_err(|e| format!("cannot run {}: {e}", cli.display()))?;
+        if !created.status.success() {
+            return Err(format!(
+                "redis-cli --cluster create failed: {}",
+                String::from_utf8_lossy(&created.stderr).trim()
+            ));
+        }
+        let cluster = LocalCluster { nodes };
+        cluster.wait_ok(cli)?;
+        Ok(cluster)
+    }
+
+    /// `redis-cli` on `PATH`, if installed.
+    fn cli() -> Option<PathBuf> {
+        let program = LocalRedis::program()?;
+        Some(program.with_file_name("redis-cli")).filter(|p| p.is_file())
+    }
+
+    /// Waits until every node says the cluster serves every slot.
+    fn wait_ok(&self, cli: &PathBuf) -> Result<(), String> {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            let all_ok = self.nodes.iter().all(|n| {
+                Command::new(cli)
+                    .args(["-p", &n.port.to_string(), "cluster", "info"])
+                    .output()
+                    .map(|o| String::from_utf8_lossy(&o.stdout).contains("cluster_state:ok"))
+                    .unwrap_or(false)
+            });
+            if all_ok {
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Err("the local Redis Cluster did not reach cluster_state:ok within 20 s".into())
+    }
+
+    /// The first node's URL: `storage.redis_url` with `redis_cluster`.
+    pub fn url(&self) -> String {
+        self.nodes[0].url()
+    }
+
+    /// One cluster for the whole test process, as `LocalRedis::shared`.
+    pub fn shared() -> Option<&'static Result<String, String>> {
+        static SHARED: OnceLock<Option<Result<String, String>>> = OnceLock::new();
+        SHARED
+            .get_or_init(|| {
+                let (tx, rx) = std::sync::mpsc::channel();
+                std::thread::Builder::new()
+                    .name("local-redis-cluster".into())
+                    .spawn(move || {
+                        let started = Self::cli().map(|cli| Self::start_with(&cli, true));
+                        let _ = tx.send(
+                            started
+                                .as_ref()
+                                .map(|r| r.as_ref().map(LocalCluster::url).map_err(String::clone)),
+                        );
+                        let _keep = started;
+                        loop {
+                            std::thread::park();
+                        }
+                    })
+                    .ok()?;
+                rx.recv().ok().flatten()
+            })
+            .as_ref()
     }
 }
 

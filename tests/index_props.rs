@@ -9,7 +9,7 @@ use proptest::prelude::*;
 use sessiond::auth::{Auth, ClientInfo, CurrentSession, LoginName, SessionToken};
 use sessiond::config::{Backend, Config, Secret};
 use sessiond::domain::{Email, Password, Role, Username};
-use sessiond::local_redis::LocalRedis;
+use sessiond::local_redis::{LocalCluster, LocalRedis};
 use sessiond::store::{now_ms, IdentityRecord, NewUser, Store};
 
 const PASSWORD: &str = "correct horse battery staple";
@@ -64,27 +64,31 @@ fn op() -> impl Strategy<Value = Op> {
     ]
 }
 
-/// The backends to run each history on: sled, and Redis (a fresh prefix
-/// per history on this process's redis-server) when it is installed.
+/// The backends to run each history on: sled, and Redis when it is
+/// installed (a fresh prefix per history on this process's redis-server,
+/// and on its three-node Redis Cluster).
 fn configs(dir: &std::path::Path) -> Vec<Config> {
     let mut all = vec![config(dir)];
-    match LocalRedis::shared() {
-        Some(Ok(url)) => {
-            static HISTORY: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-            let n = HISTORY.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            let mut c = config(dir);
-            c.storage.backend = Backend::Redis;
-            c.storage.redis_url = url.clone();
-            c.storage.redis_key_prefix = format!("history-{n}:");
-            all.push(c);
+    static HISTORY: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = HISTORY.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    match (LocalRedis::shared(), LocalCluster::shared()) {
+        (Some(Ok(url)), Some(Ok(cluster))) => {
+            for (url, is_cluster) in [(url, false), (cluster, true)] {
+                let mut c = config(dir);
+                c.storage.backend = Backend::Redis;
+                c.storage.redis_url = url.clone();
+                c.storage.redis_cluster = is_cluster;
+                c.storage.redis_key_prefix = format!("history-{n}:");
+                all.push(c);
+            }
         }
-        Some(Err(e)) => panic!("{e}"),
-        None if std::env::var("CI").is_ok_and(|v| v == "true") => {
+        (Some(Err(e)), _) | (_, Some(Err(e))) => panic!("{e}"),
+        _ if std::env::var("CI").is_ok_and(|v| v == "true") => {
             panic!(
                 "redis-server is not installed; CI must install it (apt-get install redis-server)"
             )
         }
-        None => {
+        _ => {
             static SAID: std::sync::Once = std::sync::Once::new();
             SAID.call_once(|| {
                 eprintln!(

@@ -518,6 +518,18 @@ impl Store {
         dispatch!(self.check())
     }
 
+    /// Puts right what `check` finds, where a backend can: on Redis, what
+    /// a crash between two steps of a change left (a change there spans
+    /// hash slots, so it runs in steps); sled changes an index with its
+    /// record in one transaction and has nothing to repair. Answers how
+    /// many repairs ran and a fresh check.
+    pub async fn repair(&self) -> Result<(usize, CheckReport), StoreError> {
+        match &self.backend {
+            Backend::Sled(s) => Ok((0, s.check()?)),
+            Backend::Redis(r) => r.repair().await,
+        }
+    }
+
     /// Activity writes by this process since start: the only writes a
     /// read-only request can cause, so reads-do-not-write can be measured.
     pub fn touches_total(&self) -> u64 {

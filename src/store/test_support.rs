@@ -7,7 +7,7 @@ use tempfile::TempDir;
 
 use super::Store;
 use crate::config::{Backend, StorageConfig};
-use crate::local_redis::LocalRedis;
+use crate::local_redis::{LocalCluster, LocalRedis};
 
 /// A store opened for one test, with what keeps it alive.
 pub struct TestStore {
@@ -20,9 +20,8 @@ impl TestStore {
     /// One empty store per backend available.
     pub async fn every_backend() -> Vec<TestStore> {
         let mut all = vec![Self::sled().await];
-        if let Some(redis) = Self::redis().await {
-            all.push(redis);
-        }
+        all.extend(Self::redis().await);
+        all.extend(Self::redis_cluster().await);
         all
     }
 
@@ -41,18 +40,28 @@ impl TestStore {
     /// Redis under a fresh prefix, or `None` (said once) without
     /// redis-server.
     pub async fn redis() -> Option<TestStore> {
-        let url = redis_url()?;
+        Some(Self::redis_at(redis_url()?, false).await)
+    }
+
+    /// A three-node Redis Cluster under a fresh prefix, or `None` (said
+    /// once) without redis-server and redis-cli.
+    pub async fn redis_cluster() -> Option<TestStore> {
+        Some(Self::redis_at(cluster_url()?, true).await)
+    }
+
+    async fn redis_at(url: String, cluster: bool) -> TestStore {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open_now(&StorageConfig {
             data_dir: dir.path().to_owned(),
             backend: Backend::Redis,
             redis_url: url,
+            redis_cluster: cluster,
             redis_key_prefix: format!("test-{}:", crate::domain::hex(&rand::<8>())),
             ..StorageConfig::default()
         })
         .await
         .unwrap();
-        Some(TestStore { store, _dir: dir })
+        TestStore { store, _dir: dir }
     }
 
     /// Closes the store, as a stopping server does.
@@ -61,21 +70,31 @@ impl TestStore {
     }
 }
 
+/// The test process's Redis Cluster, or `None` without redis-server (a
+/// failure in CI).
+pub fn cluster_url() -> Option<String> {
+    installed(LocalCluster::shared(), "the Redis Cluster runs")
+}
+
 /// The test process's redis-server, or `None` without one (a failure in CI).
 pub fn redis_url() -> Option<String> {
-    match LocalRedis::shared() {
+    installed(LocalRedis::shared(), "the Redis runs")
+}
+
+fn installed(shared: Option<&'static Result<String, String>>, what: &str) -> Option<String> {
+    match shared {
         Some(Ok(url)) => Some(url.clone()),
         Some(Err(e)) => panic!("{e}"),
         None => {
             if std::env::var("CI").is_ok_and(|v| v == "true") {
                 panic!("redis-server is not installed; CI must install it (apt-get install redis-server)");
             }
-            static SAID: std::sync::Once = std::sync::Once::new();
-            SAID.call_once(|| {
-                eprintln!(
-                    "skipped: the Redis runs of the store tests (redis-server is not installed)"
-                )
-            });
+            static SAID: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+            let mut said = SAID.lock().unwrap_or_else(|e| e.into_inner());
+            if !said.iter().any(|s| s == what) {
+                eprintln!("skipped: {what} of the store tests (redis-server is not installed)");
+                said.push(what.to_owned());
+            }
             None
         }
     }

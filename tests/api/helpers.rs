@@ -8,7 +8,7 @@ use reqwest::{Response, StatusCode};
 use serde_json::{json, Value};
 use sessiond::config::{Backend, Config, Secret};
 use sessiond::domain::{Email, Password, Role, Username};
-use sessiond::local_redis::LocalRedis;
+use sessiond::local_redis::{LocalCluster, LocalRedis};
 use sessiond::server::Application;
 use tempfile::TempDir;
 use tokio::sync::oneshot;
@@ -25,21 +25,30 @@ pub struct TestApp {
 
 /// Settings every test starts from: cheap argon2 so tests stay quick.
 /// With `SESSIOND_TEST_BACKEND=redis` the whole suite runs on Redis (a
-/// redis-server this process starts, a fresh key prefix per app).
+/// redis-server this process starts, a fresh key prefix per app), with
+/// `redis-cluster` on a three-node Redis Cluster it starts.
 pub fn test_config(dir: &TempDir) -> Config {
     let mut c = Config::default();
     c.server.listen = "127.0.0.1:0".parse().unwrap();
     c.storage.data_dir = dir.path().to_owned();
-    if std::env::var("SESSIOND_TEST_BACKEND").is_ok_and(|b| b == "redis") {
-        let url = match LocalRedis::shared() {
+    let backend = std::env::var("SESSIOND_TEST_BACKEND").unwrap_or_default();
+    if backend == "redis" || backend == "redis-cluster" {
+        let cluster = backend == "redis-cluster";
+        let started = if cluster {
+            LocalCluster::shared()
+        } else {
+            LocalRedis::shared()
+        };
+        let url = match started {
             Some(Ok(url)) => url.clone(),
             Some(Err(e)) => panic!("{e}"),
             None => panic!(
-                "SESSIOND_TEST_BACKEND=redis needs redis-server (apt-get install redis-server)"
+                "SESSIOND_TEST_BACKEND={backend} needs redis-server (apt-get install redis-server)"
             ),
         };
         c.storage.backend = Backend::Redis;
         c.storage.redis_url = url;
+        c.storage.redis_cluster = cluster;
         c.storage.redis_key_prefix = format!("api-{}:", unique());
     }
     c.auth.argon2_memory_kib = 64;

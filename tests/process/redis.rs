@@ -1,13 +1,14 @@
-//! Several `sessiond serve` processes on one real redis-server, acting as
-//! one server; Redis failing under them; a sled site migrated onto Redis.
-//! Skipped with one line without redis-server, except in CI.
+//! Several `sessiond serve` processes on one real redis-server, and on a
+//! three-node Redis Cluster, acting as one server; Redis failing under
+//! them; a sled site migrated onto Redis. Skipped with one line without
+//! redis-server, except in CI.
 
 use std::time::{Duration, Instant};
 
 use reqwest::header::COOKIE;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
-use sessiond::local_redis::LocalRedis;
+use sessiond::local_redis::{LocalCluster, LocalRedis};
 
 use crate::helpers::*;
 
@@ -27,20 +28,59 @@ fn redis() -> Option<LocalRedis> {
     }
 }
 
+/// This test process's Redis Cluster (three nodes), or `None` (said once)
+/// without redis-server.
+fn cluster() -> Option<Cluster> {
+    match LocalCluster::shared() {
+        Some(Ok(url)) => Some(Cluster(url.clone())),
+        Some(Err(e)) => panic!("{e}"),
+        None if std::env::var("CI").is_ok_and(|v| v == "true") => {
+            panic!(
+                "redis-server is not installed; CI must install it (apt-get install redis-server)"
+            )
+        }
+        None => {
+            eprintln!("skipped: redis-server is not installed (apt-get install redis-server)");
+            None
+        }
+    }
+}
+
+/// A Redis Cluster, by the URL of one node.
+struct Cluster(String);
+
+/// Where instances keep their data: one redis-server or a cluster.
+trait Backing {
+    /// The `[storage]` lines that point at it.
+    fn storage(&self) -> String;
+}
+
+impl Backing for LocalRedis {
+    fn storage(&self) -> String {
+        format!("redis_url = {:?}", self.url())
+    }
+}
+
+impl Backing for Cluster {
+    fn storage(&self) -> String {
+        format!("redis_url = {:?}\nredis_cluster = true", self.0)
+    }
+}
+
 /// Two instances on `redis` under `prefix` (the first one's site, for the
 /// CLI); `extra` is appended TOML.
-fn two_instances(redis: &LocalRedis, prefix: &str, extra: &str) -> (Site, Server, Server) {
+fn two_instances(redis: &impl Backing, prefix: &str, extra: &str) -> (Site, Server, Server) {
     let site = site_on(redis, prefix, extra);
     let (a, b) = (site.start(&[]), site_on(redis, prefix, extra).start(&[]));
     (site, a, b)
 }
 
 /// A site on `redis` under `prefix`; `extra` is appended TOML.
-fn site_on(redis: &LocalRedis, prefix: &str, extra: &str) -> Site {
+fn site_on(redis: &impl Backing, prefix: &str, extra: &str) -> Site {
     Site::with_storage(
         &format!(
-            "backend = \"redis\"\nredis_url = {:?}\nredis_key_prefix = {prefix:?}\nredis_timeout = \"500ms\"",
-            redis.url()
+            "backend = \"redis\"\n{}\nredis_key_prefix = {prefix:?}\nredis_timeout = \"500ms\"",
+            redis.storage()
         ),
         extra,
     )
@@ -95,7 +135,18 @@ async fn user_id(server: &Server, admin: &str, name: &str) -> String {
 #[tokio::test]
 async fn two_instances_act_as_one_server() {
     let Some(redis) = redis() else { return };
-    let (site_a, site_b) = (site_on(&redis, "one:", ""), site_on(&redis, "one:", ""));
+    two_instances_act_as_one_server_on(&redis).await;
+}
+
+#[tokio::test]
+async fn on_a_cluster_two_instances_act_as_one_server() {
+    let Some(cluster) = cluster() else { return };
+    two_instances_act_as_one_server_on(&cluster).await;
+}
+
+async fn two_instances_act_as_one_server_on(redis: &impl Backing) {
+    let prefix = format!("one-{}:", unique());
+    let (site_a, site_b) = (site_on(redis, &prefix, ""), site_on(redis, &prefix, ""));
     let (a, b) = (site_a.start(&[]), site_b.start(&[]));
     // The CLI works beside running servers, on either site's config.
     let (status, err) = site_b.user_add("root", "admin", PASSWORD);
@@ -177,7 +228,17 @@ async fn two_instances_act_as_one_server() {
 #[tokio::test]
 async fn racing_registrations_on_two_instances_make_one_user() {
     let Some(redis) = redis() else { return };
-    let (_site, a, b) = two_instances(&redis, "race:", "");
+    racing_registrations_on_two_instances_make_one_user_on(&redis).await;
+}
+
+#[tokio::test]
+async fn on_a_cluster_racing_registrations_on_two_instances_make_one_user() {
+    let Some(cluster) = cluster() else { return };
+    racing_registrations_on_two_instances_make_one_user_on(&cluster).await;
+}
+
+async fn racing_registrations_on_two_instances_make_one_user_on(redis: &impl Backing) {
+    let (_site, a, b) = two_instances(redis, &format!("race-{}:", unique()), "");
     for round in 0..20 {
         let name = format!("same{round}");
         let body =
@@ -203,7 +264,17 @@ async fn racing_registrations_on_two_instances_make_one_user() {
 #[tokio::test]
 async fn two_admins_demoting_each_other_on_two_instances_leave_one() {
     let Some(redis) = redis() else { return };
-    let (site, a, b) = two_instances(&redis, "admins:", "");
+    two_admins_demoting_each_other_on_two_instances_leave_one_on(&redis).await;
+}
+
+#[tokio::test]
+async fn on_a_cluster_two_admins_demoting_each_other_on_two_instances_leave_one() {
+    let Some(cluster) = cluster() else { return };
+    two_admins_demoting_each_other_on_two_instances_leave_one_on(&cluster).await;
+}
+
+async fn two_admins_demoting_each_other_on_two_instances_leave_one_on(redis: &impl Backing) {
+    let (site, a, b) = two_instances(redis, &format!("admins-{}:", unique()), "");
     for name in ["ann", "ben"] {
         let (status, err) = site.user_add(name, "admin", PASSWORD);
         assert!(status.success(), "{err}");
@@ -254,9 +325,19 @@ async fn two_admins_demoting_each_other_on_two_instances_leave_one() {
 #[tokio::test]
 async fn a_logout_racing_touches_on_another_instance_stays_a_logout() {
     let Some(redis) = redis() else { return };
+    a_logout_racing_touches_on_another_instance_stays_a_logout_on(&redis).await;
+}
+
+#[tokio::test]
+async fn on_a_cluster_a_logout_racing_touches_on_another_instance_stays_a_logout() {
+    let Some(cluster) = cluster() else { return };
+    a_logout_racing_touches_on_another_instance_stays_a_logout_on(&cluster).await;
+}
+
+async fn a_logout_racing_touches_on_another_instance_stays_a_logout_on(redis: &impl Backing) {
     // Every request touches its session.
     let extra = "[session]\ntouch_interval = \"0s\"\n";
-    let (site, a, b) = two_instances(&redis, "touch:", extra);
+    let (site, a, b) = two_instances(redis, &format!("touch-{}:", unique()), extra);
     a.register("alice").await;
     for round in 0..40 {
         let cookie = a.login_cookie("alice").await;
@@ -861,4 +942,90 @@ async fn an_ending_missed_while_the_channel_was_down_closes_the_socket_once_it_i
         close_code(&mut ws, Duration::from_secs(3)).await,
         Some(4401)
     );
+}
+
+/// A key prefix no other test uses on a shared Redis.
+fn unique() -> String {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static N: AtomicU32 = AtomicU32::new(0);
+    format!(
+        "{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+#[tokio::test]
+async fn on_a_cluster_check_repair_puts_right_what_a_crash_between_steps_leaves() {
+    let Some(cluster) = cluster() else { return };
+    let prefix = format!("cut-{}:", unique());
+    let site = site_on(&cluster, &prefix, "");
+    let server = site.start(&[]);
+    let (status, err) = site.user_add("root", "admin", PASSWORD);
+    assert!(status.success(), "{err}");
+    server.register("carol").await; // user 2
+    server.register("dave").await; // user 3
+    let dave = server.login_cookie("dave").await;
+    assert_check_clean(&site);
+
+    // What a crash between two steps leaves, made by hand on the cluster:
+    let client = ::redis::cluster::ClusterClient::new(vec![cluster.0.clone()]).unwrap();
+    let mut conn = client.get_async_connection().await.unwrap();
+    let mut apply = async |cmd: &mut ::redis::Cmd| {
+        let _: ::redis::Value = cmd.query_async(&mut conn).await.unwrap();
+    };
+    // a registration cut before its last step (listing the user);
+    apply(
+        ::redis::cmd("ZREM")
+            .arg(format!("{prefix}{{all}}:users"))
+            .arg(2),
+    )
+    .await;
+    // a removal cut after giving up the name and e-mail;
+    apply(::redis::cmd("DEL").arg(format!("{prefix}name:dave"))).await;
+    apply(::redis::cmd("DEL").arg(format!("{prefix}email:dave@example.com"))).await;
+    // a demotion cut after taking the admin count;
+    apply(::redis::cmd("DECR").arg(format!("{prefix}{{all}}:admin_count"))).await;
+    // an index entry left leading to a user who does not have it.
+    apply(
+        ::redis::cmd("SET")
+            .arg(format!("{prefix}name:ghost"))
+            .arg(2),
+    )
+    .await;
+
+    let out = site.command(&["check"]).output().expect("check runs");
+    assert!(!out.status.success());
+    let out = String::from_utf8_lossy(&out.stdout);
+    for finding in [
+        "users: user 2 is not listed",
+        "name: user 3 has no index entry",
+        "admin_count is 0 but 1 users are admins",
+        "name:ghost points at 2",
+    ] {
+        assert!(out.contains(finding), "{finding}: {out}");
+    }
+    let out = site
+        .command(&["check", "--repair"])
+        .output()
+        .expect("check runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert_check_clean(&site);
+
+    // Carol's registration was finished, dave's removal too (his session
+    // with it), and the last admin is counted again.
+    let root = server.login_cookie("root").await;
+    user_id(&server, &root, "carol").await;
+    assert_eq!(
+        server.login("carol", PASSWORD).await.status(),
+        StatusCode::OK
+    );
+    assert_eq!(server.me(&dave).await, StatusCode::UNAUTHORIZED);
+    server.register("dave").await;
+    let (status, err) = site.run(&["user", "set-role", "root", "user"], &[], "");
+    assert!(!status.success(), "the last admin was demoted: {err}");
 }

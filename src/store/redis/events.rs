@@ -1,6 +1,8 @@
 //! The shared channel `<prefix>events`: every script that ends a session
 //! publishes `e<hash>`, every chat message `m<id>:<record>`; each instance
-//! follows it on a connection of its own and hands each event to its
+//! follows it on a connection of its own (on a Cluster, to the node
+//! `redis_url` names: a cluster passes every publication to every node)
+//! and hands each event to its
 //! subscribers. A lost subscription is reported (`Unavailable`), retried,
 //! and reported again once restored (`Restored`): endings published in
 //! between were missed, so the subscriber re-checks what it holds.
@@ -8,9 +10,9 @@
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use redis::aio::ConnectionManager;
 use tokio::sync::mpsc;
 
+use super::conn::Conn;
 use super::messages::message_from;
 use super::{bounded, RedisStore, StoreEvent, Subscribers};
 use crate::domain::TokenHash;
@@ -29,7 +31,7 @@ impl RedisStore {
         let task = tokio::spawn(follow(
             s.client.clone(),
             s.conn.clone(),
-            format!("{}events", s.prefix),
+            s.keys.events(),
             s.subscribers.clone(),
             s.timeout,
         ));
@@ -41,7 +43,7 @@ impl RedisStore {
 
 async fn follow(
     client: redis::Client,
-    conn: ConnectionManager,
+    conn: Conn,
     channel: String,
     subscribers: Subscribers,
     timeout: Duration,

@@ -1,9 +1,13 @@
-//! Identities on Redis: `ident:<key>` finds the user at sign-in, and
-//! `user_idents:<id>` (a hash of identity key to record) lists one user's
-//! links. Both are written by one script.
+//! Identities on Redis: `user:{<id>}:identities` (identity key to record)
+//! lists one user's links, and `ident:<key>` finds the user at sign-in.
+//! They live in different slots, so a link lists first and claims the
+//! entry after (giving the listing back if another user holds it), and an
+//! unlink unlists first and gives the entry up after; an entry is trusted
+//! only when its user lists it (users.rs has the same rule for names).
 
 use redis::Value;
 
+use super::users::Index;
 use super::{arg, decode, Answer, IdentityRecord, RedisStore, StoreError};
 use crate::domain::{hex, UserId};
 use crate::store::codec;
@@ -16,13 +20,15 @@ impl RedisStore {
         issuer: &str,
         subject: &str,
     ) -> Result<Option<UserId>, StoreError> {
+        let index = Index::Ident(hex(&identity_key(issuer, subject)));
         let owner: Option<u64> = self
-            .run(
-                redis::cmd("GET")
-                    .arg(self.key(&format!("ident:{}", hex(&identity_key(issuer, subject))))),
-            )
+            .run(redis::cmd("GET").arg(self.index_key(&index)))
             .await?;
-        Ok(owner.map(UserId::from_u64))
+        let Some(owner) = owner else { return Ok(None) };
+        Ok(self
+            .holds(owner, &index)
+            .await?
+            .then(|| UserId::from_u64(owner)))
     }
 
     /// Links an identity to an existing user.
@@ -31,23 +37,42 @@ impl RedisStore {
         user: UserId,
         identity: &IdentityRecord,
     ) -> Result<(), StoreError> {
+        let uid = user.as_u64();
+        let k = hex(&identity_key(&identity.issuer, &identity.subject));
         let reply: Vec<Value> = self
             .script(
-                &self.shared.scripts.link_identity,
-                &[
-                    arg(user.as_u64()),
-                    arg(hex(&identity_key(&identity.issuer, &identity.subject))),
-                    arg(codec::encode(identity)),
-                ],
+                &self.shared.scripts.identity_link,
+                &[&self.shared.keys.user(uid)],
+                &[arg(&k), arg(codec::encode(identity))],
             )
             .await?;
-        Answer::of(reply).map(drop)
+        let Answer::Done(added) = Answer::of(reply)? else {
+            return Ok(());
+        };
+        let added = added
+            .into_iter()
+            .next()
+            .and_then(|v| redis::from_redis_value::<i64>(v).ok())
+            == Some(1);
+        if self.claim(&Index::Ident(k.clone()), uid).await? {
+            return Ok(());
+        }
+        if added {
+            let _: u64 = self
+                .run(
+                    redis::cmd("HDEL")
+                        .arg(self.shared.keys.user_identities(uid))
+                        .arg(&k),
+                )
+                .await?;
+        }
+        Err(StoreError::IdentityTaken)
     }
 
     /// A user's linked identities, oldest link first.
     pub async fn identities_of(&self, user: UserId) -> Result<Vec<IdentityRecord>, StoreError> {
         let raw: Vec<Vec<u8>> = self
-            .run(redis::cmd("HVALS").arg(self.key(&format!("user_idents:{}", user.as_u64()))))
+            .run(redis::cmd("HVALS").arg(self.shared.keys.user_identities(user.as_u64())))
             .await?;
         let mut found = raw
             .iter()
@@ -73,19 +98,26 @@ impl RedisStore {
             return Ok(None);
         };
         let key = hex(&identity_key(&target.issuer, &target.subject));
-        let (key, target) = (&key, &target);
-        self.with_user(user, "unlinking an identity", |raw, record| async move {
-            let has_password = if record.has_password() { "1" } else { "0" };
-            let args = [arg(user.as_u64()), arg(raw), arg(key), arg(has_password)];
-            let reply = self
-                .script(&self.shared.scripts.unlink_identity, &args)
-                .await?;
-            Ok(match Answer::of(reply)? {
-                Answer::Done(_) => Some(Some(target.clone())),
-                Answer::Nothing => Some(None),
-                Answer::Retry => None,
+        let user_key = self.shared.keys.user(user.as_u64());
+        let (key, target, user_key) = (&key, &target, &user_key);
+        let unlinked = self
+            .with_user(user, "unlinking an identity", |raw, record| async move {
+                let has_password = if record.has_password() { "1" } else { "0" };
+                let args = [arg(raw), arg(key), arg(has_password)];
+                let reply = self
+                    .script(&self.shared.scripts.identity_unlink, &[user_key], &args)
+                    .await?;
+                Ok(match Answer::of(reply)? {
+                    Answer::Done(_) => Some(Some(target.clone())),
+                    Answer::Nothing => Some(None),
+                    Answer::Retry => None,
+                })
             })
-        })
-        .await
+            .await?;
+        if unlinked.is_some() {
+            self.release(&[Index::Ident(key.clone())], user.as_u64())
+                .await?;
+        }
+        Ok(unlinked)
     }
 }

@@ -1,80 +1,66 @@
-//! Writes records as they are, ids included, for `migrate`: the prefix is
-//! empty and no server runs, so plain commands in one pipeline per record
-//! are enough.
+//! Writes records as they are, ids included, for `migrate`: the same
+//! steps as a registration and a login (the prefix is empty and no server
+//! runs), and chat messages under their own ids.
 
 use super::{arg, RedisStore, StoreError};
-use crate::domain::{email_key, hex, name_key, Role, TokenHash};
-use crate::store::records::identity_key;
+use crate::domain::TokenHash;
 use crate::store::{codec, IdentityRecord, MessageRecord, SessionRecord, UserRecord};
 
 impl RedisStore {
     /// The key prefix, for messages that name it.
     pub fn prefix(&self) -> &str {
-        &self.shared.prefix
+        self.shared.keys.prefix()
     }
 
-    /// A user with both indexes, the admin count and their identities.
+    /// A user with their indexes, listing, admin count and identities.
     pub async fn import_user(
         &self,
         user: &UserRecord,
         identities: &[IdentityRecord],
     ) -> Result<(), StoreError> {
-        let id = user.id;
-        let mut pipe = redis::pipe();
-        pipe.set(self.key(&format!("user:{id}")), codec::encode(user))
-            .set(self.key(&format!("name:{}", name_key(&user.username))), id)
-            .set(self.key(&format!("email:{}", email_key(&user.email))), id)
-            .zadd(self.key("users"), id, id);
-        if user.role == Role::Admin {
-            pipe.incr(self.key("admin_count"), 1);
-        }
-        for identity in identities {
-            let k = hex(&identity_key(&identity.issuer, &identity.subject));
-            pipe.set(self.key(&format!("ident:{k}")), id).hset(
-                self.key(&format!("user_idents:{id}")),
-                k,
-                codec::encode(identity),
-            );
-        }
-        self.pipeline(&pipe).await
+        self.add_user(user, identities).await
     }
 
-    /// A session with both index entries, as a login writes it (its user
-    /// is imported first).
+    /// A session as a login writes it (its user is imported first).
     pub async fn import_session(
         &self,
         hash: &TokenHash,
         session: &SessionRecord,
     ) -> Result<(), StoreError> {
-        self.put_session("new", hash, session).await.map(drop)
+        self.create_session(hash, session).await
     }
 
-    /// A chat message under its own id, in its room's stream.
+    /// A chat message under its own id, in its room's stream; the message
+    /// counter kept at the highest id seen (messages come room by room, so
+    /// ids do not arrive in order).
     pub async fn import_message(&self, message: &MessageRecord) -> Result<(), StoreError> {
+        let keys = &self.shared.keys;
         let stored = MessageRecord {
             id: 0,
             ..message.clone()
         };
-        let mut pipe = redis::pipe();
-        pipe.cmd("XADD")
-            .arg(self.key(&format!("room:{}", message.room)))
-            .arg(format!("{}-0", message.id))
-            .arg("r")
-            .arg(arg(codec::encode(&stored)));
-        pipe.cmd("SET")
-            .arg(self.key("next_message_id"))
-            .arg(message.id)
-            .arg("GET");
-        // Keep the counter at the highest id seen (messages come room by
-        // room, so ids do not arrive in order).
-        let mut conn = self.shared.conn.clone();
-        let (_, previous): (String, Option<u64>) =
-            super::bounded(self.shared.timeout, pipe.query_async(&mut conn)).await?;
+        let _: String = self
+            .run(
+                redis::cmd("XADD")
+                    .arg(keys.room(&message.room))
+                    .arg(format!("{}-0", message.id))
+                    .arg("r")
+                    .arg(arg(codec::encode(&stored))),
+            )
+            .await?;
+        let previous: Option<u64> = self
+            .run(
+                redis::cmd("SET")
+                    .arg(keys.all("next_message_id"))
+                    .arg(message.id)
+                    .arg("GET"),
+            )
+            .await?;
         if let Some(previous) = previous.filter(|p| *p > message.id) {
             let _: () = self
                 .run(
                     redis::cmd("SET")
-                        .arg(self.key("next_message_id"))
+                        .arg(keys.all("next_message_id"))
                         .arg(previous),
                 )
                 .await?;
@@ -82,24 +68,26 @@ impl RedisStore {
         Ok(())
     }
 
-    /// The user id counter, and the development secret if there was one.
+    /// The user id counter (it holds the last id given, sled's the next),
+    /// and the development secret if there was one.
     pub async fn import_counters(
         &self,
         next_user_id: u64,
         dev_secret: Option<&str>,
     ) -> Result<(), StoreError> {
-        let mut pipe = redis::pipe();
-        pipe.set(self.key("next_user_id"), next_user_id);
+        let keys = &self.shared.keys;
+        let _: () = self
+            .run(
+                redis::cmd("SET")
+                    .arg(keys.all("next_user_id"))
+                    .arg(next_user_id.saturating_sub(1)),
+            )
+            .await?;
         if let Some(secret) = dev_secret {
-            pipe.set(self.key("dev_secret"), secret);
+            let _: () = self
+                .run(redis::cmd("SET").arg(keys.plain("dev_secret")).arg(secret))
+                .await?;
         }
-        self.pipeline(&pipe).await
-    }
-
-    async fn pipeline(&self, pipe: &redis::Pipeline) -> Result<(), StoreError> {
-        let mut conn = self.shared.conn.clone();
-        let _: redis::Value =
-            super::bounded(self.shared.timeout, pipe.query_async(&mut conn)).await?;
         Ok(())
     }
 }

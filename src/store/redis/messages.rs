@@ -14,8 +14,8 @@ type StreamEntry = (String, Vec<(String, Vec<u8>)>);
 const ROOM_CAP: u64 = 100_000;
 
 impl RedisStore {
-    /// Stores a message and publishes it to every instance, in one script;
-    /// then waits for replicas if configured.
+    /// Stores a message under the next id and publishes it to every
+    /// instance, in one script; then waits for replicas if configured.
     pub async fn post_message(
         &self,
         room: &RoomName,
@@ -33,16 +33,32 @@ impl RedisStore {
             text: text.to_owned(),
             sent_at_ms: now_ms,
         };
-        let id: u64 = self
-            .script(
-                &self.shared.scripts.post_message,
-                &[
-                    arg(room.as_ref()),
-                    arg(codec::encode(&record)),
-                    arg(ROOM_CAP),
-                ],
-            )
-            .await?;
+        let keys = &self.shared.keys;
+        let encoded = codec::encode(&record);
+        let mut id = 0;
+        for _ in 0..super::RETRIES {
+            // The id from the counter, then the stream, whose ids only grow:
+            // a later id that got to the room first means taking a new one.
+            id = self
+                .run(redis::cmd("INCR").arg(keys.all("next_message_id")))
+                .await?;
+            let added: i64 = self
+                .script(
+                    &self.shared.scripts.message_post,
+                    &[&keys.room(room.as_ref())],
+                    &[arg(id), arg(&encoded), arg(ROOM_CAP), arg(keys.events())],
+                )
+                .await?;
+            if added == 1 {
+                break;
+            }
+            id = 0;
+        }
+        if id == 0 {
+            return Err(StoreError::Redis(
+                "a room's newer messages kept taking the id; try again".into(),
+            ));
+        }
         record.id = id;
         self.commit_durably().await?;
         Ok(record)
@@ -63,7 +79,7 @@ impl RedisStore {
         let entries: Vec<StreamEntry> = self
             .run(
                 redis::cmd("XREVRANGE")
-                    .arg(self.key(&format!("room:{}", room.as_ref())))
+                    .arg(self.shared.keys.room(room.as_ref()))
                     .arg(end)
                     .arg("-")
                     .arg("COUNT")

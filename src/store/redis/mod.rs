@@ -3,15 +3,18 @@
 //! HTTP.
 //!
 //! Every change touching more than one key is one Lua script
-//! (`scripts.rs`); endings and chat messages are published by the same
-//! script that makes them, on one channel that every instance follows
-//! (`events.rs`). Keys are `<prefix><kind>:<id>`; see README "Redis".
-//! Every call waits at most `redis_timeout`, then fails as `Unavailable`.
+//! (`scripts.rs`) over the keys of one hash slot (`keys.rs`), so the same
+//! code runs on one Redis server and on a Redis Cluster; endings and chat
+//! messages are published by the same script that makes them, on one
+//! channel that every instance follows (`events.rs`). Every call waits at
+//! most `redis_timeout`, then fails as `Unavailable`.
 
 mod check;
+mod conn;
 mod events;
 mod identities;
 mod import;
+mod keys;
 mod messages;
 mod prune;
 mod scripts;
@@ -23,7 +26,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{FromRedisValue, RedisError};
 use tokio::task::JoinHandle;
 
@@ -34,6 +36,8 @@ use super::{
     StoreError, StoreEvent, UserRecord, SCHEMA_VERSION,
 };
 use crate::config::{Durability, StorageConfig};
+use conn::Conn;
+use keys::Keys;
 
 /// A session's key outlives its deadline by this much: lookups decide by
 /// the deadline, and the pruner, not Redis, removes it and tells the
@@ -47,13 +51,14 @@ pub struct RedisStore {
 }
 
 struct Shared {
-    conn: ConnectionManager,
+    conn: Conn,
     /// Where scripts run: `conn` itself, or with `redis_wait_replicas` a
     /// connection of their own, since `WAIT` covers only the writes of the
     /// connection it is sent on and blocks that connection meanwhile.
-    write_conn: ConnectionManager,
+    write_conn: Conn,
+    /// The node `redis_url` names: events are followed there.
     client: redis::Client,
-    prefix: String,
+    keys: Keys,
     timeout: Duration,
     durability: Durability,
     wait_replicas: u32,
@@ -93,18 +98,9 @@ impl RedisStore {
     pub async fn open(config: &StorageConfig, wait: bool) -> Result<RedisStore, StoreError> {
         let client = redis::Client::open(config.redis_url.as_str())
             .map_err(|e| StoreError::RedisRefused(format!("storage.redis_url: {e}")))?;
-        let manager_config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(config.redis_timeout))
-            .set_response_timeout(Some(config.redis_timeout))
-            .set_number_of_retries(1)
-            .set_max_delay(config.redis_timeout);
-        let connect = || {
-            ConnectionManager::new_lazy_with_config(client.clone(), manager_config.clone())
-                .map_err(|e| StoreError::RedisRefused(format!("storage.redis_url: {e}")))
-        };
-        let conn = connect()?;
+        let conn = Conn::open(config, wait).await?;
         let write_conn = if config.redis_wait_replicas > 0 {
-            connect()?
+            Conn::open(config, wait).await?
         } else {
             conn.clone()
         };
@@ -113,7 +109,7 @@ impl RedisStore {
                 conn,
                 write_conn,
                 client,
-                prefix: config.redis_key_prefix.clone(),
+                keys: Keys::new(&config.redis_key_prefix),
                 timeout: config.redis_timeout,
                 durability: config.durability,
                 wait_replicas: config.redis_wait_replicas,
@@ -163,7 +159,8 @@ impl RedisStore {
     }
 
     /// `durability = "sync"` promises that an answered write survives a
-    /// Redis crash: only true with an fsync per write and no eviction.
+    /// Redis crash: only true with an fsync per write and no eviction, on
+    /// every primary of a cluster.
     async fn check_durability(&self) -> Result<(), StoreError> {
         if self.shared.durability != Durability::Sync {
             return Ok(());
@@ -174,45 +171,65 @@ impl RedisStore {
             ("maxmemory-policy", "noeviction"),
         ];
         for (setting, value) in wanted {
-            let found: Result<Vec<String>, _> =
-                self.run(redis::cmd("CONFIG").arg("GET").arg(setting)).await;
-            match found {
-                Ok(pair) => {
-                    let actual = pair.get(1).map(String::as_str).unwrap_or("");
-                    if actual != value {
-                        return Err(StoreError::RedisRefused(format!(
-                            "storage.durability = \"sync\" needs the Redis server's {setting} to be {value} (it is {actual:?}): run CONFIG SET {setting} {value} and add it to redis.conf, or set storage.durability = \"periodic\""
-                        )));
-                    }
-                }
+            let found = bounded(
+                self.shared.timeout,
+                self.shared
+                    .conn
+                    .on_every_primary(redis::cmd("CONFIG").arg("GET").arg(setting)),
+            )
+            .await;
+            let nodes = match found {
+                Ok(nodes) => nodes,
                 Err(StoreError::Unavailable(e)) => return Err(StoreError::Unavailable(e)),
                 Err(e) => {
                     tracing::warn!(error = %e, "cannot read the Redis server's settings (CONFIG disabled?); its durability is not checked");
                     return Ok(());
+                }
+            };
+            for (node, reply) in nodes {
+                let pair: Vec<String> = redis::from_redis_value(reply).unwrap_or_default();
+                let actual = pair.get(1).map(String::as_str).unwrap_or("");
+                if actual != value {
+                    let on = if node.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" on {node}")
+                    };
+                    return Err(StoreError::RedisRefused(format!(
+                        "storage.durability = \"sync\" needs the Redis server's {setting} to be {value} (it is {actual:?}{on}): run CONFIG SET {setting} {value} and add it to redis.conf, or set storage.durability = \"periodic\""
+                    )));
                 }
             }
         }
         Ok(())
     }
 
+    /// The records' schema under the prefix: a newer one is refused, and
+    /// so is data in the key layout before Cluster support (whose schema
+    /// key had no `{all}` tag).
     async fn check_schema(&self) -> Result<(), StoreError> {
-        let key = self.key("schema_version");
-        let _: () = self
+        let keys = &self.shared.keys;
+        let earlier: u64 = self
+            .run(redis::cmd("EXISTS").arg(keys.plain("schema_version")))
+            .await?;
+        if earlier > 0 {
+            return Err(StoreError::RedisRefused(format!(
+                "the data under prefix {:?} is in the key layout of a sessiond before Redis Cluster support, which this one does not read: serve it with the sessiond that wrote it, or start on an empty prefix (storage.redis_key_prefix)",
+                keys.prefix()
+            )));
+        }
+        let key = keys.all("schema_version");
+        let _: Option<String> = self
             .run(redis::cmd("SET").arg(&key).arg(SCHEMA_VERSION).arg("NX"))
             .await?;
         let found: u32 = self.run(redis::cmd("GET").arg(&key)).await?;
         if found > SCHEMA_VERSION {
             return Err(StoreError::RedisRefused(format!(
                 "the data under prefix {:?} has schema version {found}, newer than this sessiond reads ({SCHEMA_VERSION}); upgrade sessiond",
-                self.shared.prefix
+                keys.prefix()
             )));
         }
         Ok(())
-    }
-
-    /// `<prefix><rest>`.
-    fn key(&self, rest: &str) -> String {
-        format!("{}{rest}", self.shared.prefix)
     }
 
     /// Runs one command, waiting at most `redis_timeout`.
@@ -221,15 +238,25 @@ impl RedisStore {
         bounded(self.shared.timeout, cmd.query_async(&mut conn)).await
     }
 
+    /// Runs these commands side by side (one pipelined write on one
+    /// server; each to its own node on a cluster), in order of answer.
+    async fn run_all<T: FromRedisValue>(
+        &self,
+        cmds: Vec<redis::Cmd>,
+    ) -> Result<Vec<T>, StoreError> {
+        futures_util::future::try_join_all(cmds.iter().map(|cmd| self.run(cmd))).await
+    }
+
     /// Runs one script that writes, on the connection `WAIT` follows,
-    /// waiting at most `redis_timeout`. The prefix is always its first
-    /// argument.
+    /// waiting at most `redis_timeout`. `keys` are of one slot.
     async fn script<T: FromRedisValue>(
         &self,
         script: &redis::Script,
+        keys: &[&str],
         args: &[Vec<u8>],
     ) -> Result<T, StoreError> {
-        self.invoke(&self.shared.write_conn, script, args).await
+        self.invoke(&self.shared.write_conn, script, keys, args)
+            .await
     }
 
     /// Runs one script that only reads (or writes nothing anyone waits
@@ -237,19 +264,23 @@ impl RedisStore {
     async fn read_script<T: FromRedisValue>(
         &self,
         script: &redis::Script,
+        keys: &[&str],
         args: &[Vec<u8>],
     ) -> Result<T, StoreError> {
-        self.invoke(&self.shared.conn, script, args).await
+        self.invoke(&self.shared.conn, script, keys, args).await
     }
 
     async fn invoke<T: FromRedisValue>(
         &self,
-        conn: &ConnectionManager,
+        conn: &Conn,
         script: &redis::Script,
+        keys: &[&str],
         args: &[Vec<u8>],
     ) -> Result<T, StoreError> {
         let mut invocation = script.prepare_invoke();
-        invocation.arg(&self.shared.prefix);
+        for key in keys {
+            invocation.key(*key);
+        }
         for arg in args {
             invocation.arg(arg);
         }
@@ -309,18 +340,20 @@ impl RedisStore {
 
     /// Users stored.
     pub async fn user_count(&self) -> Result<u64, StoreError> {
-        self.run(redis::cmd("ZCARD").arg(self.key("users"))).await
+        self.run(redis::cmd("ZCARD").arg(self.shared.keys.all("users")))
+            .await
     }
 
     /// Sessions stored (live, or ended and not yet pruned).
     pub async fn session_count(&self) -> Result<u64, StoreError> {
-        self.run(redis::cmd("ZCARD").arg(self.key("expiry"))).await
+        self.run(redis::cmd("ZCARD").arg(self.shared.keys.all("expiry")))
+            .await
     }
 
     /// The development secret every instance under this prefix signs
     /// with: `candidate` if none was stored yet.
     pub async fn shared_dev_secret(&self, candidate: &str) -> Result<String, StoreError> {
-        let key = self.key("dev_secret");
+        let key = self.shared.keys.plain("dev_secret");
         let _: () = self
             .run(redis::cmd("SET").arg(&key).arg(candidate).arg("NX"))
             .await?;
@@ -330,18 +363,22 @@ impl RedisStore {
     /// Whether nothing is stored under the prefix (for `migrate`): none
     /// of the keys every store of data has.
     pub async fn is_empty(&self) -> Result<bool, StoreError> {
-        let mut cmd = redis::cmd("EXISTS");
-        for key in [
-            "next_user_id",
-            "users",
-            "expiry",
-            "next_message_id",
-            "dev_secret",
-        ] {
-            cmd.arg(self.key(key));
-        }
-        let found: u64 = self.run(&cmd).await?;
-        Ok(found == 0)
+        let keys = &self.shared.keys;
+        let found: Vec<u64> = self
+            .run_all(
+                [
+                    keys.all("next_user_id"),
+                    keys.all("users"),
+                    keys.all("expiry"),
+                    keys.all("next_message_id"),
+                    keys.plain("dev_secret"),
+                ]
+                .iter()
+                .map(|k| redis::cmd("EXISTS").arg(k).clone())
+                .collect(),
+            )
+            .await?;
+        Ok(found.iter().all(|n| *n == 0))
     }
 }
 
@@ -381,18 +418,6 @@ fn redis_error(e: RedisError) -> StoreError {
 
 fn one_line(text: &str) -> String {
     text.split_whitespace().collect::<Vec<_>>().join(" ")
-}
-
-/// Escapes a prefix for a SCAN pattern.
-fn glob_escape(prefix: &str) -> String {
-    let mut out = String::with_capacity(prefix.len());
-    for c in prefix.chars() {
-        if matches!(c, '*' | '?' | '[' | ']' | '\\') {
-            out.push('\\');
-        }
-        out.push(c);
-    }
-    out
 }
 
 fn rand_bytes() -> [u8; 8] {
@@ -458,7 +483,7 @@ impl RedisStore {
     where
         Attempt: std::future::Future<Output = Result<Option<T>, StoreError>>,
     {
-        let key = self.key(&format!("user:{}", id.as_u64()));
+        let key = self.shared.keys.user(id.as_u64());
         for _ in 0..RETRIES {
             let raw: Option<Vec<u8>> = self.run(redis::cmd("GET").arg(&key)).await?;
             let raw = raw.ok_or(StoreError::NoSuchUser)?;

@@ -1,13 +1,17 @@
 //! Pruning on Redis: one instance at a time (a lease key), walking
-//! `expiry` from its start up to now, a batch per script, so a pass costs
-//! what has ended. It also cleans the index entries of sessions Redis
-//! reclaimed itself, and publishes every ending.
+//! `{all}:expiry` from its start up to now, a batch at a time, so a pass
+//! costs what has ended. Each user's due sessions end in one script in
+//! that user's slot, which publishes every ending and spares a session a
+//! touch moved meanwhile; then their token and pruner entries go. Index
+//! entries of sessions Redis reclaimed itself are cleaned the same way.
 
+use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 
+use super::keys::{expiry_member, parse_expiry_member};
 use super::{arg, PruneSchedule, RedisStore, StoreError};
 
-/// Expiry entries handled per script.
+/// Expiry entries handled per batch.
 const BATCH: usize = 128;
 
 /// The longest one instance holds the pruning lease, should it die
@@ -18,12 +22,13 @@ impl RedisStore {
     /// Removes every session whose deadline is at or before `now_ms`;
     /// returns how many.
     pub async fn prune_ended(&self, now_ms: u64) -> Result<u64, StoreError> {
+        let keys = &self.shared.keys;
         let mut pruned = 0;
         loop {
             let due: Vec<String> = self
                 .run(
                     redis::cmd("ZRANGEBYSCORE")
-                        .arg(self.key("expiry"))
+                        .arg(keys.all("expiry"))
                         .arg("-inf")
                         .arg(now_ms)
                         .arg("LIMIT")
@@ -31,13 +36,44 @@ impl RedisStore {
                         .arg(BATCH),
                 )
                 .await?;
-            if due.is_empty() {
-                break;
+            let mut by_user: HashMap<u64, Vec<String>> = HashMap::new();
+            for (uid, h) in due.iter().filter_map(|m| parse_expiry_member(m)) {
+                by_user.entry(uid).or_default().push(h.to_owned());
             }
-            let mut args = vec![arg(now_ms)];
-            args.extend(due.iter().map(arg));
-            let ended: Vec<String> = self.script(&self.shared.scripts.prune, &args).await?;
-            let n = ended.len() as u64;
+            let passes = by_user.iter().map(|(uid, hashes)| async move {
+                let mut args = vec![arg(now_ms), arg(keys.events())];
+                args.extend(hashes.iter().map(arg));
+                let outcome: Vec<i64> = self
+                    .script(
+                        &self.shared.scripts.sessions_prune,
+                        &[&keys.user(*uid)],
+                        &args,
+                    )
+                    .await?;
+                let mut gone = Vec::new();
+                // XX GT: neither brings back an entry an ending removed
+                // meanwhile nor moves one a touch moved later.
+                let mut moved = redis::cmd("ZADD");
+                moved.arg(keys.all("expiry")).arg("XX").arg("GT");
+                let mut any_moved = false;
+                for (h, deadline) in hashes.iter().zip(outcome) {
+                    if deadline > 0 {
+                        moved.arg(deadline).arg(expiry_member(*uid, h));
+                        any_moved = true;
+                    } else {
+                        gone.push(h.clone());
+                    }
+                }
+                if any_moved {
+                    let _: u64 = self.run(&moved).await?;
+                }
+                self.forget_sessions(*uid, &gone).await?;
+                Ok::<u64, StoreError>(gone.len() as u64)
+            });
+            let n: u64 = futures_util::future::try_join_all(passes)
+                .await?
+                .into_iter()
+                .sum();
             self.shared.pruned_total.fetch_add(n, Ordering::Relaxed);
             pruned += n;
             if due.len() < BATCH {
@@ -52,7 +88,7 @@ impl RedisStore {
         let first: Vec<(String, f64)> = self
             .run(
                 redis::cmd("ZRANGE")
-                    .arg(self.key("expiry"))
+                    .arg(self.shared.keys.all("expiry"))
                     .arg(0)
                     .arg(0)
                     .arg("WITHSCORES"),
@@ -65,7 +101,7 @@ impl RedisStore {
     /// `LEASE_MS`, given back after the pass): instances do not repeat
     /// each other's work. Zero if another instance holds it.
     pub async fn prune_under_lease(&self, now_ms: u64) -> Result<u64, StoreError> {
-        let lease = self.key("prune_lease");
+        let lease = self.shared.keys.plain("prune_lease");
         let taken: Option<String> = self
             .run(
                 redis::cmd("SET")
@@ -81,24 +117,16 @@ impl RedisStore {
         }
         let pruned = self.prune_ended(now_ms).await;
         let _: Result<i64, _> = self
-            .script_keyed(&self.shared.scripts.release_lease, &lease)
+            .read_script(
+                &self.shared.scripts.release_lease,
+                &[&lease],
+                &[arg(&self.shared.instance)],
+            )
             .await;
         pruned
     }
 
     pub(in crate::store) fn schedule(&self) -> &PruneSchedule {
         &self.shared.prune_schedule
-    }
-
-    /// Runs a script that names one key and takes this instance's id.
-    async fn script_keyed<T: redis::FromRedisValue>(
-        &self,
-        script: &redis::Script,
-        key: &str,
-    ) -> Result<T, StoreError> {
-        let mut invocation = script.key(key);
-        invocation.arg(&self.shared.instance);
-        let mut conn = self.shared.conn.clone();
-        super::bounded(self.shared.timeout, invocation.invoke_async(&mut conn)).await
     }
 }

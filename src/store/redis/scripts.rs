@@ -1,51 +1,56 @@
 //! Every change that touches more than one key is one Lua script, run with
-//! EVALSHA (redis-rs reloads a script the server has forgotten): Redis runs
-//! a script whole, so no instance ever sees half a change, and a script
-//! that finds its session gone writes nothing.
+//! EVALSHA (redis-rs reloads a script the server has forgotten, on every
+//! primary of a Cluster): Redis runs a script whole, so no instance ever
+//! sees half a change, and a script that finds its session gone writes
+//! nothing. Each script names the keys of one hash slot (`keys.rs`).
 
 use redis::Script;
 
 /// The scripts, loaded once per store.
 pub(super) struct Scripts {
-    pub create_user: Script,
-    pub replace_user: Script,
-    pub remove_user: Script,
-    pub find_user: Script,
-    pub list_users: Script,
-    pub put_session: Script,
-    pub session_with_user: Script,
-    pub end_session: Script,
-    pub end_sessions_of: Script,
-    pub sessions_of: Script,
-    pub prune: Script,
-    pub link_identity: Script,
-    pub unlink_identity: Script,
-    pub post_message: Script,
+    pub admin_count: Script,
+    pub claim: Script,
+    pub failure_count: Script,
+    pub failures_read: Script,
+    pub identity_link: Script,
+    pub identity_unlink: Script,
+    pub message_post: Script,
     pub release_lease: Script,
-    pub count_failure: Script,
-    pub failures: Script,
+    pub session_end: Script,
+    pub session_lookup: Script,
+    pub session_put: Script,
+    pub session_read: Script,
+    pub sessions_end: Script,
+    pub sessions_list: Script,
+    pub sessions_prune: Script,
+    pub user_create: Script,
+    pub user_listed: Script,
+    pub user_remove: Script,
+    pub user_replace: Script,
 }
 
 impl Scripts {
     pub fn new() -> Self {
         Self {
-            create_user: Script::new(include_str!("lua/create_user.lua")),
-            replace_user: Script::new(include_str!("lua/replace_user.lua")),
-            remove_user: Script::new(include_str!("lua/remove_user.lua")),
-            find_user: Script::new(include_str!("lua/find_user.lua")),
-            list_users: Script::new(include_str!("lua/list_users.lua")),
-            put_session: Script::new(include_str!("lua/put_session.lua")),
-            session_with_user: Script::new(include_str!("lua/session_with_user.lua")),
-            end_session: Script::new(include_str!("lua/end_session.lua")),
-            end_sessions_of: Script::new(include_str!("lua/end_sessions_of.lua")),
-            sessions_of: Script::new(include_str!("lua/sessions_of.lua")),
-            prune: Script::new(include_str!("lua/prune.lua")),
-            link_identity: Script::new(include_str!("lua/link_identity.lua")),
-            unlink_identity: Script::new(include_str!("lua/unlink_identity.lua")),
-            post_message: Script::new(include_str!("lua/post_message.lua")),
+            admin_count: Script::new(include_str!("lua/admin_count.lua")),
+            claim: Script::new(include_str!("lua/claim.lua")),
+            failure_count: Script::new(include_str!("lua/failure_count.lua")),
+            failures_read: Script::new(include_str!("lua/failures_read.lua")),
+            identity_link: Script::new(include_str!("lua/identity_link.lua")),
+            identity_unlink: Script::new(include_str!("lua/identity_unlink.lua")),
+            message_post: Script::new(include_str!("lua/message_post.lua")),
             release_lease: Script::new(include_str!("lua/release_lease.lua")),
-            count_failure: Script::new(include_str!("lua/count_failure.lua")),
-            failures: Script::new(include_str!("lua/failures.lua")),
+            session_end: Script::new(include_str!("lua/session_end.lua")),
+            session_lookup: Script::new(include_str!("lua/session_lookup.lua")),
+            session_put: Script::new(include_str!("lua/session_put.lua")),
+            session_read: Script::new(include_str!("lua/session_read.lua")),
+            sessions_end: Script::new(include_str!("lua/sessions_end.lua")),
+            sessions_list: Script::new(include_str!("lua/sessions_list.lua")),
+            sessions_prune: Script::new(include_str!("lua/sessions_prune.lua")),
+            user_create: Script::new(include_str!("lua/user_create.lua")),
+            user_listed: Script::new(include_str!("lua/user_listed.lua")),
+            user_remove: Script::new(include_str!("lua/user_remove.lua")),
+            user_replace: Script::new(include_str!("lua/user_replace.lua")),
         }
     }
 }

@@ -42,8 +42,12 @@ async fn session_keys_and_the_per_user_index_expire_after_the_last_deadline() {
         test.store.create_session(&hash, &session).await.unwrap();
         let ttl: i64 = redis
             .run(
-                redis::cmd("PTTL")
-                    .arg(redis.key(&format!("sess:{}", crate::domain::hex(&[n; 32])))),
+                redis::cmd("PTTL").arg(
+                    redis
+                        .shared
+                        .keys
+                        .session(user.id, &crate::domain::hex(&[n; 32])),
+                ),
             )
             .await
             .unwrap();
@@ -55,7 +59,7 @@ async fn session_keys_and_the_per_user_index_expire_after_the_last_deadline() {
     }
     // The index outlives the latest session (5 h), not the last made (2 h).
     let ttl: i64 = redis
-        .run(redis::cmd("PTTL").arg(redis.key(&format!("user_sessions:{}", user.id))))
+        .run(redis::cmd("PTTL").arg(redis.shared.keys.user_sessions(user.id)))
         .await
         .unwrap();
     let wanted = (5 * 3_600_000 + KEY_GRACE_MS) as i64;

@@ -1,6 +1,7 @@
 //! Failed logins counted in Redis, so every instance sees every guess:
 //! `fail:<subject>` is a sorted set of attempt times, trimmed to the
-//! window and expiring with it.
+//! window and expiring with it. One script per subject (subjects are keys
+//! of their own, on any node of a cluster), sent side by side.
 
 use std::time::Duration;
 
@@ -16,17 +17,18 @@ impl RedisStore {
         subjects: &[&str],
         window: Duration,
     ) -> Result<Vec<(u32, u64)>, StoreError> {
-        let now = now_ms();
-        let window_ms = window.as_millis() as u64;
-        let mut args = vec![arg(now), arg(window_ms)];
-        args.extend(subjects.iter().map(arg));
-        let flat: Vec<u64> = self
-            .read_script(&self.shared.scripts.failures, &args)
-            .await?;
-        Ok(flat
-            .chunks_exact(2)
-            .map(|p| (p[0].min(u32::MAX as u64) as u32, p[1]))
-            .collect())
+        let args = [arg(now_ms()), arg(window.as_millis() as u64)];
+        let each = subjects.iter().map(|subject| {
+            let key = self.shared.keys.failures(subject);
+            let args = &args;
+            async move {
+                let (count, oldest): (u64, u64) = self
+                    .read_script(&self.shared.scripts.failures_read, &[&key], args)
+                    .await?;
+                Ok::<_, StoreError>((count.min(u32::MAX as u64) as u32, oldest))
+            }
+        });
+        futures_util::future::try_join_all(each).await
     }
 
     /// Counts one failed login against each subject.
@@ -35,21 +37,23 @@ impl RedisStore {
         subjects: &[&str],
         window: Duration,
     ) -> Result<(), StoreError> {
-        let now = now_ms();
-        let window_ms = window.as_millis() as u64;
         let attempt = hex(&super::rand_bytes());
-        let mut args = vec![arg(now), arg(window_ms), arg(&attempt)];
-        args.extend(subjects.iter().map(arg));
-        let _: i64 = self
-            .script(&self.shared.scripts.count_failure, &args)
-            .await?;
-        Ok(())
+        let args = [arg(now_ms()), arg(window.as_millis() as u64), arg(&attempt)];
+        let each = subjects.iter().map(|subject| {
+            let key = self.shared.keys.failures(subject);
+            let args = &args;
+            async move {
+                self.script::<i64>(&self.shared.scripts.failure_count, &[&key], args)
+                    .await
+            }
+        });
+        futures_util::future::try_join_all(each).await.map(drop)
     }
 
     /// Forgets a subject's failures (a right password, an admin's unlock).
     pub async fn forgive_login_failures(&self, subject: &str) -> Result<(), StoreError> {
         let _: i64 = self
-            .run(redis::cmd("DEL").arg(self.key(&format!("fail:{subject}"))))
+            .run(redis::cmd("DEL").arg(self.shared.keys.failures(subject)))
             .await?;
         Ok(())
     }

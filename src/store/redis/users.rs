@@ -1,10 +1,25 @@
-//! Users on Redis: `user:<id>` holds the record, `name:<key>` and
-//! `email:<key>` the indexes, `users` (a sorted set by id) the list, and
-//! `admin_count` / `next_user_id` the counters. Changes to an existing
-//! user compare the record they read before writing (a script), and retry
+//! Users on Redis. A user's record lives in their slot (`user:{<id>}`);
+//! the name, e-mail and identity indexes are keys of their own, and the
+//! user list and admin count are deployment-wide (`keys.rs`). No script
+//! can span those, so every change runs in steps, ordered so that a crash
+//! between any two leaves nothing a reader trusts and nothing `check`
+//! cannot find:
+//! - a registration writes the record first, then claims its indexes
+//!   one by one in a fixed order (`SET NX`; losing one gives back the
+//!   others and drops the record),
+//!   then lists the user. A reader follows an index only to a record that
+//!   has that name, so an index never leads to a half-made user, and an
+//!   index whose user does not have it is taken over;
+//! - a removal gives up the indexes first, then removes the record with
+//!   every session in one script, then unlists;
+//! - the admin count is taken before a demotion or removal and added after
+//!   a promotion, so it is never above the admins there are: the last
+//!   admin stays, whichever instances race.
+//!
+//! Changes to an existing record compare the record they read, and retry
 //! if another instance changed it in between.
 
-use redis::Value;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use super::{
     arg, decode, Answer, IdentityRecord, NewUser, RedisStore, RemovedUser, StoreError, UserRecord,
@@ -14,82 +29,229 @@ use crate::domain::{email_key, hex, name_key, Role, TokenHash, UserId};
 use crate::store::codec;
 use crate::store::records::identity_key;
 
+/// An index entry: which key leads to a user, and how to tell that the
+/// user it names really has it.
+pub(super) enum Index {
+    Name(String),
+    Email(String),
+    /// An identity key, hex.
+    Ident(String),
+}
+
 impl RedisStore {
-    /// Adds a user, both indexes and, for an ID-token sign-in, the
-    /// identity, in one script. The id is the counter's value when the
-    /// caller read it; a registration on another instance in between makes
-    /// the script refuse, and this one reads the counter again.
+    /// Adds a user under the next id, with, for an ID-token sign-in, the
+    /// identity: the steps in the module doc.
     pub async fn create_user_linked(
         &self,
         new: NewUser<'_>,
         identity: Option<&IdentityRecord>,
     ) -> Result<UserRecord, StoreError> {
-        let (ident_key, ident_value) = match identity {
-            Some(i) => (hex(&identity_key(&i.issuer, &i.subject)), codec::encode(i)),
-            None => (String::new(), Vec::new()),
+        let id: u64 = self
+            .run(redis::cmd("INCR").arg(self.shared.keys.all("next_user_id")))
+            .await?;
+        let record = UserRecord {
+            id,
+            username: new.username.as_ref().to_owned(),
+            email: new.email.as_ref().to_owned(),
+            role: new.role,
+            password_hash: new.password_hash.clone(),
+            created_at_ms: new.now_ms,
         };
-        let admin = if new.role == Role::Admin { "1" } else { "0" };
-        for _ in 0..RETRIES {
-            let next: Option<u64> = self
-                .run(redis::cmd("GET").arg(self.key("next_user_id")))
-                .await?;
-            let record = UserRecord {
-                id: next.unwrap_or(1).max(1),
-                username: new.username.as_ref().to_owned(),
-                email: new.email.as_ref().to_owned(),
-                role: new.role,
-                password_hash: new.password_hash.clone(),
-                created_at_ms: new.now_ms,
-            };
-            let reply: Vec<Value> = self
-                .script(
-                    &self.shared.scripts.create_user,
-                    &[
-                        arg(record.id),
-                        arg(new.username.key()),
-                        arg(new.email.key()),
-                        arg(codec::encode(&record)),
-                        arg(admin),
-                        arg(&ident_key),
-                        arg(&ident_value),
-                    ],
-                )
-                .await?;
-            if let Answer::Done(_) = Answer::of(reply)? {
-                return Ok(record);
+        self.add_user(
+            &record,
+            identity.into_iter().cloned().collect::<Vec<_>>().as_slice(),
+        )
+        .await?;
+        Ok(record)
+    }
+
+    /// Writes `user` under its own id, claims its indexes, lists it.
+    pub(super) async fn add_user(
+        &self,
+        user: &UserRecord,
+        identities: &[IdentityRecord],
+    ) -> Result<(), StoreError> {
+        let keys = &self.shared.keys;
+        let user_key = keys.user(user.id);
+        let mut args = vec![arg(codec::encode(user))];
+        let mut indexes = vec![
+            Index::Name(name_key(&user.username)),
+            Index::Email(email_key(&user.email)),
+        ];
+        for identity in identities {
+            let k = hex(&identity_key(&identity.issuer, &identity.subject));
+            args.push(arg(&k));
+            args.push(arg(codec::encode(identity)));
+            indexes.push(Index::Ident(k));
+        }
+        let reply = self
+            .script(&self.shared.scripts.user_create, &[&user_key], &args)
+            .await?;
+        if !matches!(Answer::of(reply)?, Answer::Done(_)) {
+            return Err(StoreError::Redis(format!(
+                "user id {} already holds a record",
+                user.id
+            )));
+        }
+        // One at a time, in the same order everywhere: two registrations
+        // racing for one name and one e-mail cannot each win one of them.
+        let mut claimed = Ok(());
+        let mut lost = None;
+        for index in &indexes {
+            match self.claim(index, user.id).await {
+                Ok(true) => {}
+                Ok(false) => {
+                    lost = Some(index);
+                    break;
+                }
+                Err(e) => {
+                    claimed = Err(e);
+                    break;
+                }
             }
         }
-        tracing::warn!("user ids kept being taken under a registration; giving up");
+        if claimed.is_err() || lost.is_some() {
+            // Give back what was won, then drop the record: nothing leads to it.
+            self.release(&indexes, user.id).await?;
+            let _: u64 = self
+                .run(
+                    redis::cmd("DEL")
+                        .arg(&user_key)
+                        .arg(keys.user_identities(user.id)),
+                )
+                .await?;
+            claimed?;
+            return Err(match lost {
+                Some(Index::Name(_)) => StoreError::UsernameTaken,
+                Some(Index::Email(_)) => StoreError::EmailTaken,
+                _ => StoreError::IdentityTaken,
+            });
+        }
+        let admin = if user.role == Role::Admin { "1" } else { "0" };
+        let reply = self
+            .script(
+                &self.shared.scripts.user_listed,
+                &[&keys.all("users"), &keys.all("admin_count")],
+                &[arg(user.id), arg(admin)],
+            )
+            .await?;
+        Answer::of(reply).map(drop)
+    }
+
+    /// Points `index` at user `id`: true if it now does, false if another
+    /// user has it. An entry whose user does not have it (left by a crash
+    /// between two steps) is taken over.
+    pub(super) async fn claim(&self, index: &Index, id: u64) -> Result<bool, StoreError> {
+        let entry = self.index_key(index);
+        for _ in 0..RETRIES {
+            let set: Option<String> = self
+                .run(redis::cmd("SET").arg(&entry).arg(id).arg("NX"))
+                .await?;
+            if set.is_some() {
+                return Ok(true);
+            }
+            let Some(owner) = self
+                .run::<Option<u64>>(redis::cmd("GET").arg(&entry))
+                .await?
+            else {
+                continue;
+            };
+            if owner == id {
+                return Ok(true);
+            }
+            if self.holds(owner, index).await? {
+                return Ok(false);
+            }
+            let swapped: u64 = self
+                .script(
+                    &self.shared.scripts.claim,
+                    &[&entry],
+                    &[arg(owner), arg(id)],
+                )
+                .await?;
+            if swapped == 1 {
+                return Ok(true);
+            }
+        }
         Err(StoreError::Redis(
-            "registering a user: the id kept being taken; try again".into(),
+            "an index entry kept changing; try again".into(),
         ))
+    }
+
+    /// Gives up every one of these entries that points at `id`.
+    pub(super) async fn release(&self, indexes: &[Index], id: u64) -> Result<(), StoreError> {
+        futures_util::future::try_join_all(indexes.iter().map(|index| {
+            let entry = self.index_key(index);
+            async move {
+                self.script::<u64>(&self.shared.scripts.claim, &[&entry], &[arg(id), arg("")])
+                    .await
+            }
+        }))
+        .await
+        .map(drop)
+    }
+
+    /// Whether user `owner` has what `index` says (a user's name, e-mail,
+    /// or a linked identity).
+    pub(super) async fn holds(&self, owner: u64, index: &Index) -> Result<bool, StoreError> {
+        if let Index::Ident(k) = index {
+            return self
+                .run(
+                    redis::cmd("HEXISTS")
+                        .arg(self.shared.keys.user_identities(owner))
+                        .arg(k),
+                )
+                .await;
+        }
+        let Some(user) = self.user(UserId::from_u64(owner)).await? else {
+            return Ok(false);
+        };
+        Ok(match index {
+            Index::Name(k) => name_key(&user.username) == *k,
+            Index::Email(k) => email_key(&user.email) == *k,
+            Index::Ident(_) => false,
+        })
+    }
+
+    pub(super) fn index_key(&self, index: &Index) -> String {
+        let keys = &self.shared.keys;
+        match index {
+            Index::Name(k) => keys.name(k),
+            Index::Email(k) => keys.email(k),
+            Index::Ident(k) => keys.ident(k),
+        }
     }
 
     /// The user with this id, if any.
     pub async fn user(&self, id: UserId) -> Result<Option<UserRecord>, StoreError> {
         let raw: Option<Vec<u8>> = self
-            .run(redis::cmd("GET").arg(self.key(&format!("user:{}", id.as_u64()))))
+            .run(redis::cmd("GET").arg(self.shared.keys.user(id.as_u64())))
             .await?;
         raw.map(|r| decode("user", &r)).transpose()
     }
 
     /// Finds a user by name, ignoring case.
     pub async fn user_by_name(&self, name: &str) -> Result<Option<UserRecord>, StoreError> {
-        self.user_by_index(&format!("name:{}", name_key(name)))
-            .await
+        self.user_by_index(&Index::Name(name_key(name))).await
     }
 
     /// Finds a user by e-mail, ignoring case.
     pub async fn user_by_email(&self, email: &str) -> Result<Option<UserRecord>, StoreError> {
-        self.user_by_index(&format!("email:{}", email_key(email)))
-            .await
+        self.user_by_index(&Index::Email(email_key(email))).await
     }
 
-    async fn user_by_index(&self, index: &str) -> Result<Option<UserRecord>, StoreError> {
-        let raw: Option<Vec<u8>> = self
-            .read_script(&self.shared.scripts.find_user, &[arg(index)])
+    /// The user an index entry leads to, if that user has it.
+    async fn user_by_index(&self, index: &Index) -> Result<Option<UserRecord>, StoreError> {
+        let owner: Option<u64> = self
+            .run(redis::cmd("GET").arg(self.index_key(index)))
             .await?;
-        raw.map(|r| decode("user", &r)).transpose()
+        let Some(owner) = owner else { return Ok(None) };
+        let user = self.user(UserId::from_u64(owner)).await?;
+        Ok(user.filter(|u| match index {
+            Index::Name(k) => name_key(&u.username) == *k,
+            Index::Email(k) => email_key(&u.email) == *k,
+            Index::Ident(_) => false,
+        }))
     }
 
     /// Up to `limit` users with ids after `after`, in id order.
@@ -100,10 +262,25 @@ impl RedisStore {
     ) -> Result<Vec<UserRecord>, StoreError> {
         let after = after.map_or(0, |id| id.as_u64());
         let limit = limit.min(i64::MAX as usize) as i64;
-        let raw: Vec<Vec<u8>> = self
-            .read_script(&self.shared.scripts.list_users, &[arg(after), arg(limit)])
+        let ids: Vec<u64> = self
+            .run(
+                redis::cmd("ZRANGEBYSCORE")
+                    .arg(self.shared.keys.all("users"))
+                    .arg(format!("({after}"))
+                    .arg("+inf")
+                    .arg("LIMIT")
+                    .arg(0)
+                    .arg(limit),
+            )
             .await?;
-        raw.iter().map(|r| decode("user", r)).collect()
+        let raw: Vec<Option<Vec<u8>>> = self
+            .run_all(
+                ids.iter()
+                    .map(|id| redis::cmd("GET").arg(self.shared.keys.user(*id)).clone())
+                    .collect(),
+            )
+            .await?;
+        raw.iter().flatten().map(|r| decode("user", r)).collect()
     }
 
     /// Changes a role; refuses to demote the last admin.
@@ -134,7 +311,8 @@ impl RedisStore {
     }
 
     /// Reads the user, applies `change` (which returns the admin count's
-    /// delta) and writes it back if nobody changed it meanwhile.
+    /// delta) and writes it back if nobody changed it meanwhile: the count
+    /// taken before a demotion, added after a promotion.
     async fn change_user(
         &self,
         id: UserId,
@@ -142,45 +320,135 @@ impl RedisStore {
     ) -> Result<UserRecord, StoreError> {
         self.with_user(id, "changing a user", |raw, mut user| {
             let delta = change(&mut user);
-            let args = [
-                arg(id.as_u64()),
-                arg(raw),
-                arg(codec::encode(&user)),
-                arg(delta),
-            ];
+            let user_key = self.shared.keys.user(id.as_u64());
+            let args = [arg(raw), arg(codec::encode(&user))];
             async move {
-                let reply = self
-                    .script(&self.shared.scripts.replace_user, &args)
-                    .await?;
-                Ok(matches!(Answer::of(reply)?, Answer::Done(_)).then_some(user))
+                if delta < 0 {
+                    self.admin_delta(-1).await?;
+                }
+                let written = self
+                    .script(&self.shared.scripts.user_replace, &[&user_key], &args)
+                    .await
+                    .and_then(Answer::of);
+                match written {
+                    Ok(Answer::Done(_)) => {
+                        if delta > 0 {
+                            self.admin_delta(1).await?;
+                        }
+                        Ok(Some(user))
+                    }
+                    other => {
+                        if delta < 0 {
+                            self.admin_delta(1).await?;
+                        }
+                        other.map(|_| None)
+                    }
+                }
             }
         })
         .await
     }
 
-    /// Removes a user with both indexes, every session and identity, in
-    /// one script. Refuses the last admin.
-    pub async fn remove_user(&self, id: UserId) -> Result<RemovedUser, StoreError> {
-        self.with_user(id, "removing a user", |raw, user| async move {
-            let admin = if user.role == Role::Admin { "1" } else { "0" };
-            let args = [
-                arg(id.as_u64()),
-                arg(raw),
-                arg(name_key(&user.username)),
-                arg(email_key(&user.email)),
-                arg(admin),
-            ];
-            let reply = self.script(&self.shared.scripts.remove_user, &args).await?;
-            let Answer::Done(ended) = Answer::of(reply)? else {
-                return Ok(None);
-            };
-            let sessions = ended
-                .into_iter()
-                .filter_map(|v| redis::from_redis_value::<String>(v).ok())
-                .filter_map(|h| TokenHash::from_hex(&h))
-                .collect();
-            Ok(Some(RemovedUser { user, sessions }))
-        })
-        .await
+    /// Moves the admin count by `delta`; taking the last one is refused.
+    async fn admin_delta(&self, delta: i64) -> Result<(), StoreError> {
+        let reply = self
+            .script(
+                &self.shared.scripts.admin_count,
+                &[&self.shared.keys.all("admin_count")],
+                &[arg(delta)],
+            )
+            .await?;
+        Answer::of(reply).map(drop)
     }
+
+    /// Removes a user with every session and identity: the steps in the
+    /// module doc. Refuses the last admin.
+    pub async fn remove_user(&self, id: UserId) -> Result<RemovedUser, StoreError> {
+        let uid = id.as_u64();
+        let keys = &self.shared.keys;
+        let released = AtomicBool::new(false);
+        let removed = self
+            .with_user(id, "removing a user", |raw, user| {
+                let released = &released;
+                async move {
+                    let admin = user.role == Role::Admin;
+                    if admin {
+                        self.admin_delta(-1).await?;
+                    }
+                    let idents: Vec<String> = self
+                        .run(redis::cmd("HKEYS").arg(keys.user_identities(uid)))
+                        .await?;
+                    let mut indexes = vec![
+                        Index::Name(name_key(&user.username)),
+                        Index::Email(email_key(&user.email)),
+                    ];
+                    indexes.extend(idents.into_iter().map(Index::Ident));
+                    self.release(&indexes, uid).await?;
+                    released.store(true, Ordering::Relaxed);
+                    let reply = self
+                        .script(
+                            &self.shared.scripts.user_remove,
+                            &[&keys.user(uid)],
+                            &[arg(raw), arg(keys.events())],
+                        )
+                        .await
+                        .and_then(Answer::of);
+                    let hashes = match reply {
+                        Ok(Answer::Done(pairs)) => pairs,
+                        other => {
+                            if admin {
+                                self.admin_delta(1).await?;
+                            }
+                            return other.map(|_| None);
+                        }
+                    };
+                    let (all, ended) = stored_pairs(hashes);
+                    self.forget_sessions(uid, &all).await?;
+                    let _: u64 = self
+                        .run(redis::cmd("ZREM").arg(keys.all("users")).arg(uid))
+                        .await?;
+                    Ok(Some(RemovedUser {
+                        user,
+                        sessions: ended,
+                    }))
+                }
+            })
+            .await;
+        if let (Err(StoreError::LastAdmin), true) = (&removed, released.into_inner()) {
+            // A retry found the user promoted meanwhile, and the last
+            // admin: put back the indexes given up for the removal.
+            if let Some(user) = self.user(id).await? {
+                let mut indexes = vec![
+                    Index::Name(name_key(&user.username)),
+                    Index::Email(email_key(&user.email)),
+                ];
+                let idents: Vec<String> = self
+                    .run(redis::cmd("HKEYS").arg(keys.user_identities(uid)))
+                    .await?;
+                indexes.extend(idents.into_iter().map(Index::Ident));
+                for index in &indexes {
+                    self.claim(index, uid).await?;
+                }
+            }
+        }
+        removed
+    }
+}
+
+/// A script's `hash, stored (1/0), ...` answer: every hash, and those
+/// that were still stored (the sessions it ended).
+pub(super) fn stored_pairs(reply: Vec<redis::Value>) -> (Vec<String>, Vec<TokenHash>) {
+    let mut all = Vec::with_capacity(reply.len() / 2);
+    let mut ended = Vec::new();
+    let mut values = reply.into_iter();
+    while let (Some(h), Some(stored)) = (values.next(), values.next()) {
+        let Ok(h) = redis::from_redis_value::<String>(h) else {
+            continue;
+        };
+        if redis::from_redis_value::<i64>(stored).unwrap_or(0) == 1 {
+            ended.extend(TokenHash::from_hex(&h));
+        }
+        all.push(h);
+    }
+    (all, ended)
 }
