@@ -66,3 +66,32 @@ async fn session_keys_and_the_per_user_index_expire_after_the_last_deadline() {
     assert!((wanted - 60_000..=wanted).contains(&ttl), "index: {ttl} ms");
     test.close().await;
 }
+
+#[tokio::test]
+async fn data_in_the_layout_before_cluster_support_is_refused_in_one_line() {
+    let Some(url) = crate::store::test_support::redis_url() else {
+        return;
+    };
+    let prefix = format!("old-layout-{}:", std::process::id());
+    let client = redis::Client::open(url.as_str()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    // Layout 1 kept its schema version here, without the {all} tag.
+    let _: () = redis::cmd("SET")
+        .arg(format!("{prefix}schema_version"))
+        .arg(1)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let config = crate::config::StorageConfig {
+        backend: crate::config::Backend::Redis,
+        redis_url: url,
+        redis_key_prefix: prefix.clone(),
+        ..crate::config::StorageConfig::default()
+    };
+    let Err(e) = RedisStore::open(&config, false).await else {
+        panic!("opened data in the earlier layout");
+    };
+    let e = e.to_string();
+    assert!(e.contains("key layout") && e.contains(&prefix), "{e}");
+    assert!(!e.contains('\n'), "{e}");
+}
