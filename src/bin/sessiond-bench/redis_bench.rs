@@ -1,13 +1,14 @@
 //! The Redis backend against sled in the same run: `/me`, logins, the
-//! login storm, and a room whose members are split over two instances.
-//! It starts its own redis-server (fsync'd AOF, as `durability = "sync"`
-//! requires) and three servers: one on sled, two on Redis.
+//! login storm, and a room whose members are split over two instances;
+//! then `/me` on a three-node Redis Cluster. It starts its own
+//! redis-servers (fsync'd AOF, as `durability = "sync"` requires) and the
+//! servers: one on sled, two on Redis, one on the cluster.
 
 use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
-use sessiond::local_redis::LocalRedis;
+use sessiond::local_redis::{LocalCluster, LocalRedis};
 
 use super::{
     cores, http_load, login_requests, procs, register_and_login, row, storm_windows, ws_load, Row,
@@ -42,15 +43,53 @@ pub async fn rows(scale: &Scale, dir: &Path) -> Vec<Row> {
     let redis_cookies = register_and_login(a.addr, "bench", users).await;
 
     let mut rows = vec![
-        me(scale, sled.addr, &sled_cookies, a.addr, &redis_cookies).await,
+        me(
+            "GET /api/auth/me requests/s on Redis vs on sled, same run",
+            scale,
+            (sled.addr, &sled_cookies),
+            (a.addr, &redis_cookies),
+        )
+        .await,
         logins(scale, sled.addr, a.addr).await,
         storm(scale, a.addr, &redis_cookies).await,
     ];
-    sled.stop();
     rows.push(fan_out(scale, a.addr, b.addr, &redis_cookies).await);
     a.stop();
     b.stop();
+    drop(redis);
+    rows.push(on_cluster(scale, dir, sled.addr, &sled_cookies).await);
+    sled.stop();
     rows
+}
+
+/// `/me` on a three-node Redis Cluster (two round trips: the token, then
+/// the user's slot) against sled, same run.
+async fn on_cluster(scale: &Scale, dir: &Path, sled: SocketAddr, sled_cookies: &[String]) -> Row {
+    let what = "GET /api/auth/me requests/s on a 3-node Redis Cluster vs on sled, same run";
+    let cluster = match LocalCluster::start() {
+        Some(Ok(cluster)) => cluster,
+        Some(Err(e)) => panic!("{e}"),
+        None => {
+            return row(
+                what,
+                "skipped: redis-server is not installed".into(),
+                "reported",
+                None,
+            )
+        }
+    };
+    eprintln!("/me on a Redis Cluster ...");
+    let storage = format!(
+        "backend = \"redis\"\nredis_url = {:?}\nredis_cluster = true\nredis_key_prefix = \"bench:\"",
+        cluster.url()
+    );
+    let c = procs::start_sessiond_with(&dir.join("cluster"), &storage).await;
+    let cookies = register_and_login(c.addr, "bench", sled_cookies.len()).await;
+    let mut row = me(what, scale, (sled, sled_cookies), (c.addr, &cookies)).await;
+    row.target = "reported".into();
+    row.met = None;
+    c.stop();
+    row
 }
 
 fn me_requests(cookies: &[String]) -> Vec<Vec<u8>> {
@@ -62,13 +101,12 @@ fn me_requests(cookies: &[String]) -> Vec<Vec<u8>> {
 
 /// Alternated halves (sled, Redis, sled, Redis), so drift weighs on both.
 async fn me(
+    what: &str,
     scale: &Scale,
-    sled: SocketAddr,
-    sled_cookies: &[String],
-    redis: SocketAddr,
-    redis_cookies: &[String],
+    (sled, sled_cookies): (SocketAddr, &[String]),
+    (redis, redis_cookies): (SocketAddr, &[String]),
 ) -> Row {
-    eprintln!("/me on Redis vs on sled ...");
+    eprintln!("{what} ...");
     let half = Duration::from_secs(scale.http_secs).div_f64(2.0);
     let (mut on_sled, mut on_redis, mut errors) = (0.0, 0.0, 0);
     let (mut p99_sled, mut p99_redis) = (0.0f64, 0.0f64);
@@ -95,7 +133,7 @@ async fn me(
     }
     let ratio = on_redis / on_sled;
     row(
-        "GET /api/auth/me requests/s on Redis vs on sled, same run",
+        what,
         format!(
             "{:.0}/s vs {:.0}/s = {ratio:.2}x (p99 {p99_redis:.2} ms vs {p99_sled:.2} ms; {errors} errors)",
             on_redis / 2.0,
