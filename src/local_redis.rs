@@ -84,26 +84,12 @@ impl LocalRedis {
         static SHARED: OnceLock<Option<Result<String, String>>> = OnceLock::new();
         SHARED
             .get_or_init(|| {
-                let (tx, rx) = std::sync::mpsc::channel();
-                std::thread::Builder::new()
-                    .name("local-redis".into())
-                    .spawn(move || {
-                        let started = Self::program()
-                            .map(|program| Self::spawn_ready(program, free_port()?, &[], true));
-                        let _ = tx.send(
-                            started
-                                .as_ref()
-                                .map(|r| r.as_ref().map(LocalRedis::url).map_err(String::clone)),
-                        );
-                        // Hold the server (and its parent-death link) until
-                        // the process ends.
-                        let _keep = started;
-                        loop {
-                            std::thread::park();
-                        }
+                held_for_the_process("local-redis", || {
+                    Self::program().map(|program| {
+                        let server = Self::spawn_ready(program, free_port()?, &[], true)?;
+                        Ok((server.url(), server))
                     })
-                    .ok()?;
-                rx.recv().ok().flatten()
+                })
             })
             .as_ref()
     }
@@ -238,23 +224,12 @@ impl LocalCluster {
         static SHARED: OnceLock<Option<Result<String, String>>> = OnceLock::new();
         SHARED
             .get_or_init(|| {
-                let (tx, rx) = std::sync::mpsc::channel();
-                std::thread::Builder::new()
-                    .name("local-redis-cluster".into())
-                    .spawn(move || {
-                        let started = Self::cli().map(|cli| Self::start_with(&cli, true));
-                        let _ = tx.send(
-                            started
-                                .as_ref()
-                                .map(|r| r.as_ref().map(LocalCluster::url).map_err(String::clone)),
-                        );
-                        let _keep = started;
-                        loop {
-                            std::thread::park();
-                        }
+                held_for_the_process("local-redis-cluster", || {
+                    Self::cli().map(|cli| {
+                        let cluster = Self::start_with(&cli, true)?;
+                        Ok((cluster.url(), cluster))
                     })
-                    .ok()?;
-                rx.recv().ok().flatten()
+                })
             })
             .as_ref()
     }
@@ -304,6 +279,33 @@ fn spawn(
     }
     cmd.spawn()
         .map_err(|e| format!("cannot start {}: {e}", program.display()))
+}
+
+/// Starts something on a thread that lives as long as the process and
+/// holds it there (servers started with a parent-death signal die with the
+/// process); answers its URL, or why it did not start, or `None` if it is
+/// not installed.
+fn held_for_the_process<T: 'static>(
+    name: &str,
+    start: impl FnOnce() -> Option<Result<(String, T), String>> + Send + 'static,
+) -> Option<Result<String, String>> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::Builder::new()
+        .name(name.into())
+        .spawn(move || {
+            let started = start();
+            let _ = tx.send(started.as_ref().map(|r| {
+                r.as_ref()
+                    .map(|(url, _)| url.clone())
+                    .map_err(String::clone)
+            }));
+            let _keep = started;
+            loop {
+                std::thread::park();
+            }
+        })
+        .ok()?;
+    rx.recv().ok().flatten()
 }
 
 /// A loopback port nobody listens on right now.

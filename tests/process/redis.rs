@@ -12,28 +12,22 @@ use sessiond::local_redis::{LocalCluster, LocalRedis};
 
 use crate::helpers::*;
 
-/// A redis-server of this test's own, or `None` (said once) without one.
+/// A redis-server of this test's own, or `None` (said) without one.
 fn redis() -> Option<LocalRedis> {
-    match LocalRedis::start() {
-        Some(started) => Some(started.expect("redis-server starts")),
-        None if std::env::var("CI").is_ok_and(|v| v == "true") => {
-            panic!(
-                "redis-server is not installed; CI must install it (apt-get install redis-server)"
-            )
-        }
-        None => {
-            eprintln!("skipped: redis-server is not installed (apt-get install redis-server)");
-            None
-        }
-    }
+    installed(LocalRedis::start().map(|started| started.map_err(|e| e.to_string())))
 }
 
-/// This test process's Redis Cluster (three nodes), or `None` (said once)
+/// This test process's Redis Cluster (three nodes), or `None` (said)
 /// without redis-server.
 fn cluster() -> Option<Cluster> {
-    match LocalCluster::shared() {
-        Some(Ok(url)) => Some(Cluster(url.clone())),
-        Some(Err(e)) => panic!("{e}"),
+    installed(LocalCluster::shared().map(|url| url.clone().map(Cluster)))
+}
+
+/// What started, or `None` with one line if redis-server is not installed
+/// (a failure in CI).
+fn installed<T>(started: Option<Result<T, String>>) -> Option<T> {
+    match started {
+        Some(started) => Some(started.unwrap_or_else(|e| panic!("redis-server starts: {e}"))),
         None if std::env::var("CI").is_ok_and(|v| v == "true") => {
             panic!(
                 "redis-server is not installed; CI must install it (apt-get install redis-server)"
@@ -65,6 +59,24 @@ impl Backing for Cluster {
     fn storage(&self) -> String {
         format!("redis_url = {:?}\nredis_cluster = true", self.0)
     }
+}
+
+/// A test on its own redis-server and its twin on the shared cluster, one
+/// body (`$body`, taking the `Backing`) for both.
+macro_rules! on_redis_and_cluster {
+    ($on_redis:ident, $on_cluster:ident, $body:ident) => {
+        #[tokio::test]
+        async fn $on_redis() {
+            let Some(redis) = redis() else { return };
+            $body(&redis).await;
+        }
+
+        #[tokio::test]
+        async fn $on_cluster() {
+            let Some(cluster) = cluster() else { return };
+            $body(&cluster).await;
+        }
+    };
 }
 
 /// Two instances on `redis` under `prefix` (the first one's site, for the
@@ -132,17 +144,11 @@ async fn user_id(server: &Server, admin: &str, name: &str) -> String {
         .unwrap_or_else(|| panic!("{name} is listed"))
 }
 
-#[tokio::test]
-async fn two_instances_act_as_one_server() {
-    let Some(redis) = redis() else { return };
-    two_instances_act_as_one_server_on(&redis).await;
-}
-
-#[tokio::test]
-async fn on_a_cluster_two_instances_act_as_one_server() {
-    let Some(cluster) = cluster() else { return };
-    two_instances_act_as_one_server_on(&cluster).await;
-}
+on_redis_and_cluster!(
+    two_instances_act_as_one_server,
+    on_a_cluster_two_instances_act_as_one_server,
+    two_instances_act_as_one_server_on
+);
 
 async fn two_instances_act_as_one_server_on(redis: &impl Backing) {
     let prefix = format!("one-{}:", unique());
@@ -225,17 +231,11 @@ async fn two_instances_act_as_one_server_on(redis: &impl Backing) {
     assert_check_clean(&site_a);
 }
 
-#[tokio::test]
-async fn racing_registrations_on_two_instances_make_one_user() {
-    let Some(redis) = redis() else { return };
-    racing_registrations_on_two_instances_make_one_user_on(&redis).await;
-}
-
-#[tokio::test]
-async fn on_a_cluster_racing_registrations_on_two_instances_make_one_user() {
-    let Some(cluster) = cluster() else { return };
-    racing_registrations_on_two_instances_make_one_user_on(&cluster).await;
-}
+on_redis_and_cluster!(
+    racing_registrations_on_two_instances_make_one_user,
+    on_a_cluster_racing_registrations_on_two_instances_make_one_user,
+    racing_registrations_on_two_instances_make_one_user_on
+);
 
 async fn racing_registrations_on_two_instances_make_one_user_on(redis: &impl Backing) {
     let (_site, a, b) = two_instances(redis, &format!("race-{}:", unique()), "");
@@ -261,17 +261,11 @@ async fn racing_registrations_on_two_instances_make_one_user_on(redis: &impl Bac
     }
 }
 
-#[tokio::test]
-async fn two_admins_demoting_each_other_on_two_instances_leave_one() {
-    let Some(redis) = redis() else { return };
-    two_admins_demoting_each_other_on_two_instances_leave_one_on(&redis).await;
-}
-
-#[tokio::test]
-async fn on_a_cluster_two_admins_demoting_each_other_on_two_instances_leave_one() {
-    let Some(cluster) = cluster() else { return };
-    two_admins_demoting_each_other_on_two_instances_leave_one_on(&cluster).await;
-}
+on_redis_and_cluster!(
+    two_admins_demoting_each_other_on_two_instances_leave_one,
+    on_a_cluster_two_admins_demoting_each_other_on_two_instances_leave_one,
+    two_admins_demoting_each_other_on_two_instances_leave_one_on
+);
 
 async fn two_admins_demoting_each_other_on_two_instances_leave_one_on(redis: &impl Backing) {
     let (site, a, b) = two_instances(redis, &format!("admins-{}:", unique()), "");
@@ -322,17 +316,11 @@ async fn two_admins_demoting_each_other_on_two_instances_leave_one_on(redis: &im
     assert_check_clean(&site);
 }
 
-#[tokio::test]
-async fn a_logout_racing_touches_on_another_instance_stays_a_logout() {
-    let Some(redis) = redis() else { return };
-    a_logout_racing_touches_on_another_instance_stays_a_logout_on(&redis).await;
-}
-
-#[tokio::test]
-async fn on_a_cluster_a_logout_racing_touches_on_another_instance_stays_a_logout() {
-    let Some(cluster) = cluster() else { return };
-    a_logout_racing_touches_on_another_instance_stays_a_logout_on(&cluster).await;
-}
+on_redis_and_cluster!(
+    a_logout_racing_touches_on_another_instance_stays_a_logout,
+    on_a_cluster_a_logout_racing_touches_on_another_instance_stays_a_logout,
+    a_logout_racing_touches_on_another_instance_stays_a_logout_on
+);
 
 async fn a_logout_racing_touches_on_another_instance_stays_a_logout_on(redis: &impl Backing) {
     // Every request touches its session.

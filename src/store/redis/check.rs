@@ -10,7 +10,6 @@
 use std::collections::{HashMap, HashSet};
 
 use super::keys::{expiry_member, parse_expiry_member};
-use super::users::Index;
 use super::{
     bounded, decode, CheckReport, IdentityRecord, RedisStore, SessionRecord, StoreError, UserRecord,
 };
@@ -105,15 +104,7 @@ impl RedisStore {
             return Ok(());
         };
         let keys = &self.shared.keys;
-        let idents: Vec<String> = self
-            .run(redis::cmd("HKEYS").arg(keys.user_identities(id)))
-            .await?;
-        let mut indexes = vec![
-            Index::Name(name_key(&user.username)),
-            Index::Email(email_key(&user.email)),
-        ];
-        indexes.extend(idents.into_iter().map(Index::Ident));
-        self.release(&indexes, id).await?;
+        self.release(&self.indexes_of(&user).await?, id).await?;
         let raw: Option<Vec<u8>> = self.run(redis::cmd("GET").arg(keys.user(id))).await?;
         let reply: Vec<redis::Value> = self
             .script(

@@ -349,6 +349,19 @@ impl RedisStore {
         .await
     }
 
+    /// Every index entry that leads to `user`: name, e-mail, identities.
+    pub(super) async fn indexes_of(&self, user: &UserRecord) -> Result<Vec<Index>, StoreError> {
+        let idents: Vec<String> = self
+            .run(redis::cmd("HKEYS").arg(self.shared.keys.user_identities(user.id)))
+            .await?;
+        let mut indexes = vec![
+            Index::Name(name_key(&user.username)),
+            Index::Email(email_key(&user.email)),
+        ];
+        indexes.extend(idents.into_iter().map(Index::Ident));
+        Ok(indexes)
+    }
+
     /// Moves the admin count by `delta`; taking the last one is refused.
     async fn admin_delta(&self, delta: i64) -> Result<(), StoreError> {
         let reply = self
@@ -375,14 +388,7 @@ impl RedisStore {
                     if admin {
                         self.admin_delta(-1).await?;
                     }
-                    let idents: Vec<String> = self
-                        .run(redis::cmd("HKEYS").arg(keys.user_identities(uid)))
-                        .await?;
-                    let mut indexes = vec![
-                        Index::Name(name_key(&user.username)),
-                        Index::Email(email_key(&user.email)),
-                    ];
-                    indexes.extend(idents.into_iter().map(Index::Ident));
+                    let indexes = self.indexes_of(&user).await?;
                     self.release(&indexes, uid).await?;
                     released.store(true, Ordering::Relaxed);
                     let reply = self
@@ -418,15 +424,7 @@ impl RedisStore {
             // A retry found the user promoted meanwhile, and the last
             // admin: put back the indexes given up for the removal.
             if let Some(user) = self.user(id).await? {
-                let mut indexes = vec![
-                    Index::Name(name_key(&user.username)),
-                    Index::Email(email_key(&user.email)),
-                ];
-                let idents: Vec<String> = self
-                    .run(redis::cmd("HKEYS").arg(keys.user_identities(uid)))
-                    .await?;
-                indexes.extend(idents.into_iter().map(Index::Ident));
-                for index in &indexes {
+                for index in &self.indexes_of(&user).await? {
                     self.claim(index, uid).await?;
                 }
             }
