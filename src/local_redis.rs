@@ -136,6 +136,7 @@ impl LocalRedis {
 /// `redis-cli --cluster create`, each as `LocalRedis` starts one.
 pub struct LocalCluster {
     nodes: Vec<LocalRedis>,
+    cli: PathBuf,
 }
 
 impl LocalCluster {
@@ -184,8 +185,11 @@ impl LocalCluster {
                 String::from_utf8_lossy(&created.stderr).trim()
             ));
         }
-        let cluster = LocalCluster { nodes };
-        cluster.wait_ok(cli)?;
+        let cluster = LocalCluster {
+            nodes,
+            cli: cli.clone(),
+        };
+        cluster.wait_ok()?;
         Ok(cluster)
     }
 
@@ -195,8 +199,23 @@ impl LocalCluster {
         Some(program.with_file_name("redis-cli")).filter(|p| p.is_file())
     }
 
+    /// SIGKILLs every node, as a power cut would.
+    pub fn kill(&mut self) {
+        self.nodes.iter_mut().for_each(LocalRedis::kill);
+    }
+
+    /// Starts every node again on its port and files after `kill`, and
+    /// waits until they serve every slot again.
+    pub fn restart(&mut self) -> Result<(), String> {
+        for node in &mut self.nodes {
+            node.restart()?;
+        }
+        self.wait_ok()
+    }
+
     /// Waits until every node says the cluster serves every slot.
-    fn wait_ok(&self, cli: &PathBuf) -> Result<(), String> {
+    fn wait_ok(&self) -> Result<(), String> {
+        let cli = &self.cli;
         let deadline = Instant::now() + Duration::from_secs(20);
         while Instant::now() < deadline {
             let all_ok = self.nodes.iter().all(|n| {

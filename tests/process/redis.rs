@@ -400,13 +400,37 @@ async fn killing_one_instance_leaves_the_other_serving_every_session() {
 async fn redis_down_is_503_and_1013_and_service_resumes_when_it_is_back() {
     let Some(mut redis) = redis() else { return };
     let server = site_on(&redis, "down:", "").start(&[]);
+    down_and_back(&server, |up| match up {
+        false => redis.kill(),
+        true => redis.restart().unwrap(),
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_redis_cluster_down_is_503_and_1013_and_service_resumes_when_it_is_back() {
+    let Some(mut cluster) = installed(LocalCluster::start()) else {
+        return;
+    };
+    let server = site_on(&Cluster(cluster.url()), "down:", "").start(&[]);
+    down_and_back(&server, |up| match up {
+        false => cluster.kill(),
+        true => cluster.restart().unwrap(),
+    })
+    .await;
+}
+
+/// Stops Redis under a serving instance with a socket open (`set(false)`),
+/// then starts it again (`set(true)`): 503s, 1013, then service without a
+/// restart.
+async fn down_and_back(server: &Server, mut set: impl FnMut(bool)) {
     server.register("alice").await;
     let cookie = server.login_cookie("alice").await;
-    let mut ws = connect(&server, &cookie).await;
-    redis.kill();
+    let mut ws = connect(server, &cookie).await;
+    set(false);
 
     let started = Instant::now();
-    let (status, body) = get(&server, "/api/auth/me", &cookie).await;
+    let (status, body) = get(server, "/api/auth/me", &cookie).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(body["error"]["code"], "storage_unavailable");
     assert!(
@@ -430,7 +454,7 @@ async fn redis_down_is_503_and_1013_and_service_resumes_when_it_is_back() {
         Some(1013)
     );
 
-    redis.restart().unwrap();
+    set(true);
     let deadline = Instant::now() + Duration::from_secs(10);
     while server.me(&cookie).await != StatusCode::OK {
         assert!(
@@ -447,7 +471,7 @@ async fn redis_down_is_503_and_1013_and_service_resumes_when_it_is_back() {
         .await
         .unwrap();
     assert_eq!(health.status(), StatusCode::OK);
-    assert!(connect_ok(&server, &cookie).await);
+    assert!(connect_ok(server, &cookie).await);
 }
 
 async fn connect_ok(server: &Server, cookie: &str) -> bool {
