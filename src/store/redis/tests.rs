@@ -95,3 +95,37 @@ async fn data_in_the_layout_before_cluster_support_is_refused_in_one_line() {
     assert!(e.contains("key layout") && e.contains(&prefix), "{e}");
     assert!(!e.contains('\n'), "{e}");
 }
+
+#[tokio::test]
+async fn an_index_entry_leading_to_no_one_is_taken_over_by_the_next_registration() {
+    for test in [TestStore::redis().await, TestStore::redis_cluster().await]
+        .into_iter()
+        .flatten()
+    {
+        let Backend::Redis(redis) = &test.store.backend else {
+            panic!("a Redis store");
+        };
+        // What a crash could leave: a name pointing at a user who is not there.
+        let entry = redis.shared.keys.name("ghost");
+        let _: () = redis
+            .run(redis::cmd("SET").arg(&entry).arg(999))
+            .await
+            .unwrap();
+        assert!(test.store.user_by_name("ghost").await.unwrap().is_none());
+        let user = test
+            .store
+            .create_user(NewUser {
+                username: &Username::parse("ghost").unwrap(),
+                email: &Email::parse("ghost@example.com").unwrap(),
+                role: Role::User,
+                password_hash: "x".into(),
+                now_ms: 1,
+            })
+            .await
+            .unwrap();
+        let found = test.store.user_by_name("GHOST").await.unwrap().unwrap();
+        assert_eq!(found.id, user.id);
+        assert!(test.store.check().await.unwrap().problems.is_empty());
+        test.close().await;
+    }
+}
