@@ -70,6 +70,21 @@ impl TestStore {
     }
 }
 
+/// Registers `name` (`name@example.com`), an ordinary user.
+pub async fn add_user(store: &Store, name: &str) -> crate::store::UserRecord {
+    use crate::domain::{Email, Role, Username};
+    store
+        .create_user(crate::store::NewUser {
+            username: &Username::parse(name).unwrap(),
+            email: &Email::parse(&format!("{name}@example.com")).unwrap(),
+            role: Role::User,
+            password_hash: "x".into(),
+            now_ms: 1,
+        })
+        .await
+        .unwrap()
+}
+
 /// The test process's Redis Cluster, or `None` without redis-server (a
 /// failure in CI).
 pub fn cluster_url() -> Option<String> {

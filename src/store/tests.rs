@@ -1,23 +1,11 @@
 //! The store's own promises, one set of test bodies run against every
-//! backend: sled in a temp dir, and a real redis-server when one is
-//! installed (in CI it must be).
+//! backend: sled in a temp dir, and a real redis-server and a real
+//! three-node Redis Cluster when redis-server is installed (in CI it must
+//! be).
 
-use super::test_support::TestStore;
+use super::test_support::{add_user, TestStore};
 use super::*;
 use crate::domain::{Email, Role, TokenHash, Username};
-
-async fn add_user(store: &Store, name: &str) -> UserRecord {
-    store
-        .create_user(NewUser {
-            username: &Username::parse(name).unwrap(),
-            email: &Email::parse(&format!("{name}@example.com")).unwrap(),
-            role: Role::User,
-            password_hash: "x".into(),
-            now_ms: 1,
-        })
-        .await
-        .unwrap()
-}
 
 fn session(user: &UserRecord, deadline: u64) -> SessionRecord {
     SessionRecord {
@@ -329,5 +317,25 @@ on_every_backend! {
             Some(&identity("uid-c2")),
         ).await;
         assert!(matches!(taken, Err(StoreError::IdentityTaken)));
+    }
+
+    async fn messages_posted_at_once_each_get_an_id_and_keep_their_order(store: &Store) {
+        let user = add_user(store, "talker").await.user_id();
+        let room = crate::domain::RoomName::parse("busy").unwrap();
+        // Ids are taken before the room's append: concurrent posts can
+        // reach the room out of id order, and must then take new ids.
+        let posts = (0..64).map(|n| {
+            let text = format!("message {n}");
+            let room = &room;
+            async move { store.post_message(room, user, "talker", &text, 1).await }
+        });
+        let posted = futures_util::future::try_join_all(posts).await.unwrap();
+        let history = store.messages(&room, None, 100).await.unwrap();
+        assert_eq!(history.len(), 64);
+        assert!(history.windows(2).all(|w| w[0].id < w[1].id));
+        let mut ids: Vec<u64> = posted.iter().map(|m| m.id).collect();
+        ids.sort_unstable();
+        let stored: Vec<u64> = history.iter().map(|m| m.id).collect();
+        assert_eq!(ids, stored);
     }
 }

@@ -65,15 +65,7 @@ impl RedisStore {
                     let _: redis::Value = self.run(&cmd).await?;
                 }
                 Fix::DropUser(id) => self.drop_user(id).await?,
-                Fix::GiveUp(entry, id) => {
-                    let _: u64 = self
-                        .script(
-                            &self.shared.scripts.claim,
-                            &[&entry],
-                            &[super::arg(id), super::arg("")],
-                        )
-                        .await?;
-                }
+                Fix::GiveUp(entry, id) => self.give_up(entry, id).await?,
                 Fix::CountAdmins => {
                     let mut admins = 0u64;
                     let mut after = None;
@@ -96,34 +88,19 @@ impl RedisStore {
         Ok((applied, self.check().await?))
     }
 
-    /// Removes a user found half made or half removed: the indexes that
-    /// still lead to it, then the record with its sessions, then the
-    /// listing.
+    /// Removes a user found half made or half removed, as a removal
+    /// would (`remove_as_read`).
     async fn drop_user(&self, id: u64) -> Result<(), StoreError> {
-        let Some(user) = self.user(crate::domain::UserId::from_u64(id)).await? else {
-            return Ok(());
-        };
-        let keys = &self.shared.keys;
-        self.release(&self.indexes_of(&user).await?, id).await?;
-        let raw: Option<Vec<u8>> = self.run(redis::cmd("GET").arg(keys.user(id))).await?;
-        let reply: Vec<redis::Value> = self
-            .script(
-                &self.shared.scripts.user_remove,
-                &[&keys.user(id)],
-                &[
-                    super::arg(raw.unwrap_or_default()),
-                    super::arg(keys.events()),
-                ],
-            )
-            .await?;
-        if let Ok(super::Answer::Done(pairs)) = super::Answer::of(reply) {
-            let (all, _) = super::users::stored_pairs(pairs);
-            self.forget_sessions(id, &all).await?;
+        let id = crate::domain::UserId::from_u64(id);
+        let dropped = self
+            .with_user(id, "repairing a user", |raw, user| async move {
+                self.remove_as_read(&user, raw).await
+            })
+            .await;
+        match dropped {
+            Ok(_) | Err(StoreError::NoSuchUser) => Ok(()),
+            Err(e) => Err(e),
         }
-        let _: u64 = self
-            .run(redis::cmd("ZREM").arg(keys.all("users")).arg(id))
-            .await?;
-        Ok(())
     }
 
     /// Every disagreement under the prefix, with its repair.

@@ -28,22 +28,29 @@ impl Conn {
     /// (the first command connects); a cluster must answer to learn its
     /// slots, so with `wait` it is retried until it does (logged once),
     /// and without, its first failure is the answer.
-    pub async fn open(config: &StorageConfig, wait: bool) -> Result<Conn, StoreError> {
+    /// `client` is `redis_url` opened: the server, or the cluster's first
+    /// node.
+    pub async fn open(
+        client: &redis::Client,
+        config: &StorageConfig,
+        wait: bool,
+    ) -> Result<Conn, StoreError> {
         let refused =
             |e: redis::RedisError| StoreError::RedisRefused(format!("storage.redis_url: {e}"));
         let timeout = config.redis_timeout;
         if !config.redis_cluster {
-            let client = redis::Client::open(config.redis_url.as_str()).map_err(refused)?;
             let manager = ConnectionManagerConfig::new()
                 .set_connection_timeout(Some(timeout))
                 .set_response_timeout(Some(timeout))
                 .set_number_of_retries(1)
                 .set_max_delay(timeout);
-            return ConnectionManager::new_lazy_with_config(client, manager)
+            return ConnectionManager::new_lazy_with_config(client.clone(), manager)
                 .map(Conn::Single)
                 .map_err(refused);
         }
-        let client = ClusterClientBuilder::new([config.redis_url.as_str()])
+        // Where, without the password a URL may carry.
+        let addr = client.get_connection_info().addr().to_string();
+        let cluster = ClusterClientBuilder::new([config.redis_url.as_str()])
             .connection_timeout(timeout)
             .response_timeout(timeout)
             .retries(1)
@@ -52,17 +59,16 @@ impl Conn {
             .map_err(refused)?;
         let mut logged = false;
         loop {
-            match bounded(timeout, client.get_async_connection()).await {
+            match bounded(timeout, cluster.get_async_connection()).await {
                 Ok(conn) => return Ok(Conn::Cluster(conn)),
                 Err(e) if !wait => {
                     return Err(StoreError::Unavailable(format!(
-                        "cannot reach the Redis Cluster at {} (storage.redis_url): {e}",
-                        where_(config)
+                        "cannot reach the Redis Cluster at {addr} (storage.redis_url): {e}"
                     )))
                 }
                 Err(e) => {
                     if !std::mem::replace(&mut logged, true) {
-                        tracing::warn!(addr = %where_(config), error = %e, "the Redis Cluster is not answering; retrying until it does");
+                        tracing::warn!(%addr, error = %e, "the Redis Cluster is not answering; retrying until it does");
                     }
                     tokio::time::sleep(Duration::from_millis(500)).await;
                 }
@@ -113,13 +119,6 @@ impl Conn {
             }
         }
     }
-}
-
-/// Where `redis_url` points, without a password it may carry.
-pub(super) fn where_(config: &StorageConfig) -> String {
-    redis::Client::open(config.redis_url.as_str())
-        .map(|c| c.get_connection_info().addr().to_string())
-        .unwrap_or_else(|_| "storage.redis_url".into())
 }
 
 impl ConnectionLike for Conn {

@@ -98,9 +98,9 @@ impl RedisStore {
     pub async fn open(config: &StorageConfig, wait: bool) -> Result<RedisStore, StoreError> {
         let client = redis::Client::open(config.redis_url.as_str())
             .map_err(|e| StoreError::RedisRefused(format!("storage.redis_url: {e}")))?;
-        let conn = Conn::open(config, wait).await?;
+        let conn = Conn::open(&client, config, wait).await?;
         let write_conn = if config.redis_wait_replicas > 0 {
-            Conn::open(config, wait).await?
+            Conn::open(&client, config, wait).await?
         } else {
             conn.clone()
         };

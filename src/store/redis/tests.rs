@@ -2,8 +2,8 @@
 //! leave behind, whatever happens to the pruner.
 
 use super::*;
-use crate::domain::{Email, Role, TokenHash, Username};
-use crate::store::test_support::TestStore;
+use crate::domain::TokenHash;
+use crate::store::test_support::{add_user, TestStore};
 use crate::store::{now_ms, Backend};
 
 #[tokio::test]
@@ -14,17 +14,7 @@ async fn session_keys_and_the_per_user_index_expire_after_the_last_deadline() {
     let Backend::Redis(redis) = &test.store.backend else {
         panic!("a Redis store");
     };
-    let user = test
-        .store
-        .create_user(NewUser {
-            username: &Username::parse("alice").unwrap(),
-            email: &Email::parse("alice@example.com").unwrap(),
-            role: Role::User,
-            password_hash: "x".into(),
-            now_ms: 1,
-        })
-        .await
-        .unwrap();
+    let user = add_user(&test.store, "alice").await;
     let now = now_ms();
     for (n, hours) in [(1u8, 1u64), (2, 5), (3, 2)] {
         let deadline = now + hours * 3_600_000;
@@ -112,17 +102,7 @@ async fn an_index_entry_leading_to_no_one_is_taken_over_by_the_next_registration
             .await
             .unwrap();
         assert!(test.store.user_by_name("ghost").await.unwrap().is_none());
-        let user = test
-            .store
-            .create_user(NewUser {
-                username: &Username::parse("ghost").unwrap(),
-                email: &Email::parse("ghost@example.com").unwrap(),
-                role: Role::User,
-                password_hash: "x".into(),
-                now_ms: 1,
-            })
-            .await
-            .unwrap();
+        let user = add_user(&test.store, "ghost").await;
         let found = test.store.user_by_name("GHOST").await.unwrap().unwrap();
         assert_eq!(found.id, user.id);
         assert!(test.store.check().await.unwrap().problems.is_empty());

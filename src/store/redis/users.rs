@@ -38,6 +38,18 @@ pub(super) enum Index {
     Ident(String),
 }
 
+impl Index {
+    /// Whether it is `user`'s name or e-mail (an identity is in the user's
+    /// own list, not in the record: `holds` reads it).
+    fn names(&self, user: &UserRecord) -> bool {
+        match self {
+            Index::Name(k) => name_key(&user.username) == *k,
+            Index::Email(k) => email_key(&user.email) == *k,
+            Index::Ident(_) => false,
+        }
+    }
+}
+
 impl RedisStore {
     /// Adds a user under the next id, with, for an ID-token sign-in, the
     /// identity: the steps in the module doc.
@@ -57,11 +69,8 @@ impl RedisStore {
             password_hash: new.password_hash.clone(),
             created_at_ms: new.now_ms,
         };
-        self.add_user(
-            &record,
-            identity.into_iter().cloned().collect::<Vec<_>>().as_slice(),
-        )
-        .await?;
+        let identities = identity.map(std::slice::from_ref).unwrap_or_default();
+        self.add_user(&record, identities).await?;
         Ok(record)
     }
 
@@ -93,24 +102,14 @@ impl RedisStore {
                 user.id
             )));
         }
-        // One at a time, in the same order everywhere: two registrations
-        // racing for one name and one e-mail cannot each win one of them.
-        let mut claimed = Ok(());
-        let mut lost = None;
-        for index in &indexes {
-            match self.claim(index, user.id).await {
-                Ok(true) => {}
-                Ok(false) => {
-                    lost = Some(index);
-                    break;
-                }
-                Err(e) => {
-                    claimed = Err(e);
-                    break;
-                }
-            }
-        }
-        if claimed.is_err() || lost.is_some() {
+        let lost = match self.claim_in_order(&indexes, user.id).await {
+            Ok(None) => None,
+            Ok(Some(Index::Name(_))) => Some(StoreError::UsernameTaken),
+            Ok(Some(Index::Email(_))) => Some(StoreError::EmailTaken),
+            Ok(Some(Index::Ident(_))) => Some(StoreError::IdentityTaken),
+            Err(e) => Some(e),
+        };
+        if let Some(refusal) = lost {
             // Give back what was won, then drop the record: nothing leads to it.
             self.release(&indexes, user.id).await?;
             let _: u64 = self
@@ -120,12 +119,7 @@ impl RedisStore {
                         .arg(keys.user_identities(user.id)),
                 )
                 .await?;
-            claimed?;
-            return Err(match lost {
-                Some(Index::Name(_)) => StoreError::UsernameTaken,
-                Some(Index::Email(_)) => StoreError::EmailTaken,
-                _ => StoreError::IdentityTaken,
-            });
+            return Err(refusal);
         }
         let admin = if user.role == Role::Admin { "1" } else { "0" };
         let reply = self
@@ -136,6 +130,23 @@ impl RedisStore {
             )
             .await?;
         Answer::of(reply).map(drop)
+    }
+
+    /// Claims `indexes` for user `id` one at a time, in the order given
+    /// (the same everywhere: two registrations racing for one name and one
+    /// e-mail cannot each win one of them); stops at the first another
+    /// user holds, and answers it.
+    async fn claim_in_order<'i>(
+        &self,
+        indexes: &'i [Index],
+        id: u64,
+    ) -> Result<Option<&'i Index>, StoreError> {
+        for index in indexes {
+            if !self.claim(index, id).await? {
+                return Ok(Some(index));
+            }
+        }
+        Ok(None)
     }
 
     /// Points `index` at user `id`: true if it now does, false if another
@@ -180,15 +191,20 @@ impl RedisStore {
 
     /// Gives up every one of these entries that points at `id`.
     pub(super) async fn release(&self, indexes: &[Index], id: u64) -> Result<(), StoreError> {
-        futures_util::future::try_join_all(indexes.iter().map(|index| {
-            let entry = self.index_key(index);
-            async move {
-                self.script::<u64>(&self.shared.scripts.claim, &[&entry], &[arg(id), arg("")])
-                    .await
-            }
-        }))
+        futures_util::future::try_join_all(
+            indexes
+                .iter()
+                .map(|index| self.give_up(self.index_key(index), id)),
+        )
         .await
         .map(drop)
+    }
+
+    /// Deletes the index entry `entry` if it still points at `id`.
+    pub(super) async fn give_up(&self, entry: String, id: u64) -> Result<(), StoreError> {
+        self.script::<u64>(&self.shared.scripts.claim, &[&entry], &[arg(id), arg("")])
+            .await
+            .map(drop)
     }
 
     /// Whether user `owner` has what `index` says (a user's name, e-mail,
@@ -203,14 +219,8 @@ impl RedisStore {
                 )
                 .await;
         }
-        let Some(user) = self.user(UserId::from_u64(owner)).await? else {
-            return Ok(false);
-        };
-        Ok(match index {
-            Index::Name(k) => name_key(&user.username) == *k,
-            Index::Email(k) => email_key(&user.email) == *k,
-            Index::Ident(_) => false,
-        })
+        let user = self.user(UserId::from_u64(owner)).await?;
+        Ok(user.is_some_and(|u| index.names(&u)))
     }
 
     pub(super) fn index_key(&self, index: &Index) -> String {
@@ -247,11 +257,7 @@ impl RedisStore {
             .await?;
         let Some(owner) = owner else { return Ok(None) };
         let user = self.user(UserId::from_u64(owner)).await?;
-        Ok(user.filter(|u| match index {
-            Index::Name(k) => name_key(&u.username) == *k,
-            Index::Email(k) => email_key(&u.email) == *k,
-            Index::Ident(_) => false,
-        }))
+        Ok(user.filter(|u| index.names(u)))
     }
 
     /// Up to `limit` users with ids after `after`, in id order.
@@ -374,11 +380,39 @@ impl RedisStore {
         Answer::of(reply).map(drop)
     }
 
+    /// A removal's steps after the admin count: gives up the indexes,
+    /// removes the record with every session (each ending published) if it
+    /// is still `raw`, then its token and pruner entries and its listing.
+    /// Answers the sessions ended, or `None` if the record changed.
+    pub(super) async fn remove_as_read(
+        &self,
+        user: &UserRecord,
+        raw: Vec<u8>,
+    ) -> Result<Option<Vec<TokenHash>>, StoreError> {
+        let (keys, uid) = (&self.shared.keys, user.id);
+        self.release(&self.indexes_of(user).await?, uid).await?;
+        let reply = self
+            .script(
+                &self.shared.scripts.user_remove,
+                &[&keys.user(uid)],
+                &[arg(raw), arg(keys.events())],
+            )
+            .await?;
+        let Answer::Done(pairs) = Answer::of(reply)? else {
+            return Ok(None);
+        };
+        let (all, ended) = stored_pairs(pairs);
+        self.forget_sessions(uid, &all).await?;
+        let _: u64 = self
+            .run(redis::cmd("ZREM").arg(keys.all("users")).arg(uid))
+            .await?;
+        Ok(Some(ended))
+    }
+
     /// Removes a user with every session and identity: the steps in the
     /// module doc. Refuses the last admin.
     pub async fn remove_user(&self, id: UserId) -> Result<RemovedUser, StoreError> {
         let uid = id.as_u64();
-        let keys = &self.shared.keys;
         let released = AtomicBool::new(false);
         let removed = self
             .with_user(id, "removing a user", |raw, user| {
@@ -388,35 +422,12 @@ impl RedisStore {
                     if admin {
                         self.admin_delta(-1).await?;
                     }
-                    let indexes = self.indexes_of(&user).await?;
-                    self.release(&indexes, uid).await?;
                     released.store(true, Ordering::Relaxed);
-                    let reply = self
-                        .script(
-                            &self.shared.scripts.user_remove,
-                            &[&keys.user(uid)],
-                            &[arg(raw), arg(keys.events())],
-                        )
-                        .await
-                        .and_then(Answer::of);
-                    let hashes = match reply {
-                        Ok(Answer::Done(pairs)) => pairs,
-                        other => {
-                            if admin {
-                                self.admin_delta(1).await?;
-                            }
-                            return other.map(|_| None);
-                        }
-                    };
-                    let (all, ended) = stored_pairs(hashes);
-                    self.forget_sessions(uid, &all).await?;
-                    let _: u64 = self
-                        .run(redis::cmd("ZREM").arg(keys.all("users")).arg(uid))
-                        .await?;
-                    Ok(Some(RemovedUser {
-                        user,
-                        sessions: ended,
-                    }))
+                    let removed = self.remove_as_read(&user, raw).await;
+                    if admin && !matches!(removed, Ok(Some(_))) {
+                        self.admin_delta(1).await?;
+                    }
+                    Ok(removed?.map(|sessions| RemovedUser { user, sessions }))
                 }
             })
             .await;
