@@ -1,6 +1,8 @@
 //! One task per socket: reads the client's frames, writes the hub's, pings
 //! when idle, and closes with the hub's reason.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::time::{Duration, Instant};
 
 use futures_util::stream::{SplitSink, SplitStream};
@@ -74,7 +76,20 @@ impl Socket {
         self.hub.disconnect(id);
     }
 
-    async fn serve(&self, sink: &mut Sink, stream: &mut Source, mut conn: Connection) -> End {
+    async fn serve(&self, sink: &mut Sink, stream: &mut Source, conn: Connection) -> End {
+        let Connection {
+            id,
+            mut queue,
+            mut close,
+        } = conn;
+        // One wait for the hub's close for the socket's life: a new one per
+        // turn of the loop cost every delivery a waiter added to the
+        // channel's list and taken off it again.
+        let closed = async move {
+            let _ = close.changed().await;
+            close.borrow().map_or(End::Gone, End::Close)
+        };
+        tokio::pin!(closed);
         let mut ping = interval(self.chat.ping_interval);
         ping.set_missed_tick_behavior(MissedTickBehavior::Delay);
         ping.tick().await;
@@ -82,30 +97,33 @@ impl Socket {
         let mut window = RateWindow::new(self.chat.max_messages_per_second);
         // The session's own deadline closes the socket when it passes,
         // whether or not a pruner has run (activity elsewhere moves it).
-        let mut deadline = instant_at(self.session.session.deadline_ms());
+        // One timer for the socket's life, moved when the deadline moves:
+        // a new one per turn of the loop cost every delivery a timer-wheel
+        // insertion and removal.
+        let deadline = tokio::time::sleep_until(instant_at(self.session.session.deadline_ms()));
+        tokio::pin!(deadline);
         loop {
             let reply = tokio::select! {
                 biased;
-                _ = conn.close.changed() => {
-                    return conn.close.borrow().map_or(End::Gone, End::Close);
-                }
-                _ = tokio::time::sleep_until(deadline) => {
-                    match self.auth.peek(self.session.hash).await {
-                        Ok(Some(current)) => deadline = instant_at(current.session.deadline_ms()),
+                end = &mut closed => return end,
+                _ = &mut deadline => {
+                    let next = match self.auth.peek(self.session.hash).await {
+                        Ok(Some(current)) => instant_at(current.session.deadline_ms()),
                         Ok(None) => return End::Close(CloseReason::SessionEnded),
                         // The store's outage is the hub's to handle (1013).
-                        Err(_) => deadline = tokio::time::Instant::now() + Duration::from_secs(1),
-                    }
+                        Err(_) => tokio::time::Instant::now() + Duration::from_secs(1),
+                    };
+                    deadline.as_mut().reset(next);
                     None
                 }
-                frame = conn.queue.recv() => match frame {
+                frame = queue.recv() => match frame {
                     Some(frame) => Some(frame),
                     None => return End::Gone,
                 },
                 incoming = stream.next() => {
                     heard_since_ping = true;
                     match incoming {
-                        Some(Ok(Message::Text(text))) => match self.on_text(conn.id, text.as_bytes(), &mut window).await {
+                        Some(Ok(Message::Text(text))) => match self.on_text(id, text.as_bytes(), &mut window).await {
                             Ok(reply) => reply.map(Frame::from),
                             Err(reason) => return End::Close(reason),
                         },
@@ -124,14 +142,14 @@ impl Socket {
                         return End::Gone;
                     }
                     heard_since_ping = false;
-                    if send(sink, Message::Ping(Default::default()), &mut conn).await.is_err() {
+                    if send(sink, Message::Ping(Default::default()), closed.as_mut()).await.is_err() {
                         return End::Gone;
                     }
                     None
                 }
             };
             if let Some(frame) = reply {
-                if let Err(end) = send(sink, Message::Text(frame), &mut conn).await {
+                if let Err(end) = send(sink, Message::Text(frame), closed.as_mut()).await {
                     return end;
                 }
             }
@@ -248,13 +266,20 @@ impl Socket {
 
 /// Writes one frame, giving up on a peer that does not read, and yielding
 /// to a close the hub asks for meanwhile.
-async fn send(sink: &mut Sink, msg: Message, conn: &mut Connection) -> Result<(), End> {
+async fn send(
+    sink: &mut Sink,
+    msg: Message,
+    closed: Pin<&mut impl Future<Output = End>>,
+) -> Result<(), End> {
     tokio::select! {
+        // The write first: when it finishes at once, as it nearly always
+        // does, the close is not polled at all.
+        biased;
         sent = timeout(WRITE_TIMEOUT, sink.send(msg)) => match sent {
             Ok(Ok(())) => Ok(()),
             _ => Err(End::Gone),
         },
-        _ = conn.close.changed() => Err(conn.close.borrow().map_or(End::Gone, End::Close)),
+        end = closed => Err(end),
     }
 }
 
