@@ -6,16 +6,18 @@
 //!     ./target/release/sessiond-bench --quick    # under a minute, run by CI
 //!
 //! It starts what it measures: the real `sessiond` binary (built beside
-//! this one) on temp data dirs with the default config, and a floor server
-//! (a warp route that reads the cookie header and answers a small JSON
-//! body). Load comes from this process over loopback, sharing the cores,
-//! so figures are quoted as ratios to the floor measured in the same run.
+//! this one) on temp data dirs with the default config, and two floor
+//! servers: a warp route that reads the cookie header and answers a small
+//! JSON body, and an in-memory chat (`chat_floor`). Load comes from this
+//! process over loopback, sharing the cores, so figures are quoted as
+//! ratios to the floor measured in the same run.
 
 /// The server's allocator (see its `main.rs`), so the floor and the store
 /// timed here run as the server does.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+mod chat_floor;
 mod crates;
 mod hashing;
 mod http_load;
@@ -43,6 +45,9 @@ struct Args {
     /// Internal: run as the floor server.
     #[arg(long, hide = true)]
     floor_server: bool,
+    /// Internal: run as the chat floor server.
+    #[arg(long, hide = true)]
+    chat_floor_server: bool,
 }
 
 /// The measurements, in the order they run; `--only` picks some.
@@ -60,7 +65,8 @@ enum Group {
     Storm,
     /// Database writes from reads.
     Writes,
-    /// Handshakes, 10,000 sockets, RSS per socket, fan-out.
+    /// Handshakes, 10,000 sockets, RSS per socket, fan-out (and on the
+    /// chat floor).
     Websockets,
     /// Pruning, start-up and disk with a million sessions.
     Store,
@@ -165,6 +171,10 @@ fn main() {
     let runtime = tokio::runtime::Runtime::new().unwrap();
     if args.floor_server {
         runtime.block_on(procs::serve_floor());
+        return;
+    }
+    if args.chat_floor_server {
+        runtime.block_on(chat_floor::serve());
         return;
     }
     raise_fd_limit();
@@ -509,41 +519,95 @@ async fn websockets(scale: &Scale, live: &Live) -> Vec<Row> {
     // (8.7 ms for 1,000 members, 32 ms for 5,000), p99 within 2.5x p50.
     let small = |p50: f64, p99: f64| p50 <= 6.5 && p99 <= 2.5 * p50;
     let target = "p50 <= 6.5 ms, p99 <= 2.5 x p50";
-    rows.push(fan_out_row(members, scale.fan_out_messages, "bench", target, small).await);
+    let small_room = fan_out(members, scale.fan_out_messages, "bench").await;
+    rows.push(small_room.row(target, small));
     // The larger room from the sockets still open.
     more.truncate(scale.fan_out_large);
     let large = |p50: f64, _: f64| p50 <= 25.6;
     let target = "p50 <= 25.6 ms";
-    rows.push(fan_out_row(more, scale.fan_out_messages, "bench-large", target, large).await);
+    let large_room = fan_out(more, scale.fan_out_messages, "bench-large").await;
+    rows.push(large_room.row(target, large));
+    rows.extend(fan_out_vs_floor(scale, live, [small_room, large_room]).await);
     rows
 }
 
-/// One message to a room of these members, `messages` times.
-async fn fan_out_row(
-    members: Vec<ws_load::Ws>,
+/// The same two fan-outs on the chat floor (`chat_floor`), each quoted
+/// against sessiond's of this run: the targets are figures from
+/// another machine, this ratio is not.
+async fn fan_out_vs_floor(scale: &Scale, live: &Live, ours: [FanOut; 2]) -> Vec<Row> {
+    eprintln!("fan-out on the chat floor ...");
+    // sessiond's sockets were closed above: let it finish with them.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let floor = procs::start_chat_floor(dir.path()).await;
+    let mut rows = Vec::new();
+    for (ours, room) in ours.into_iter().zip(["floor", "floor-large"]) {
+        let (members, _) = ws_load::open_many(floor.addr, &live.cookies, 0, ours.members, 64).await;
+        let theirs = fan_out(members, scale.fan_out_messages, room).await;
+        rows.push(row(
+            &format!(
+                "one message to a {}-member room, sessiond vs the in-memory chat floor: delivery p50 / all-members p50",
+                ours.members
+            ),
+            format!(
+                "{:.2} / {:.2} ms vs {:.2} / {:.2} ms = {:.2}x / {:.2}x",
+                ours.p50,
+                ours.last_p50,
+                theirs.p50,
+                theirs.last_p50,
+                ours.p50 / theirs.p50,
+                ours.last_p50 / theirs.last_p50
+            ),
+            "reported",
+            None,
+        ));
+    }
+    floor.stop();
+    rows
+}
+
+/// What one room's fan-out measured.
+struct FanOut {
+    members: usize,
     messages: usize,
-    room: &str,
-    target: &str,
-    met: impl Fn(f64, f64) -> bool,
-) -> Row {
+    p50: f64,
+    p99: f64,
+    last_p50: f64,
+    last_p99: f64,
+    deliveries: usize,
+}
+
+/// One message to a room of these members, `messages` times, 60 ms apart.
+async fn fan_out(members: Vec<ws_load::Ws>, messages: usize, room: &str) -> FanOut {
     let n = members.len();
     let (mut all, mut last) =
         ws_load::fan_out(members, messages, Duration::from_millis(60), room).await;
-    let (p50, p99) = (
-        http_load::quantile_ms(&mut all, 0.5),
-        http_load::quantile_ms(&mut all, 0.99),
-    );
-    row(
-        &format!("one message to a {n}-member room: delivery p50 / p99 over {messages} messages"),
-        format!(
-            "{p50:.2} ms / {p99:.2} ms (all members had it: p50 {:.2} ms, p99 {:.2} ms; {} deliveries)",
-            http_load::quantile_ms(&mut last, 0.5),
-            http_load::quantile_ms(&mut last, 0.99),
-            all.len()
-        ),
-        target,
-        Some(met(p50, p99)),
-    )
+    FanOut {
+        members: n,
+        messages,
+        p50: http_load::quantile_ms(&mut all, 0.5),
+        p99: http_load::quantile_ms(&mut all, 0.99),
+        last_p50: http_load::quantile_ms(&mut last, 0.5),
+        last_p99: http_load::quantile_ms(&mut last, 0.99),
+        deliveries: all.len(),
+    }
+}
+
+impl FanOut {
+    fn row(&self, target: &str, met: impl Fn(f64, f64) -> bool) -> Row {
+        row(
+            &format!(
+                "one message to a {}-member room: delivery p50 / p99 over {} messages",
+                self.members, self.messages
+            ),
+            format!(
+                "{:.2} ms / {:.2} ms (all members had it: p50 {:.2} ms, p99 {:.2} ms; {} deliveries)",
+                self.p50, self.p99, self.last_p50, self.last_p99, self.deliveries
+            ),
+            target,
+            Some(met(self.p50, self.p99)),
+        )
+    }
 }
 
 /// Prunes timed per figure. The large store holds this many bands of

@@ -89,6 +89,13 @@ pub async fn start_floor(dir: &Path) -> Proc {
     start(cmd, &dir.join("floor.log"), "/healthz").await
 }
 
+/// Starts this binary as the chat floor server (`chat_floor`).
+pub async fn start_chat_floor(dir: &Path) -> Proc {
+    let mut cmd = Command::new(std::env::current_exe().unwrap());
+    cmd.arg("--chat-floor-server");
+    start(cmd, &dir.join("chat-floor.log"), "/healthz").await
+}
+
 async fn start(mut cmd: Command, log: &Path, health: &str) -> Proc {
     let file = std::fs::File::create(log).unwrap();
     for var in [
