@@ -519,13 +519,13 @@ async fn websockets(scale: &Scale, live: &Live) -> Vec<Row> {
     // (8.7 ms for 1,000 members, 32 ms for 5,000), p99 within 2.5x p50.
     let small = |p50: f64, p99: f64| p50 <= 6.5 && p99 <= 2.5 * p50;
     let target = "p50 <= 6.5 ms, p99 <= 2.5 x p50";
-    let small_room = fan_out(members, scale.fan_out_messages, "bench").await;
+    let small_room = fan_out(&live.server, members, scale.fan_out_messages, "bench").await;
     rows.push(small_room.row(target, small));
     // The larger room from the sockets still open.
     more.truncate(scale.fan_out_large);
     let large = |p50: f64, _: f64| p50 <= 25.6;
     let target = "p50 <= 25.6 ms";
-    let large_room = fan_out(more, scale.fan_out_messages, "bench-large").await;
+    let large_room = fan_out(&live.server, more, scale.fan_out_messages, "bench-large").await;
     rows.push(large_room.row(target, large));
     rows.extend(fan_out_vs_floor(scale, live, [small_room, large_room]).await);
     rows
@@ -543,20 +543,22 @@ async fn fan_out_vs_floor(scale: &Scale, live: &Live, ours: [FanOut; 2]) -> Vec<
     let mut rows = Vec::new();
     for (ours, room) in ours.into_iter().zip(["floor", "floor-large"]) {
         let (members, _) = ws_load::open_many(floor.addr, &live.cookies, 0, ours.members, 64).await;
-        let theirs = fan_out(members, scale.fan_out_messages, room).await;
+        let theirs = fan_out(&floor, members, scale.fan_out_messages, room).await;
         rows.push(row(
             &format!(
-                "one message to a {}-member room, sessiond vs the in-memory chat floor: delivery p50 / all-members p50",
+                "one message to a {}-member room, sessiond vs the in-memory chat floor: delivery p50 / all-members p50; server CPU per delivery",
                 ours.members
             ),
             format!(
-                "{:.2} / {:.2} ms vs {:.2} / {:.2} ms = {:.2}x / {:.2}x",
+                "{:.2} / {:.2} ms vs {:.2} / {:.2} ms = {:.2}x / {:.2}x; {} vs {}",
                 ours.p50,
                 ours.last_p50,
                 theirs.p50,
                 theirs.last_p50,
                 ours.p50 / theirs.p50,
-                ours.last_p50 / theirs.last_p50
+                ours.last_p50 / theirs.last_p50,
+                ours.cpu(),
+                theirs.cpu(),
             ),
             "reported",
             None,
@@ -575,25 +577,45 @@ struct FanOut {
     last_p50: f64,
     last_p99: f64,
     deliveries: usize,
+    /// The server's CPU per delivery (µs): user, system.
+    cpu_us: (f64, f64),
 }
 
-/// One message to a room of these members, `messages` times, 60 ms apart.
-async fn fan_out(members: Vec<ws_load::Ws>, messages: usize, room: &str) -> FanOut {
+/// One message to a room of these members, `messages` times, 60 ms
+/// apart, on `server`.
+async fn fan_out(
+    server: &procs::Proc,
+    members: Vec<ws_load::Ws>,
+    messages: usize,
+    room: &str,
+) -> FanOut {
     let n = members.len();
-    let (mut all, mut last) =
-        ws_load::fan_out(members, messages, Duration::from_millis(60), room).await;
+    let gap = Duration::from_millis(60);
+    let mut d = ws_load::fan_out(members, messages, gap, room, || server.cpu_time()).await;
+    let count = d.all.len().max(1) as f64;
+    let per_delivery = |t: Duration| t.as_secs_f64() * 1e6 / count;
     FanOut {
         members: n,
         messages,
-        p50: http_load::quantile_ms(&mut all, 0.5),
-        p99: http_load::quantile_ms(&mut all, 0.99),
-        last_p50: http_load::quantile_ms(&mut last, 0.5),
-        last_p99: http_load::quantile_ms(&mut last, 0.99),
-        deliveries: all.len(),
+        p50: http_load::quantile_ms(&mut d.all, 0.5),
+        p99: http_load::quantile_ms(&mut d.all, 0.99),
+        last_p50: http_load::quantile_ms(&mut d.last, 0.5),
+        last_p99: http_load::quantile_ms(&mut d.last, 0.99),
+        deliveries: d.all.len(),
+        cpu_us: (per_delivery(d.cpu.0), per_delivery(d.cpu.1)),
     }
 }
 
 impl FanOut {
+    /// "12.3 us (user 4.5, system 7.8)".
+    fn cpu(&self) -> String {
+        let (user, system) = self.cpu_us;
+        format!(
+            "{:.1} us (user {user:.1}, system {system:.1})",
+            user + system
+        )
+    }
+
     fn row(&self, target: &str, met: impl Fn(f64, f64) -> bool) -> Row {
         row(
             &format!(

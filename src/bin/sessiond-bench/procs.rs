@@ -27,6 +27,29 @@ impl Proc {
             .unwrap_or(0)
     }
 
+    /// CPU time the child has used so far: (user, system), from
+    /// `/proc/<pid>/stat` (in clock ticks, 10 ms on Linux).
+    pub fn cpu_time(&self) -> (Duration, Duration) {
+        let stat =
+            std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap_or_default();
+        // The fields after the command's closing parenthesis; utime and
+        // stime are the 14th and 15th of the line.
+        let fields: Vec<&str> = stat
+            .rsplit_once(')')
+            .map_or("", |(_, rest)| rest)
+            .split_whitespace()
+            .collect();
+        let ticks = |i: usize| {
+            fields
+                .get(i)
+                .and_then(|f| f.parse::<u64>().ok())
+                .unwrap_or(0)
+        };
+        let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+        let time = |i| Duration::from_secs_f64(ticks(i) as f64 / per_second);
+        (time(11), time(12))
+    }
+
     /// Stops the child with SIGTERM and waits for it.
     pub fn stop(mut self) {
         unsafe {

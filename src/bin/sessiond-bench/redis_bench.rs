@@ -182,11 +182,16 @@ async fn fan_out(scale: &Scale, a: SocketAddr, b: SocketAddr, cookies: &[String]
     let (mut members, _) = ws_load::open_many(a, cookies, 0, half, 64).await;
     let (on_b, _) = ws_load::open_many(b, cookies, half, scale.fan_out_members - half, 64).await;
     members.extend(on_b);
-    let (mut all, mut last) = ws_load::fan_out(
+    // Two servers' CPU is not one figure: not read here.
+    let no_cpu = || (Duration::ZERO, Duration::ZERO);
+    let ws_load::Deliveries {
+        mut all, mut last, ..
+    } = ws_load::fan_out(
         members,
         scale.fan_out_messages,
         Duration::from_millis(60),
         "bench",
+        no_cpu,
     )
     .await;
     let p50 = http_load::quantile_ms(&mut all, 0.5);

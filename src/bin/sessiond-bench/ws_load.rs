@@ -72,15 +72,27 @@ async fn next_text(ws: &mut Ws) -> Option<String> {
     }
 }
 
+/// What `fan_out` measured.
+pub struct Deliveries {
+    /// Every delivery's latency (µs).
+    pub all: Vec<u32>,
+    /// Per message, the time until the last member had it (µs).
+    pub last: Vec<u32>,
+    /// The server's CPU time (user, system) from the first message sent
+    /// to the last one received, as `cpu` read it.
+    pub cpu: (Duration, Duration),
+}
+
 /// Joins every socket to one room, then sends `messages` from the first,
-/// spaced `gap` apart; returns every delivery's latency (µs) and, per
-/// message, the time until the last member had it (µs).
+/// spaced `gap` apart, reading the server's CPU time with `cpu` around
+/// the messages (not the joins).
 pub async fn fan_out(
     mut members: Vec<Ws>,
     messages: usize,
     gap: Duration,
     room: &str,
-) -> (Vec<u32>, Vec<u32>) {
+    cpu: impl Fn() -> (Duration, Duration),
+) -> Deliveries {
     let join = format!(r#"{{"type":"join","room":"{room}"}}"#);
     for ws in members.iter_mut() {
         ws.send(Message::text(join.clone())).await.unwrap();
@@ -116,6 +128,7 @@ pub async fn fan_out(
             })
         })
         .collect();
+    let cpu_before = cpu();
     for i in 0..messages {
         sent.lock().unwrap()[i] = Some(Instant::now());
         let frame = format!(r#"{{"type":"message","room":"{room}","text":"{i}"}}"#);
@@ -125,12 +138,22 @@ pub async fn fan_out(
     }
     let mut all = Vec::new();
     let mut last = vec![0u32; messages];
+    let mut sockets = Vec::with_capacity(receivers.len());
     for r in receivers {
-        let (_ws, got) = r.await.unwrap();
+        let (ws, got) = r.await.unwrap();
+        sockets.push(ws);
         for (i, us) in got {
             all.push(us);
             last[i] = last[i].max(us);
         }
     }
-    (all, last)
+    let cpu_after = cpu();
+    // Closed after the reading above, so the server's work of closing
+    // them is not counted.
+    drop(sockets);
+    Deliveries {
+        all,
+        last,
+        cpu: (cpu_after.0 - cpu_before.0, cpu_after.1 - cpu_before.1),
+    }
 }
