@@ -13,4 +13,4 @@ mod socket;
 pub use hub::Hub;
 pub(crate) use protocol::ClientFrame;
 pub use routes::routes;
-pub(crate) use routes::socket_config;
+pub use routes::socket_config;

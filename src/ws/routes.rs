@@ -38,8 +38,9 @@ const READ_BUFFER: usize = 4 * 1024;
 const MAX_WRITE_BUFFER: usize = 1024 * 1024;
 
 /// How every chat socket reads and writes; the fuzz target for frame
-/// parsing uses the same settings so it tests what the server runs.
-pub(crate) fn socket_config() -> WebSocketConfig {
+/// parsing and the bench's chat floor use the same settings, so they
+/// test and measure what the server runs.
+pub fn socket_config() -> WebSocketConfig {
     WebSocketConfig::default()
         .read_buffer_size(READ_BUFFER)
         .write_buffer_size(0)

@@ -22,7 +22,7 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
-use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
+use tokio_tungstenite::tungstenite::protocol::Role;
 use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 use tokio_tungstenite::WebSocketStream;
 
@@ -61,13 +61,9 @@ async fn answer(mut req: Request<Incoming>, rooms: Rooms) -> Result<Response<Str
     let pending = hyper::upgrade::on(&mut req);
     tokio::spawn(async move {
         let Ok(upgraded) = pending.await else { return };
-        // sessiond's socket buffers (`ws::routes::socket_config`).
-        let config = WebSocketConfig::default()
-            .read_buffer_size(4096)
-            .write_buffer_size(0);
+        let config = Some(sessiond::ws::socket_config());
         let ws =
-            WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(config))
-                .await;
+            WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, config).await;
         run(ws, rooms).await;
     });
     let mut res = Response::new(String::new());
