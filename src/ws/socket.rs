@@ -142,8 +142,8 @@ impl Socket {
                         return End::Gone;
                     }
                     heard_since_ping = false;
-                    if send(sink, Message::Ping(Default::default()), closed.as_mut()).await.is_err() {
-                        return End::Gone;
+                    if let Err(end) = send(sink, Message::Ping(Default::default()), closed.as_mut()).await {
+                        return end;
                     }
                     None
                 }

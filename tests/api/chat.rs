@@ -360,6 +360,38 @@ mod endings {
         assert_eq!(app.me(&alice).await.status(), StatusCode::UNAUTHORIZED);
     }
 
+    #[tokio::test]
+    async fn activity_elsewhere_moves_the_sockets_deadline() {
+        use futures_util::StreamExt;
+        use tokio_tungstenite::tungstenite::Message;
+        let app = spawn_app_with(|c| {
+            c.session.idle_timeout = Duration::from_secs(1);
+            c.session.touch_interval = Duration::ZERO;
+            c.session.prune_interval = Duration::from_secs(3600);
+        })
+        .await;
+        let alice = app.register_and_login("alice").await;
+        let (mut ws, _) = app.ws_join(&alice, "general").await;
+        // Requests on the same session carry it twice past the deadline
+        // the socket opened with; the socket stays open throughout.
+        let opened = std::time::Instant::now();
+        while opened.elapsed() < Duration::from_secs(2) {
+            assert_eq!(app.me(&alice).await.status(), StatusCode::OK);
+            match tokio::time::timeout(Duration::from_millis(300), ws.next()).await {
+                Err(_) | Ok(Some(Ok(Message::Ping(_)))) => {}
+                other => panic!("the socket ended while its session was in use: {other:?}"),
+            }
+        }
+        // Left alone, it closes at the deadline the requests moved.
+        let quiet = std::time::Instant::now();
+        assert_eq!(ws_closed(&mut ws).await, 4401);
+        let after = quiet.elapsed();
+        assert!(
+            after < Duration::from_millis(2500),
+            "closed after {after:?}"
+        );
+    }
+
     async fn session_id(app: &TestApp, cookie: &str) -> String {
         let me: Value = app.me(cookie).await.json().await.unwrap();
         me["session"]["id"].as_str().unwrap().to_owned()
