@@ -96,6 +96,19 @@ pub enum UserCommand {
         /// User name.
         name: String,
     },
+    /// List a user's second factors (never a secret).
+    Mfa {
+        /// User name.
+        name: String,
+        #[command(flatten)]
+        output: Output,
+    },
+    /// Remove every second factor of a user (who lost them all) and end
+    /// their sessions: the password alone signs them in again.
+    MfaReset {
+        /// User name.
+        name: String,
+    },
 }
 
 /// `sessiond sessions ...`
@@ -234,6 +247,24 @@ pub async fn run(config: &Config, command: Command) -> Result<(), CliError> {
                 removed.sessions.len()
             );
         }
+        Command::User(UserCommand::Mfa { name, output }) => {
+            let user = with_store(config, async move |store| find_user(store, &name).await).await?;
+            print_factors(&user, &output);
+        }
+        Command::User(UserCommand::MfaReset { name }) => {
+            let (user, ended) = with_store(config, async move |store| {
+                let user = find_user(store, &name).await?;
+                let ended = crate::auth::mfa::reset_factors(store, user.user_id())
+                    .await
+                    .map_err(CliError::from)?;
+                Ok((user, ended))
+            })
+            .await?;
+            println!(
+                "removed every second factor of {}; {ended} session(s) ended",
+                user.username
+            );
+        }
         Command::Sessions(SessionsCommand::List { user, output }) => {
             with_store(config, async move |store| {
                 let sessions = match user {
@@ -363,6 +394,48 @@ async fn with_store<T>(
     let value = outcome?;
     closed?;
     Ok(value)
+}
+
+/// A user's factors as a table, or `{"factors": [...], "recoveryCodesLeft"}`.
+fn print_factors(user: &UserRecord, output: &Output) {
+    let factors = crate::auth::mfa::list_factors(&user.factors);
+    let when = |ms: u64| {
+        if ms == 0 {
+            "never".to_owned()
+        } else {
+            rfc3339(ms)
+        }
+    };
+    let left = user.factors.recovery.len();
+    if output.json {
+        let rows: Vec<_> = factors
+            .iter()
+            .map(|f| {
+                json!({
+                    "id": f.id, "kind": f.kind, "name": f.name,
+                    "createdAt": rfc3339(f.created_at_ms),
+                    "lastUsedAt": (f.last_used_at_ms > 0).then(|| rfc3339(f.last_used_at_ms)),
+                })
+            })
+            .collect();
+        println!("{}", json!({ "factors": rows, "recoveryCodesLeft": left }));
+        return;
+    }
+    if factors.is_empty() {
+        println!("{} has no second factor", user.username);
+        return;
+    }
+    let rows = factors.iter().map(|f| {
+        vec![
+            f.id.clone(),
+            f.kind.to_owned(),
+            f.name.clone(),
+            rfc3339(f.created_at_ms),
+            when(f.last_used_at_ms),
+        ]
+    });
+    print_table(&["ID", "KIND", "NAME", "CREATED", "LAST USED"], rows);
+    println!("{left} recovery code(s) left");
 }
 
 async fn find_user(store: &Store, name: &str) -> Result<UserRecord, CliError> {

@@ -294,6 +294,38 @@ pub struct AuthConfig {
     pub max_failed_logins_per_account: u32,
     /// Failed logins per client IP per 15 minutes before 429.
     pub max_failed_logins_per_ip: u32,
+    /// Who must have a second factor before reaching anything else.
+    pub require_mfa: RequireMfa,
+    /// Failed second-factor codes per account per 15 minutes before 429
+    /// (the admin unlock clears it).
+    pub max_failed_mfa_per_account: u32,
+    /// How recent a proof (a sign-in, or `POST /api/auth/reauth`) must be
+    /// to add or remove factors.
+    #[serde(deserialize_with = "duration")]
+    pub reauth_window: Duration,
+}
+
+/// `auth.require_mfa`: whose password alone is not enough.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RequireMfa {
+    /// Nobody must; anyone may.
+    Off,
+    /// Admins must.
+    Admins,
+    /// Everyone must.
+    All,
+}
+
+impl RequireMfa {
+    /// Whether a user of `role` must have a second factor.
+    pub fn applies_to(self, role: crate::domain::Role) -> bool {
+        match self {
+            RequireMfa::Off => false,
+            RequireMfa::Admins => role == crate::domain::Role::Admin,
+            RequireMfa::All => true,
+        }
+    }
 }
 
 impl Default for AuthConfig {
@@ -307,6 +339,9 @@ impl Default for AuthConfig {
             argon2_parallelism: 1,
             max_failed_logins_per_account: 10,
             max_failed_logins_per_ip: 50,
+            require_mfa: RequireMfa::Off,
+            max_failed_mfa_per_account: 5,
+            reauth_window: Duration::from_secs(5 * 60),
         }
     }
 }
@@ -653,6 +688,9 @@ impl Config {
         if self.auth.max_failed_logins_per_account == 0 {
             return bad("auth.max_failed_logins_per_account", "must be at least 1");
         }
+        if self.auth.max_failed_mfa_per_account == 0 {
+            return bad("auth.max_failed_mfa_per_account", "must be at least 1");
+        }
         if self.auth.max_failed_logins_per_ip == 0 {
             return bad("auth.max_failed_logins_per_ip", "must be at least 1");
         }
@@ -822,6 +860,9 @@ mod tests {
             "argon2_parallelism",
             "max_failed_logins_per_account",
             "max_failed_logins_per_ip",
+            "require_mfa",
+            "max_failed_mfa_per_account",
+            "reauth_window",
             "max_message_chars",
             "max_messages_per_second",
             "history_on_join",

@@ -222,6 +222,45 @@ impl fmt::Display for Role {
     }
 }
 
+/// How a session was authenticated, as RFC 8176 names it: the Session
+/// object's `amr`, forward auth's `X-Auth-Amr`, and what "made with a
+/// second factor" is decided by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Amr {
+    /// A password.
+    Pwd,
+    /// A one-time code: TOTP, or a recovery code.
+    Otp,
+    /// A hardware-bound key (WebAuthn).
+    Hwk,
+    /// A software key (WebAuthn, where the authenticator says so).
+    Swk,
+    /// The user was verified by the authenticator (PIN, biometrics).
+    User,
+}
+
+impl Amr {
+    /// The RFC 8176 value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Amr::Pwd => "pwd",
+            Amr::Otp => "otp",
+            Amr::Hwk => "hwk",
+            Amr::Swk => "swk",
+            Amr::User => "user",
+        }
+    }
+
+    /// Whether a session made with these counts as two factors: a second
+    /// step after the password, or a passkey that verified its user.
+    pub fn is_multi_factor(amr: &[Amr]) -> bool {
+        let has = |a| amr.contains(&a);
+        (has(Amr::Pwd) && (has(Amr::Otp) || has(Amr::Hwk) || has(Amr::Swk)))
+            || ((has(Amr::Hwk) || has(Amr::Swk)) && has(Amr::User))
+    }
+}
+
 /// A user's id: a number that only grows, so paging by id never skips a user
 /// registered meanwhile. Shown to clients as 16 hex digits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]

@@ -141,7 +141,7 @@ async fn apply(auth: &Auth, tokens: &mut Vec<SessionToken>, op: Op) {
         }
         Op::Login(n) => {
             let login = LoginName::Username(name(n));
-            if let Ok(s) = auth
+            if let Ok(sessiond::auth::SignIn::Session(s)) = auth
                 .login(
                     &login,
                     &Password::unchecked(PASSWORD.into()),

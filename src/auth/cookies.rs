@@ -30,6 +30,9 @@ pub struct SessionCookies {
     name: String,
     /// The first signs; all verify.
     signers: Vec<Signer>,
+    /// The keys behind them, current first: other keys are derived from
+    /// them (`derive`), so rotating the secret rotates those too.
+    keys: Vec<Key>,
     secure: bool,
     same_site: cookie::SameSite,
 }
@@ -44,13 +47,14 @@ impl SessionCookies {
             Some(secret) => key_from(secret, env, "SESSION_SECRET")?,
             None => key_from(&dev_secret(&config.storage.data_dir)?, env, "dev-secret")?,
         };
-        let mut signers = vec![Signer::new(&current)];
+        let mut keys = vec![current];
         for old in &config.secrets.old {
-            signers.push(Signer::new(&key_from(old, env, "SESSION_SECRET_OLD")?));
+            keys.push(key_from(old, env, "SESSION_SECRET_OLD")?);
         }
         Ok(Self {
             name: config.session.cookie_name.clone(),
-            signers,
+            signers: keys.iter().map(Signer::new).collect(),
+            keys,
             secure: config.session.cookie_secure(env),
             same_site: match config.session.same_site {
                 SameSite::Strict => cookie::SameSite::Strict,
@@ -99,6 +103,22 @@ impl SessionCookies {
             .iter()
             .find_map(|signer| signer.verify(signed))
             .and_then(SessionToken::parse)
+    }
+
+    /// 32-byte keys for `purpose`, one per secret (current first), by
+    /// HKDF-SHA-256 from each secret's master key: what seals TOTP secrets
+    /// and keys recovery-code HMACs, never the cookie's own keys.
+    pub fn derive(&self, purpose: &str) -> Vec<[u8; 32]> {
+        self.keys
+            .iter()
+            .map(|key| {
+                let mut out = [0u8; 32];
+                hkdf::Hkdf::<Sha256>::new(None, key.master())
+                    .expand(purpose.as_bytes(), &mut out)
+                    .expect("32 bytes is a valid HKDF-SHA-256 length");
+                out
+            })
+            .collect()
     }
 
     /// A `Set-Cookie` value carrying `token`, living `max_age_secs`, or

@@ -7,7 +7,7 @@ use std::sync::atomic::Ordering;
 use rand_core::{OsRng, RngCore};
 
 use super::idtoken::{IdTokenError, VerifiedToken};
-use super::{Auth, AuthError, ClientInfo, CurrentSession, NewSession, SessionToken};
+use super::{Auth, AuthError, ClientInfo, CurrentSession, SessionToken, SignIn};
 use crate::domain::{Email, Role, UserId, Username};
 use crate::store::{now_ms, IdentityRecord, NewUser, StoreError, UserRecord};
 
@@ -33,15 +33,21 @@ impl Auth {
         client: &ClientInfo,
         previous: Option<&SessionToken>,
         remember: bool,
-    ) -> Result<NewSession, AuthError> {
+    ) -> Result<SignIn, AuthError> {
         let verified = self.inner.idtokens.verify(token).await?;
         let user = self.user_for(&verified).await?;
         if let Some(previous) = previous {
             self.inner.store.end_session(&previous.hash()).await?;
         }
-        let new = self.open_session(user, client, remember).await?;
-        self.inner.logins.success.fetch_add(1, Ordering::Relaxed);
-        Ok(new)
+        // The provider's proof is not one of RFC 8176's values; a second
+        // factor of this server's still applies.
+        let signed = self
+            .after_first_factor(user, client, remember, Vec::new())
+            .await?;
+        if matches!(signed, SignIn::Session(_)) {
+            self.inner.logins.success.fetch_add(1, Ordering::Relaxed);
+        }
+        Ok(signed)
     }
 
     /// The user linked to a verified identity, created if allowed. Two

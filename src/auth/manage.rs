@@ -83,8 +83,14 @@ impl Auth {
         let hash = self.inner.passwords.hash(new).await?;
         let user = self.inner.store.set_password_hash(id, &hash).await?;
         self.inner.store.end_sessions_of(id, None).await?;
-        self.open_session(user, client, current.session.remember)
-            .await
+        // The same person, the same proofs: the new session keeps them.
+        self.open_session(
+            user,
+            client,
+            current.session.remember,
+            current.session.amr.clone(),
+        )
+        .await
     }
 
     /// Clears login throttling for a user's account (an admin's unlock);
@@ -94,6 +100,9 @@ impl Auth {
         let account = super::throttle_key(id);
         self.inner.throttle.forgive(&account);
         self.inner.store.forgive_login_failures(&account).await?;
+        let second = format!("mfa:{account}");
+        self.inner.mfa_throttle.forgive(&second);
+        self.inner.store.forgive_login_failures(&second).await?;
         Ok(())
     }
 

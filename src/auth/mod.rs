@@ -5,6 +5,7 @@ mod cookies;
 mod identities;
 pub mod idtoken;
 mod manage;
+pub mod mfa;
 mod password;
 mod pool;
 mod throttle;
@@ -17,13 +18,14 @@ use std::time::Duration;
 
 pub use cookies::SessionCookies;
 pub use manage::Stats;
+pub use mfa::{MfaCounts, PendingSignIn, Proof, SignIn};
 pub use password::{verify_blocking, Passwords};
 pub use throttle::Throttle;
 pub use token::SessionToken;
 
 use crate::config::{AuthConfig, Config, Registration, SessionConfig};
 use crate::domain::{
-    email_key, name_key, Email, InvalidField, Password, Role, TokenHash, UserId, Username,
+    email_key, name_key, Amr, Email, InvalidField, Password, Role, TokenHash, UserId, Username,
 };
 use crate::store::{now_ms, SessionRecord, Store, StoreError, UserRecord};
 
@@ -66,6 +68,28 @@ pub enum AuthError {
     /// Unlinking would leave the user no way to sign in.
     #[error("that is the last way to sign in")]
     LastIdentity,
+    /// A second step failed: a wrong code, or a pending sign-in that is
+    /// not (or no longer) valid: one answer for every cause.
+    #[error("the second step failed")]
+    MfaFailed,
+    /// Changing factors needs a proof within the last 5 minutes.
+    #[error("a fresh proof is required")]
+    ReauthRequired,
+    /// A code that does not match the secret being enrolled.
+    #[error("wrong code")]
+    WrongCode,
+    /// The user has that factor already.
+    #[error("that factor is enrolled already")]
+    FactorExists,
+    /// A confirmation with no enrolment started (or it expired).
+    #[error("no enrolment in progress")]
+    NoEnrolment,
+    /// Recovery codes for a user with no factor to recover.
+    #[error("no second factor")]
+    NoFactor,
+    /// The session must enrol a second factor first (`auth.require_mfa`).
+    #[error("a second factor must be enrolled first")]
+    EnrolmentRequired,
     /// A password change without the current password, which the user has.
     #[error("the current password is required")]
     CurrentPasswordRequired,
@@ -160,9 +184,24 @@ struct Inner {
     passwords: Passwords,
     idtokens: idtoken::IdTokens,
     throttle: Throttle,
+    /// Second-factor guesses, per account (and client IP).
+    mfa_throttle: Throttle,
+    mfa_counts: MfaCounts,
+    factor_keys: mfa::FactorKeys,
+    /// How authenticator apps label this server.
+    issuer: String,
     session: SessionConfig,
     auth: AuthConfig,
     logins: LoginCounts,
+}
+
+/// Which throttle a guess counts against.
+#[derive(Debug, Clone, Copy)]
+enum Guard {
+    /// Passwords: `max_failed_logins_*`.
+    Password,
+    /// Second-factor codes: `max_failed_mfa_per_account`.
+    SecondFactor,
 }
 
 impl Auth {
@@ -186,9 +225,21 @@ impl Auth {
                 config = &shared;
             }
         }
+        let cookies = SessionCookies::from_config(config)?;
+        let factor_keys = mfa::FactorKeys::new(
+            cookies.derive("sessiond totp seal v1"),
+            cookies.derive("sessiond recovery mac v1"),
+        );
         Ok(Self {
             inner: Arc::new(Inner {
-                cookies: SessionCookies::from_config(config)?,
+                cookies,
+                factor_keys,
+                mfa_throttle: Throttle::new(
+                    config.auth.max_failed_mfa_per_account,
+                    config.auth.max_failed_logins_per_ip,
+                ),
+                mfa_counts: MfaCounts::default(),
+                issuer: "sessiond".into(),
                 passwords: Passwords::new(&config.auth)?,
                 idtokens: idtoken::IdTokens::new(&config.oidc.providers)
                     .map_err(AuthError::Config)?,
@@ -266,6 +317,7 @@ impl Auth {
     /// Checks the password and opens a new session. Any session the client
     /// came with is ended first, so a planted session id is worth nothing.
     /// `remember: false` asks for a cookie that ends with the browser.
+    /// A user with a second factor gets a pending sign-in instead.
     pub async fn login(
         &self,
         name: &LoginName,
@@ -273,7 +325,7 @@ impl Auth {
         client: &ClientInfo,
         previous: Option<&SessionToken>,
         remember: bool,
-    ) -> Result<NewSession, AuthError> {
+    ) -> Result<SignIn, AuthError> {
         let store = &self.inner.store;
         let (user, account) = match name {
             LoginName::Username(n) => (
@@ -298,9 +350,13 @@ impl Auth {
         if let Some(previous) = previous {
             store.end_session(&previous.hash()).await?;
         }
-        let new = self.open_session(user, client, remember).await?;
-        self.inner.logins.success.fetch_add(1, Ordering::Relaxed);
-        Ok(new)
+        let signed = self
+            .after_first_factor(user, client, remember, vec![Amr::Pwd])
+            .await?;
+        if matches!(signed, SignIn::Session(_)) {
+            self.inner.logins.success.fetch_add(1, Ordering::Relaxed);
+        }
+        Ok(signed)
     }
 
     /// Checks a password against a stored hash (or the dummy hash when
@@ -313,11 +369,58 @@ impl Auth {
         password: &Password,
         stored: Option<&str>,
     ) -> Result<(), AuthError> {
+        let check = self.inner.passwords.verify(password, stored);
+        match self.guarded(Guard::Password, account, client, check).await {
+            Ok(true) => Ok(()),
+            Ok(false) => {
+                self.inner.logins.failure.fetch_add(1, Ordering::Relaxed);
+                Err(AuthError::InvalidCredentials)
+            }
+            Err(e) => {
+                if matches!(e, AuthError::Throttled(_)) {
+                    self.inner.logins.throttled.fetch_add(1, Ordering::Relaxed);
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// Runs one guess (`check`: right or wrong) under `guard`'s throttle,
+    /// counting a wrong one against the account and the client's address
+    /// where every instance sees it: the one gate for passwords and for
+    /// second-factor codes.
+    async fn guarded(
+        &self,
+        guard: Guard,
+        account: &str,
+        client: &ClientInfo,
+        check: impl std::future::Future<Output = Result<bool, AuthError>>,
+    ) -> Result<bool, AuthError> {
         let inner = &self.inner;
+        let (throttle, account, ip, limits) = match guard {
+            Guard::Password => (
+                &inner.throttle,
+                account.to_owned(),
+                format!("ip:{}", client.ip),
+                [
+                    inner.auth.max_failed_logins_per_account,
+                    inner.auth.max_failed_logins_per_ip,
+                ],
+            ),
+            Guard::SecondFactor => (
+                &inner.mfa_throttle,
+                format!("mfa:{account}"),
+                format!("mfa-ip:{}", client.ip),
+                [
+                    inner.auth.max_failed_mfa_per_account,
+                    inner.auth.max_failed_logins_per_ip,
+                ],
+            ),
+        };
+        let account = account.as_str();
         // Other instances' failures count too, where there are any; and an
-        // account another instance forgave (a right password there) is
+        // account another instance forgave (a right guess there) is
         // forgiven here as well.
-        let ip = format!("ip:{}", client.ip);
         let subjects = [account, ip.as_str()];
         let read_at = std::time::Instant::now();
         let shared = inner
@@ -327,30 +430,26 @@ impl Auth {
         if shared.as_ref().is_some_and(|counts| counts[0].0 == 0) {
             // A failure is counted in the store before it is recorded
             // here, so one recorded before this read is in the count.
-            inner.throttle.forgive_before(account, read_at);
+            throttle.forgive_before(account, read_at);
         }
-        let attempt = match inner.throttle.begin(account, client.ip).await {
-            Ok(attempt) => attempt,
-            Err(wait) => {
-                inner.logins.throttled.fetch_add(1, Ordering::Relaxed);
-                return Err(AuthError::Throttled(wait));
-            }
-        };
+        let attempt = throttle
+            .begin(account, client.ip)
+            .await
+            .map_err(AuthError::Throttled)?;
         if let Some(wait) = shared
             .as_deref()
-            .and_then(|counts| self.shared_wait(counts))
+            .and_then(|counts| shared_wait(counts, limits))
         {
-            inner.logins.throttled.fetch_add(1, Ordering::Relaxed);
             return Err(AuthError::Throttled(wait));
         }
-        if inner.passwords.verify(password, stored).await? {
+        if check.await? {
             attempt.succeeded();
             // Forgiven everywhere, with a write only when there is
             // something to forgive.
             if shared.is_some_and(|counts| counts[0].0 > 0) {
                 inner.store.forgive_login_failures(account).await?;
             }
-            Ok(())
+            Ok(true)
         } else {
             // In the store first, then here (see above).
             let counted = inner
@@ -359,29 +458,8 @@ impl Auth {
                 .await;
             attempt.failed();
             counted?;
-            inner.logins.failure.fetch_add(1, Ordering::Relaxed);
-            Err(AuthError::InvalidCredentials)
+            Ok(false)
         }
-    }
-
-    /// How long to wait before another guess, by the failures every
-    /// instance counted (account, then address: count and oldest time);
-    /// `None` if one may go ahead.
-    fn shared_wait(&self, counts: &[(u32, u64)]) -> Option<Duration> {
-        let auth = &self.inner.auth;
-        let limits = [
-            auth.max_failed_logins_per_account,
-            auth.max_failed_logins_per_ip,
-        ];
-        let now = now_ms();
-        let window = throttle::WINDOW.as_millis() as u64;
-        let wait = counts
-            .iter()
-            .zip(limits)
-            .filter(|((failures, _), limit)| failures >= limit)
-            .map(|((_, oldest), _)| (oldest + window).saturating_sub(now))
-            .max()?;
-        Some(Duration::from_millis(wait).max(Duration::from_secs(1)))
     }
 
     /// Opens a new session for `user`, answered once durable. A user
@@ -391,9 +469,10 @@ impl Auth {
         user: UserRecord,
         client: &ClientInfo,
         remember: bool,
+        amr: Vec<Amr>,
     ) -> Result<NewSession, AuthError> {
         let store = &self.inner.store;
-        let session = self.new_record(&user, client, remember);
+        let session = self.new_record(&user, client, remember, amr);
         let token = SessionToken::generate(session.created_at_ms);
         match store.create_session(&token.hash(), &session).await {
             Err(StoreError::NoSuchUser) => return Err(AuthError::InvalidCredentials),
@@ -407,7 +486,13 @@ impl Auth {
         })
     }
 
-    fn new_record(&self, user: &UserRecord, client: &ClientInfo, remember: bool) -> SessionRecord {
+    fn new_record(
+        &self,
+        user: &UserRecord,
+        client: &ClientInfo,
+        remember: bool,
+        amr: Vec<Amr>,
+    ) -> SessionRecord {
         let now = now_ms();
         let cfg = &self.inner.session;
         let mut user_agent = client.user_agent.clone().unwrap_or_default();
@@ -423,6 +508,7 @@ impl Auth {
             user_agent,
             ip: client.ip.to_string(),
             remember,
+            amr,
         }
     }
 
@@ -544,12 +630,27 @@ pub async fn set_password(
     Ok((user, ended))
 }
 
+/// How long to wait before another guess, by the failures every
+/// instance counted (account, then address: count and oldest time) and
+/// their limits; `None` if one may go ahead.
+fn shared_wait(counts: &[(u32, u64)], limits: [u32; 2]) -> Option<Duration> {
+    let now = now_ms();
+    let window = throttle::WINDOW.as_millis() as u64;
+    let wait = counts
+        .iter()
+        .zip(limits)
+        .filter(|((failures, _), limit)| failures >= limit)
+        .map(|((_, oldest), _)| (oldest + window).saturating_sub(now))
+        .max()?;
+    Some(Duration::from_millis(wait).max(Duration::from_secs(1)))
+}
+
 /// What a known account's login failures count against, whichever name
 /// or e-mail it was reached by.
 fn throttle_key(id: UserId) -> String {
     format!("id:{id}")
 }
 
-fn millis(d: Duration) -> u64 {
+pub(crate) fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }

@@ -57,12 +57,27 @@ pub fn routes(state: State) -> warp::filters::BoxedFilter<(Response,)> {
         .and(with_state(state.clone()))
         .and(admin())
         .and_then(unlock);
+    let mfa = warp::path!("api" / "admin" / "users" / String / "mfa")
+        .and(get_or_head())
+        .and(with_state(state.clone()))
+        .and(admin())
+        .and_then(user_mfa);
+    let mfa_reset = warp::path!("api" / "admin" / "users" / String / "mfa")
+        .and(warp::delete())
+        .and(check_origin(state.clone()))
+        .and(with_state(state.clone()))
+        .and(admin())
+        .and_then(reset_mfa);
     let stats = warp::path!("api" / "admin" / "stats")
         .and(get_or_head())
         .and(with_state(state.clone()))
         .and(admin())
         .and_then(stats);
     list.or(patch)
+        .unify()
+        .or(mfa)
+        .unify()
+        .or(mfa_reset)
         .unify()
         .or(remove)
         .unify()
@@ -156,6 +171,20 @@ async fn revoke_sessions(
 ) -> Result<Response, Rejection> {
     let revoked = for_user(&id, state.auth.end_sessions_of(user_id(&id)?).await)?;
     Ok(json(StatusCode::OK, &json!({ "revoked": revoked })))
+}
+
+async fn user_mfa(id: String, state: State, _admin: CurrentSession) -> Result<Response, Rejection> {
+    let user = for_user(&id, state.auth.user(user_id(&id)?).await)?;
+    Ok(super::mfa_routes::factors(&state, &user))
+}
+
+async fn reset_mfa(
+    id: String,
+    state: State,
+    _admin: CurrentSession,
+) -> Result<Response, Rejection> {
+    let ended = for_user(&id, state.auth.reset_factors(user_id(&id)?).await)?;
+    Ok(json(StatusCode::OK, &json!({ "revoked": ended })))
 }
 
 async fn unlock(id: String, state: State, _admin: CurrentSession) -> Result<Response, Rejection> {

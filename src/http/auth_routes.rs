@@ -13,7 +13,7 @@ use super::filters::{
 };
 use super::views::{json, set_cookie, SessionView, UserView};
 use super::State;
-use crate::auth::{ClientInfo, CurrentSession, LoginName, NewSession, SessionToken};
+use crate::auth::{ClientInfo, CurrentSession, LoginName, SessionToken, SignIn};
 use crate::domain::{Email, Password, Username};
 
 /// Every route of this area, path filters first.
@@ -108,8 +108,23 @@ async fn login(
     Ok(signed_in(&state, &new))
 }
 
-/// A login's answer, whatever the way in: 200 `{user}` and the cookie.
-pub(super) fn signed_in(state: &State, new: &NewSession) -> Response {
+/// A first or second factor's answer, whatever the way in: 200 `{user}`
+/// and the cookie, or, when a second step is due, 200
+/// `{mfa: {pending, methods, expiresIn}}` and no cookie.
+pub(super) fn signed_in(state: &State, signed: &SignIn) -> Response {
+    let new = match signed {
+        SignIn::Session(new) => new,
+        SignIn::SecondStep(p) => {
+            return json(
+                StatusCode::OK,
+                &json!({ "mfa": {
+                    "pending": p.token,
+                    "methods": p.methods,
+                    "expiresIn": p.expires_in,
+                } }),
+            )
+        }
+    };
     let cookie = state
         .auth
         .cookies()

@@ -201,6 +201,41 @@ impl From<AuthError> for ApiError {
                 "last_identity",
                 "That is your last way to sign in: set a password or link another identity first.",
             ),
+            AuthError::MfaFailed => ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "mfa_failed",
+                "The second step failed: check the code, or sign in with your password again (the pending sign-in lasts 5 minutes).",
+            ),
+            AuthError::WrongCode => ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_code",
+                "code: that code is not right; enter the 6 digits your authenticator app shows now.",
+            ),
+            AuthError::ReauthRequired => ApiError::new(
+                StatusCode::FORBIDDEN,
+                "reauth_required",
+                "Changing second factors needs a proof within the last 5 minutes: POST /api/auth/reauth with your password (or a code) first.",
+            ),
+            AuthError::FactorExists => ApiError::new(
+                StatusCode::CONFLICT,
+                "factor_exists",
+                "That second factor is enrolled already: remove it first to enrol a new one.",
+            ),
+            AuthError::NoEnrolment => ApiError::new(
+                StatusCode::CONFLICT,
+                "no_enrolment",
+                "No enrolment is in progress (or it expired): start it again.",
+            ),
+            AuthError::NoFactor => ApiError::new(
+                StatusCode::CONFLICT,
+                "mfa_not_enabled",
+                "Recovery codes recover a second factor: enrol an authenticator app or a passkey first.",
+            ),
+            AuthError::EnrolmentRequired => ApiError::new(
+                StatusCode::FORBIDDEN,
+                "mfa_enrolment_required",
+                "Your account must have a second factor: enrol one (GET /api/auth/mfa) before anything else.",
+            ),
             AuthError::CurrentPasswordRequired => {
                 ApiError::invalid_request("currentPassword: required.")
             }

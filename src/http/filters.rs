@@ -5,11 +5,12 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use futures_util::{Stream, StreamExt};
 use serde::de::DeserializeOwned;
+use warp::filters::path::FullPath;
 use warp::{Buf, Filter, Rejection};
 
 use super::error::{payload_too_large, unsupported_media_type, ApiError};
 use super::State;
-use crate::auth::{ClientInfo, CurrentSession, SessionToken};
+use crate::auth::{AuthError, ClientInfo, CurrentSession, SessionToken};
 use crate::domain::Role;
 use crate::listener::ClientAddr;
 
@@ -41,20 +42,30 @@ pub fn session_token(
 pub fn with_session(
     state: State,
 ) -> impl Filter<Extract = (CurrentSession,), Error = Rejection> + Clone {
-    session_token(state.clone()).and_then(move |token: Option<SessionToken>| {
-        let state = state.clone();
-        async move {
-            let token = token.ok_or_else(ApiError::unauthorized)?;
-            match state.auth.authenticate(&token).await? {
-                Some(current) => Ok::<_, Rejection>(current),
-                None => Err(ApiError::unauthorized().into()),
+    warp::path::full()
+        .and(session_token(state.clone()))
+        .and_then(move |path: FullPath, token: Option<SessionToken>| {
+            let state = state.clone();
+            async move {
+                let token = token.ok_or_else(ApiError::unauthorized)?;
+                let Some(current) = state.auth.authenticate(&token).await? else {
+                    return Err(ApiError::unauthorized().into());
+                };
+                // `auth.require_mfa`: enrolment, and nothing else, first.
+                if state.auth.must_enrol(&current) && !reachable_before_enrolment(path.as_str()) {
+                    return Err(ApiError::from(AuthError::EnrolmentRequired).into());
+                }
+                Ok::<_, Rejection>(current)
             }
-        }
-    })
+        })
 }
 
-/// The request's live session, if its user is an admin; else 401 or 403.
-/// The role is read afresh on every request.
+/// What a session that must enrol a second factor may still reach: who
+/// it is, the factors, and a fresh proof for enrolling one.
+fn reachable_before_enrolment(path: &str) -> bool {
+    path == "/api/auth/me" || path == "/api/auth/reauth" || path.starts_with("/api/auth/mfa")
+}
+
 pub fn require_admin(
     state: State,
 ) -> impl Filter<Extract = (CurrentSession,), Error = Rejection> + Clone {
@@ -72,6 +83,16 @@ pub fn require_admin(
 pub fn json_body<T: DeserializeOwned + Send>(
     limit: usize,
 ) -> impl Filter<Extract = (T,), Error = Rejection> + Clone {
+    optional_json_body(limit).and_then(|body: Option<T>| async move {
+        body.ok_or_else(|| Rejection::from(ApiError::invalid_request("A JSON body is required.")))
+    })
+}
+
+/// `json_body`, where no body at all is also an answer (`None`): a route
+/// whose body is optional.
+pub fn optional_json_body<T: DeserializeOwned + Send>(
+    limit: usize,
+) -> impl Filter<Extract = (Option<T>,), Error = Rejection> + Clone {
     warp::header::optional::<String>("content-type")
         .and(warp::header::optional::<u64>("content-length"))
         .and(warp::body::stream())
@@ -85,12 +106,12 @@ pub fn json_body<T: DeserializeOwned + Send>(
                 }
                 let bytes = read_limited(body, limit).await?;
                 if bytes.is_empty() {
-                    return Err(ApiError::invalid_request("A JSON body is required.").into());
+                    return Ok(None);
                 }
                 if content_type.is_none() {
                     return Err(unsupported_media_type().into());
                 }
-                parse_json(&bytes).map_err(Rejection::from)
+                parse_json(&bytes).map(Some).map_err(Rejection::from)
             },
         )
 }

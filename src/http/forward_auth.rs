@@ -16,8 +16,8 @@ use warp::{Filter, Rejection, Reply};
 use super::error::ApiError;
 use super::filters::{get_or_head, session_token, with_state};
 use super::State;
-use crate::auth::SessionToken;
-use crate::domain::Role;
+use crate::auth::{AuthError, SessionToken};
+use crate::domain::{Amr, Role};
 
 /// The identity headers' names, parsed once (validated at start-up).
 type Names = Arc<[HeaderName; 5]>;
@@ -98,6 +98,18 @@ async fn verify(
     if !current.user.role.includes(required) {
         return Err(ApiError::forbidden().into());
     }
+    if state.auth.must_enrol(&current) {
+        return Err(ApiError::from(AuthError::EnrolmentRequired).into());
+    }
+    let amr = &current.session.amr;
+    if query.get("mfa").is_some_and(|v| v == "1" || v == "true") && !Amr::is_multi_factor(amr) {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "mfa_required",
+            "This needs a session made with a second factor: sign out and sign in with one.",
+        )
+        .into());
+    }
     let mut res = StatusCode::NO_CONTENT.into_response();
     let user = &current.user;
     let values = [
@@ -114,6 +126,10 @@ async fn verify(
         if let Ok(value) = value {
             headers.insert(name.clone(), value);
         }
+    }
+    let amr: Vec<&str> = amr.iter().map(|a| a.as_str()).collect();
+    if let Ok(value) = HeaderValue::from_str(&amr.join(",")) {
+        headers.insert(HeaderName::from_static("x-auth-amr"), value);
     }
     Ok(res)
 }

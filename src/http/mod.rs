@@ -8,6 +8,7 @@ mod filters;
 mod forward_auth;
 mod gate;
 mod identity_routes;
+mod mfa_routes;
 mod ops;
 pub mod route_table;
 mod session_routes;
@@ -73,6 +74,8 @@ pub fn routes(state: State, chat: BoxedFilter<(Response,)>) -> BoxedFilter<(Resp
         .or(forward_auth::routes(state.clone()))
         .unify()
         .or(identity_routes::routes(state.clone()))
+        .unify()
+        .or(mfa_routes::routes(state.clone()))
         .unify()
         .or(admin_routes::routes(state.clone()))
         .unify()

@@ -108,6 +108,20 @@ fn metrics(state: &State, sessions: u64) -> Response {
             ),
         ],
     );
+    let mfa = state.auth.mfa_counts();
+    metric(
+        "sessiond_mfa_total",
+        "counter",
+        "Second steps of sign-ins by outcome.",
+        &[
+            ("{result=\"success\"}", mfa.success.load(Ordering::Relaxed)),
+            ("{result=\"failure\"}", mfa.failure.load(Ordering::Relaxed)),
+            (
+                "{result=\"throttled\"}",
+                mfa.throttled.load(Ordering::Relaxed),
+            ),
+        ],
+    );
     metric(
         "sessiond_session_touches_total",
         "counter",

@@ -68,6 +68,34 @@ pub const ROUTES: &[Route] = &[
         methods: POST,
     },
     Route {
+        path: "/api/auth/reauth",
+        methods: POST,
+    },
+    Route {
+        path: "/api/auth/mfa",
+        methods: GET,
+    },
+    Route {
+        path: "/api/auth/mfa/totp",
+        methods: POST,
+    },
+    Route {
+        path: "/api/auth/mfa/recovery",
+        methods: POST,
+    },
+    Route {
+        path: "/api/auth/mfa/totp/enrol",
+        methods: POST,
+    },
+    Route {
+        path: "/api/auth/mfa/totp/confirm",
+        methods: POST,
+    },
+    Route {
+        path: "/api/auth/mfa/{id}",
+        methods: DELETE,
+    },
+    Route {
         path: "/api/admin/users",
         methods: GET,
     },
@@ -78,6 +106,10 @@ pub const ROUTES: &[Route] = &[
     Route {
         path: "/api/admin/users/{id}/sessions",
         methods: DELETE,
+    },
+    Route {
+        path: "/api/admin/users/{id}/mfa",
+        methods: &[Method::GET, Method::DELETE],
     },
     Route {
         path: "/api/admin/users/{id}/unlock",

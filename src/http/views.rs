@@ -5,7 +5,8 @@ use warp::http::{header, HeaderValue, StatusCode};
 use warp::reply::Response;
 use warp::Reply;
 
-use crate::domain::{Rfc3339, Role, TokenHash, UserId};
+use crate::auth::mfa::FactorInfo;
+use crate::domain::{Amr, Rfc3339, Role, TokenHash, UserId};
 use crate::store::{IdentityRecord, SessionRecord, UserRecord};
 
 /// `User` in the contract, borrowed from its record: `/me` builds one per
@@ -46,6 +47,9 @@ pub struct SessionView<'a> {
     ip: &'a str,
     current: bool,
     remember: bool,
+    amr: &'a [Amr],
+    /// When the proofs in `amr` were given: the sign-in.
+    auth_time: Time,
 }
 
 impl<'a> SessionView<'a> {
@@ -61,6 +65,31 @@ impl<'a> SessionView<'a> {
             ip: &s.ip,
             current,
             remember: s.remember,
+            amr: &s.amr,
+            auth_time: Time(s.created_at_ms),
+        }
+    }
+}
+
+/// A second factor as `GET /api/auth/mfa` shows it: never a secret.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FactorView<'a> {
+    id: &'a str,
+    kind: &'a str,
+    name: &'a str,
+    created_at: Time,
+    last_used_at: Option<Time>,
+}
+
+impl<'a> From<&'a FactorInfo> for FactorView<'a> {
+    fn from(f: &'a FactorInfo) -> Self {
+        Self {
+            id: &f.id,
+            kind: f.kind,
+            name: &f.name,
+            created_at: Time(f.created_at_ms),
+            last_used_at: (f.last_used_at_ms > 0).then_some(Time(f.last_used_at_ms)),
         }
     }
 }
@@ -139,6 +168,7 @@ mod tests {
             role: Role::User,
             password_hash: "$argon2id$unused".into(),
             created_at_ms: 42,
+            factors: Default::default(),
         };
         let text = serde_json::to_string(&UserView::from(&user)).unwrap();
         assert_eq!(

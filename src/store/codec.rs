@@ -8,7 +8,10 @@
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use super::records::{IdentityRecord, MessageRecord, SessionRecord, SessionRecordV1, UserRecord};
+use super::records::{
+    IdentityRecord, MessageRecord, SessionRecord, SessionRecordV1, SessionRecordV2, TicketRecord,
+    UserRecord, UserRecordV1,
+};
 
 /// The first format version; users and messages are still written in it.
 const FORMAT_V1: u8 = 1;
@@ -26,18 +29,32 @@ pub trait Record: Serialize + DeserializeOwned {
     }
 }
 
-impl Record for UserRecord {}
 impl Record for MessageRecord {}
 impl Record for IdentityRecord {}
+impl Record for TicketRecord {}
 
-/// Version 2 added `remember`; a version-1 session was made before
-/// "remember me" existed, when every cookie was persistent.
-impl Record for SessionRecord {
+/// Version 2 added second factors; a version-1 user has none.
+impl Record for UserRecord {
     const FORMAT: u8 = 2;
 
     fn upgrade(version: u8, body: &[u8]) -> Result<Self, CodecError> {
         match version {
+            FORMAT_V1 => Ok(decode_body::<UserRecordV1>(body)?.into()),
+            other => Err(CodecError::UnknownVersion(other)),
+        }
+    }
+}
+
+/// Version 2 added `remember`; a version-1 session was made before
+/// "remember me" existed, when every cookie was persistent. Version 3
+/// added `amr`; every earlier session was a password's.
+impl Record for SessionRecord {
+    const FORMAT: u8 = 3;
+
+    fn upgrade(version: u8, body: &[u8]) -> Result<Self, CodecError> {
+        match version {
             FORMAT_V1 => Ok(decode_body::<SessionRecordV1>(body)?.into()),
+            2 => Ok(decode_body::<SessionRecordV2>(body)?.into()),
             other => Err(CodecError::UnknownVersion(other)),
         }
     }
@@ -136,7 +153,27 @@ mod tests {
         };
         let again: SessionRecord = decode(&encode(&session)).unwrap();
         assert_eq!(again, session);
-        assert_eq!(encode(&session)[0], 2);
+        assert_eq!(encode(&session)[0], 3);
+        assert_eq!(again.amr, vec![crate::domain::Amr::Pwd]);
+    }
+
+    #[test]
+    fn a_user_written_before_second_factors_reads_with_none() {
+        let old = UserRecordV1 {
+            id: 3,
+            username: "alice".into(),
+            email: "a@example.com".into(),
+            role: crate::domain::Role::User,
+            password_hash: "$argon2id$x".into(),
+            created_at_ms: 9,
+        };
+        let mut bytes = vec![FORMAT_V1];
+        bytes.extend(bincode::serde::encode_to_vec(&old, bincode_config()).unwrap());
+        let read: UserRecord = decode(&bytes).unwrap();
+        assert!(!read.factors.any());
+        assert_eq!((read.id, read.username.as_str()), (3, "alice"));
+        assert_eq!(encode(&read)[0], 2);
+        assert_eq!(decode::<UserRecord>(&encode(&read)).unwrap(), read);
     }
 
     #[test]

@@ -9,6 +9,7 @@
 
 pub(crate) mod codec;
 mod events;
+mod factors;
 mod migrate;
 mod prune;
 mod records;
@@ -22,7 +23,10 @@ use tokio::sync::mpsc;
 
 pub use codec::CodecError;
 pub use migrate::MigrateReport;
-pub use records::{IdentityRecord, MessageRecord, NewUser, RemovedUser, SessionRecord, UserRecord};
+pub use records::{
+    Factors, IdentityRecord, KeyFactor, MessageRecord, NewUser, RemovedUser, SessionRecord,
+    TicketKey, TicketKind, TicketRecord, TotpFactor, UserRecord,
+};
 
 use self::redis::RedisStore;
 use self::sled::SledStore;
@@ -355,6 +359,41 @@ impl Store {
     /// admin.
     pub async fn remove_user(&self, id: UserId) -> Result<RemovedUser, StoreError> {
         dispatch!(self.remove_user(id))
+    }
+
+    /// Applies `change` to a user's second factors and writes the user back,
+    /// atomically against every other write to that user on any instance
+    /// (sled: one transaction; Redis: one compare-and-write script, read
+    /// again on a conflict). `change` answers `None` to write nothing; so
+    /// does this. `NoSuchUser` if the user is gone.
+    pub async fn change_factors<T>(
+        &self,
+        id: UserId,
+        change: impl Fn(&mut Factors) -> Option<T>,
+    ) -> Result<Option<(T, UserRecord)>, StoreError> {
+        dispatch!(self.change_factors(id, change))
+    }
+
+    /// Stores a ticket (ceremony state), replacing one under the same key.
+    pub async fn put_ticket(
+        &self,
+        key: &TicketKey,
+        record: &TicketRecord,
+    ) -> Result<(), StoreError> {
+        dispatch!(self.put_ticket(key, record))
+    }
+
+    /// The ticket under `key`, unless it has ended.
+    pub async fn ticket(&self, key: &TicketKey) -> Result<Option<TicketRecord>, StoreError> {
+        let now = now_ms();
+        dispatch!(self.ticket(key, now))
+    }
+
+    /// Removes the ticket under `key` and answers it unless it had ended:
+    /// single use, even between instances racing for it.
+    pub async fn take_ticket(&self, key: &TicketKey) -> Result<Option<TicketRecord>, StoreError> {
+        let now = now_ms();
+        dispatch!(self.take_ticket(key, now))
     }
 
     /// Stores a new session with its index entries. Refused if its user is

@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::domain::{Email, Role, TokenHash, UserId, Username};
+use crate::domain::{Amr, Email, Role, TokenHash, UserId, Username};
 
 /// A registered user as stored in `users`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -19,6 +19,90 @@ pub struct UserRecord {
     pub password_hash: String,
     /// Unix milliseconds.
     pub created_at_ms: u64,
+    /// Second factors: inside the record, so they live in the user's
+    /// Cluster slot, go wherever the user goes (migrate, removal) and change
+    /// under the same compare-and-write as every other part of the user.
+    pub factors: Factors,
+}
+
+/// A user as format version 1 wrote it, before second factors.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(super) struct UserRecordV1 {
+    pub id: u64,
+    pub username: String,
+    pub email: String,
+    pub role: Role,
+    pub password_hash: String,
+    pub created_at_ms: u64,
+}
+
+impl From<UserRecordV1> for UserRecord {
+    fn from(v1: UserRecordV1) -> Self {
+        Self {
+            id: v1.id,
+            username: v1.username,
+            email: v1.email,
+            role: v1.role,
+            password_hash: v1.password_hash,
+            created_at_ms: v1.created_at_ms,
+            factors: Factors::default(),
+        }
+    }
+}
+
+/// A user's second factors. Secrets are never here in the clear: the TOTP
+/// secret is sealed by the auth layer, recovery codes are only HMACs.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Factors {
+    /// The authenticator app, if enrolled.
+    pub totp: Option<TotpFactor>,
+    /// Passkeys and security keys.
+    pub keys: Vec<KeyFactor>,
+    /// HMAC-SHA-256 of each unused recovery code of the current batch.
+    pub recovery: Vec<[u8; 32]>,
+    /// When the current batch was made (0: none ever).
+    pub recovery_created_at_ms: u64,
+}
+
+impl Factors {
+    /// Whether the password alone no longer signs this user in.
+    pub fn any(&self) -> bool {
+        self.totp.is_some() || !self.keys.is_empty()
+    }
+}
+
+/// An enrolled TOTP authenticator.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TotpFactor {
+    /// Public id (`DELETE /api/auth/mfa/{id}`).
+    pub id: String,
+    /// The 160-bit secret, sealed (AEAD) under a key derived from the
+    /// server secret.
+    pub sealed_secret: Vec<u8>,
+    /// Unix millis.
+    pub created_at_ms: u64,
+    /// Unix millis; 0 if never used.
+    pub last_used_at_ms: u64,
+    /// The last 30-second step accepted: a code of that step or an
+    /// earlier one is refused, so a code is accepted once.
+    pub last_step: u64,
+}
+
+/// A registered WebAuthn credential.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyFactor {
+    /// Public id.
+    pub id: String,
+    /// What the user called it.
+    pub name: String,
+    /// The credential id, for finding it from an assertion.
+    pub credential_id: Vec<u8>,
+    /// webauthn-rs's credential (public key, counter), as its JSON.
+    pub credential: Vec<u8>,
+    /// Unix millis.
+    pub created_at_ms: u64,
+    /// Unix millis; 0 if never used.
+    pub last_used_at_ms: u64,
 }
 
 impl UserRecord {
@@ -101,6 +185,38 @@ pub struct SessionRecord {
     /// "Remember me": false makes the cookie end with the browser (no
     /// `Max-Age`); the server's timeouts are the same either way.
     pub remember: bool,
+    /// How it was authenticated (RFC 8176), in the order proved.
+    pub amr: Vec<Amr>,
+}
+
+/// A session as format version 2 wrote it, before `amr`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(super) struct SessionRecordV2 {
+    pub user_id: u64,
+    pub created_at_ms: u64,
+    pub last_seen_at_ms: u64,
+    pub absolute_expires_at_ms: u64,
+    pub idle_expires_at_ms: u64,
+    pub user_agent: String,
+    pub ip: String,
+    pub remember: bool,
+}
+
+impl From<SessionRecordV2> for SessionRecord {
+    fn from(v2: SessionRecordV2) -> Self {
+        Self {
+            user_id: v2.user_id,
+            created_at_ms: v2.created_at_ms,
+            last_seen_at_ms: v2.last_seen_at_ms,
+            absolute_expires_at_ms: v2.absolute_expires_at_ms,
+            idle_expires_at_ms: v2.idle_expires_at_ms,
+            user_agent: v2.user_agent,
+            ip: v2.ip,
+            remember: v2.remember,
+            // Every sign-in before second factors was a password's.
+            amr: vec![Amr::Pwd],
+        }
+    }
 }
 
 /// A session as format version 1 wrote it, before `remember`.
@@ -117,7 +233,7 @@ pub(super) struct SessionRecordV1 {
 
 impl From<SessionRecordV1> for SessionRecord {
     fn from(v1: SessionRecordV1) -> Self {
-        Self {
+        SessionRecordV2 {
             user_id: v1.user_id,
             created_at_ms: v1.created_at_ms,
             last_seen_at_ms: v1.last_seen_at_ms,
@@ -127,6 +243,7 @@ impl From<SessionRecordV1> for SessionRecord {
             ip: v1.ip,
             remember: true,
         }
+        .into()
     }
 }
 
@@ -199,4 +316,76 @@ pub struct RemovedUser {
     pub user: UserRecord,
     /// The sessions ended with it.
     pub sessions: Vec<TokenHash>,
+}
+
+/// What a ceremony between two requests keeps server-side (the pending
+/// sign-in between the password and the second step, an enrolment's
+/// unconfirmed secret, a WebAuthn challenge, a fresh proof): single use,
+/// short-lived, never in a cookie. The store refuses it once its deadline
+/// has passed and the pruner reclaims it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TicketRecord {
+    /// Unix millis after which it is gone.
+    pub deadline_ms: u64,
+    /// The auth layer's own encoding of what it keeps.
+    pub body: Vec<u8>,
+}
+
+/// Which ceremony a ticket belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TicketKind {
+    /// Between a right password and the second step.
+    Pending,
+    /// A TOTP secret shown but not yet confirmed by a code.
+    TotpEnrol,
+    /// A WebAuthn registration's challenge.
+    KeyRegister,
+    /// A WebAuthn second step's challenge.
+    KeyStep,
+    /// A passwordless (discoverable) sign-in's challenge.
+    Passkey,
+    /// A proof (password or factor) given by a session: changes to factors
+    /// need one within the last 5 minutes.
+    Reauth,
+}
+
+impl TicketKind {
+    /// A short stable name, in store keys.
+    pub fn name(self) -> &'static str {
+        match self {
+            TicketKind::Pending => "pending",
+            TicketKind::TotpEnrol => "totp-enrol",
+            TicketKind::KeyRegister => "key-register",
+            TicketKind::KeyStep => "key-step",
+            TicketKind::Passkey => "passkey",
+            TicketKind::Reauth => "reauth",
+        }
+    }
+}
+
+/// Where a ticket is found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TicketKey {
+    /// One of its kind per user, in the user's Cluster slot: a newer one
+    /// replaces it (a fresh password step voids the pending one before).
+    User(TicketKind, UserId),
+    /// Found by 32 bytes only its holder knows (or a session's hash).
+    Id(TicketKind, [u8; 32]),
+}
+
+impl TicketKey {
+    /// The sled key: kind, a zero, then the user id or the id.
+    pub fn bytes(&self) -> Vec<u8> {
+        match self {
+            TicketKey::User(kind, user) => {
+                [kind.name().as_bytes(), &[0], &user.to_be_bytes()].concat()
+            }
+            TicketKey::Id(kind, id) => [kind.name().as_bytes(), &[0], &id[..]].concat(),
+        }
+    }
+}
+
+/// `ticket_expiry` key: deadline (big-endian millis) ++ ticket key.
+pub fn ticket_expiry_key(deadline_ms: u64, key: &[u8]) -> Vec<u8> {
+    [&deadline_ms.to_be_bytes()[..], key].concat()
 }

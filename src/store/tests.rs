@@ -17,6 +17,7 @@ fn session(user: &UserRecord, deadline: u64) -> SessionRecord {
         user_agent: String::new(),
         ip: "127.0.0.1".into(),
         remember: true,
+        amr: vec![crate::domain::Amr::Pwd],
     }
 }
 
@@ -337,5 +338,98 @@ on_every_backend! {
         ids.sort_unstable();
         let stored: Vec<u64> = history.iter().map(|m| m.id).collect();
         assert_eq!(ids, stored);
+    }
+
+    async fn a_totp_step_is_accepted_once_even_by_racing_writers(store: &Store) {
+        let user = add_user(store, "otp").await;
+        let id = user.user_id();
+        // No TOTP yet: nothing to accept.
+        assert!(!store.accept_totp_step(id, 5, 1).await.unwrap());
+        store
+            .change_factors(id, |f| {
+                f.totp = Some(TotpFactor {
+                    id: "t".into(),
+                    sealed_secret: vec![1, 2, 3],
+                    created_at_ms: 1,
+                    last_used_at_ms: 0,
+                    last_step: 10,
+                });
+                Some(())
+            })
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(!store.accept_totp_step(id, 10, 2).await.unwrap(), "the enrolment's step");
+        let racers = (0..8).map(|_| store.accept_totp_step(id, 11, 3));
+        let won = futures_util::future::join_all(racers)
+            .await
+            .into_iter()
+            .filter(|r| *r.as_ref().unwrap())
+            .count();
+        assert_eq!(won, 1);
+        assert!(!store.accept_totp_step(id, 11, 4).await.unwrap());
+        assert!(store.accept_totp_step(id, 12, 5).await.unwrap());
+        let stored = store.user(id).await.unwrap().unwrap();
+        assert_eq!(stored.factors.totp.unwrap().last_step, 12);
+        // A change declined writes nothing; a user gone is named.
+        assert!(store.change_factors(id, |_| None::<()>).await.unwrap().is_none());
+        store.remove_user(id).await.unwrap();
+        assert!(matches!(
+            store.accept_totp_step(id, 13, 6).await,
+            Err(StoreError::NoSuchUser)
+        ));
+    }
+
+    async fn a_recovery_code_is_used_once(store: &Store) {
+        let user = add_user(store, "rec").await;
+        let id = user.user_id();
+        store
+            .change_factors(id, |f| {
+                f.recovery = vec![[1; 32], [2; 32]];
+                Some(())
+            })
+            .await
+            .unwrap();
+        let racers = (0..4).map(|_| store.use_recovery_code(id, &[2; 32]));
+        let used: Vec<_> = futures_util::future::join_all(racers)
+            .await
+            .into_iter()
+            .map(Result::unwrap)
+            .collect();
+        assert_eq!(used.iter().filter(|u| u.is_some()).count(), 1);
+        assert_eq!(used.iter().flatten().next(), Some(&1));
+        assert_eq!(store.use_recovery_code(id, &[3; 32]).await.unwrap(), None);
+        assert_eq!(store.use_recovery_code(id, &[1; 32]).await.unwrap(), Some(0));
+    }
+
+    async fn a_ticket_is_taken_once_and_not_after_its_deadline(store: &Store) {
+        let user = add_user(store, "tix").await;
+        let key = TicketKey::User(TicketKind::Pending, user.user_id());
+        let live = TicketRecord { deadline_ms: now_ms() + 60_000, body: vec![7] };
+        store.put_ticket(&key, &live).await.unwrap();
+        assert_eq!(store.ticket(&key).await.unwrap(), Some(live.clone()));
+        // Another kind, another id: another ticket.
+        let other = TicketKey::Id(TicketKind::Passkey, [9; 32]);
+        assert_eq!(store.ticket(&other).await.unwrap(), None);
+        let racers = (0..4).map(|_| store.take_ticket(&key));
+        let taken = futures_util::future::join_all(racers)
+            .await
+            .into_iter()
+            .filter(|t| t.as_ref().unwrap().is_some())
+            .count();
+        assert_eq!(taken, 1);
+        assert_eq!(store.ticket(&key).await.unwrap(), None);
+        // A newer one replaces the older; an ended one is refused and
+        // pruned.
+        store.put_ticket(&key, &live).await.unwrap();
+        let newer = TicketRecord { deadline_ms: now_ms() + 90_000, body: vec![8] };
+        store.put_ticket(&key, &newer).await.unwrap();
+        assert_eq!(store.ticket(&key).await.unwrap().unwrap().body, vec![8]);
+        let ended = TicketRecord { deadline_ms: now_ms() - 1, body: vec![9] };
+        store.put_ticket(&other, &ended).await.unwrap();
+        assert_eq!(store.ticket(&other).await.unwrap(), None);
+        assert_eq!(store.take_ticket(&other).await.unwrap(), None);
+        store.prune_ended(now_ms()).await.unwrap();
+        assert_eq!(store.ticket(&key).await.unwrap().unwrap().body, vec![8]);
     }
 }

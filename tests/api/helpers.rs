@@ -19,6 +19,9 @@ pub const PASSWORD: &str = "correct horse battery staple";
 pub struct TestApp {
     pub addr: SocketAddr,
     pub client: reqwest::Client,
+    /// On Redis, the settings it serves with, so a second instance can
+    /// share its prefix (`twin`).
+    shared: Option<Config>,
     _dir: TempDir,
     _stop: oneshot::Sender<()>,
 }
@@ -68,6 +71,7 @@ pub async fn spawn_app_with(tweak: impl FnOnce(&mut Config)) -> TestApp {
     let mut config = test_config(&dir);
     tweak(&mut config);
     let on_redis = config.storage.backend == Backend::Redis;
+    let shared = on_redis.then(|| config.clone());
     let app = Application::build(config).await.expect("server builds");
     assert_eq!(
         app.auth().store().backend_name() == "redis",
@@ -92,8 +96,33 @@ pub async fn spawn_app_with(tweak: impl FnOnce(&mut Config)) -> TestApp {
     TestApp {
         addr,
         client: reqwest::Client::new(),
+        shared,
         _dir: dir,
         _stop: stop,
+    }
+}
+
+impl TestApp {
+    /// A second instance on the same Redis prefix, acting as one server
+    /// with this one; `None` on sled (one process per data dir).
+    pub async fn twin(&self) -> Option<TestApp> {
+        let mut config = self.shared.clone()?;
+        config.server.listen = "127.0.0.1:0".parse().unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        config.storage.data_dir = dir.path().to_owned();
+        let app = Application::build(config).await.expect("twin builds");
+        let addr = app.addr();
+        let (stop, stopped) = oneshot::channel::<()>();
+        tokio::spawn(app.run_until_stopped(async move {
+            let _ = stopped.await;
+        }));
+        Some(TestApp {
+            addr,
+            client: reqwest::Client::new(),
+            shared: None,
+            _dir: dir,
+            _stop: stop,
+        })
     }
 }
 

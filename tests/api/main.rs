@@ -11,6 +11,7 @@ mod forward_auth;
 mod idtoken;
 mod login;
 mod logout;
+mod mfa;
 mod newcomer;
 mod oidc;
 mod openapi;

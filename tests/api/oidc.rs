@@ -49,10 +49,11 @@ pub fn rsa_signer(n: usize) -> Signer {
     static KEYS: OnceLock<Vec<Vec<u8>>> = OnceLock::new();
     let keys = KEYS.get_or_init(|| {
         use rsa::pkcs1::EncodeRsaPrivateKey;
-        use rsa::Generate;
+        let mut rng = rsa::rand_core::UnwrapErr(getrandom::SysRng);
         (0..3)
             .map(|_| {
-                rsa::PrivateKey::generate()
+                rsa::RsaPrivateKey::new(&mut rng, 2048)
+                    .unwrap()
                     .to_pkcs1_der()
                     .unwrap()
                     .as_bytes()

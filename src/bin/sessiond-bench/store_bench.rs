@@ -73,6 +73,7 @@ pub async fn populate(data_dir: &Path, total: u64, ended: u64) -> (Store, u64) {
                 .into(),
             ip: "127.0.0.1".into(),
             remember: true,
+            amr: vec![sessiond::domain::Amr::Pwd],
         };
         let hash = SessionToken::generate(created).hash();
         store.create_session(&hash, &record).await.unwrap();

@@ -20,6 +20,7 @@ mod prune;
 mod scripts;
 mod sessions;
 mod throttle;
+mod tickets;
 mod users;
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -32,8 +33,8 @@ use tokio::task::JoinHandle;
 use super::events::Subscribers;
 use super::prune::PruneSchedule;
 use super::{
-    codec, CheckReport, IdentityRecord, MessageRecord, NewUser, RemovedUser, SessionRecord,
-    StoreError, StoreEvent, UserRecord, SCHEMA_VERSION,
+    codec, CheckReport, Factors, IdentityRecord, MessageRecord, NewUser, RemovedUser,
+    SessionRecord, StoreError, StoreEvent, TicketKey, TicketRecord, UserRecord, SCHEMA_VERSION,
 };
 use crate::config::{Durability, StorageConfig};
 use conn::Conn;

@@ -27,6 +27,7 @@ async fn session_keys_and_the_per_user_index_expire_after_the_last_deadline() {
             user_agent: String::new(),
             ip: "127.0.0.1".into(),
             remember: true,
+            amr: vec![crate::domain::Amr::Pwd],
         };
         let hash = TokenHash::from_bytes([n; 32]);
         test.store.create_session(&hash, &session).await.unwrap();

@@ -22,8 +22,8 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use super::{
-    arg, decode, Answer, IdentityRecord, NewUser, RedisStore, RemovedUser, StoreError, UserRecord,
-    RETRIES,
+    arg, decode, Answer, Factors, IdentityRecord, NewUser, RedisStore, RemovedUser, StoreError,
+    UserRecord, RETRIES,
 };
 use crate::domain::{email_key, hex, name_key, Role, TokenHash, UserId};
 use crate::store::codec;
@@ -68,6 +68,7 @@ impl RedisStore {
             role: new.role,
             password_hash: new.password_hash.clone(),
             created_at_ms: new.now_ms,
+            factors: Default::default(),
         };
         let identities = identity.map(std::slice::from_ref).unwrap_or_default();
         self.add_user(&record, identities).await?;
@@ -312,6 +313,37 @@ impl RedisStore {
         self.change_user(id, |user| {
             user.password_hash = hash.to_owned();
             0
+        })
+        .await
+    }
+
+    /// Applies `change` to the user's factors and writes them if the record
+    /// is still the one read (one script compares and writes), else reads
+    /// again: of two instances accepting the same TOTP step, one wins.
+    /// `change` answers `None` to write nothing.
+    pub async fn change_factors<T>(
+        &self,
+        id: UserId,
+        change: impl Fn(&mut Factors) -> Option<T>,
+    ) -> Result<Option<(T, UserRecord)>, StoreError> {
+        let user_key = self.shared.keys.user(id.as_u64());
+        let change = &change;
+        self.with_user(id, "changing a user's factors", |raw, mut user| {
+            let user_key = &user_key;
+            async move {
+                let Some(done) = change(&mut user.factors) else {
+                    return Ok(Some(None));
+                };
+                let args = [arg(raw), arg(codec::encode(&user))];
+                let written = self
+                    .script(&self.shared.scripts.user_replace, &[user_key], &args)
+                    .await
+                    .and_then(Answer::of)?;
+                Ok(match written {
+                    Answer::Done(_) => Some(Some((done, user))),
+                    _ => None,
+                })
+            }
         })
         .await
     }

@@ -12,6 +12,7 @@ mod messages;
 mod prune;
 mod seal;
 mod sessions;
+mod tickets;
 mod users;
 
 use std::path::{Path, PathBuf};
@@ -24,8 +25,9 @@ use tokio::sync::mpsc;
 use super::events::Subscribers;
 use super::prune::PruneSchedule;
 use super::{
-    codec, records, CheckReport, CodecError, IdentityRecord, MessageRecord, NewUser, RemovedUser,
-    SessionRecord, StoreError, StoreEvent, UserRecord, SCHEMA_VERSION,
+    codec, records, CheckReport, CodecError, Factors, IdentityRecord, MessageRecord, NewUser,
+    RemovedUser, SessionRecord, StoreError, StoreEvent, TicketKey, TicketRecord, UserRecord,
+    SCHEMA_VERSION,
 };
 
 use crate::config::{Durability, StorageConfig};
@@ -52,6 +54,10 @@ struct Shared {
     messages: sled::Tree,
     identities: sled::Tree,
     user_identities: sled::Tree,
+    /// Ceremony state between two requests, by ticket key.
+    tickets: sled::Tree,
+    /// deadline ++ ticket key -> (): what the pruner walks.
+    ticket_expiry: sled::Tree,
     durability: Durability,
     flusher: flush::Flusher,
     /// When the pruner next runs, and its wake-up.
@@ -103,6 +109,8 @@ impl SledStore {
                 messages: tree("messages")?,
                 identities: tree("identities")?,
                 user_identities: tree("user_identities")?,
+                tickets: tree("tickets")?,
+                ticket_expiry: tree("ticket_expiry")?,
                 user_names: tree("user_names")?,
                 user_emails: tree("user_emails")?,
                 session_expiry: tree("session_expiry")?,

@@ -47,6 +47,9 @@ impl SledStore {
             self.notify_ended(&ended);
             pruned += n;
         }
+        // Ceremonies that ended with no second request: not sessions,
+        // so not counted as pruned sessions.
+        self.prune_tickets(now_ms)?;
         Ok(pruned)
     }
 

@@ -9,8 +9,8 @@ use sled::Transactional;
 
 use super::records::{expiry_key, identity_key, user_identity_key, user_session_key};
 use super::{
-    codec, decode, tx, IdentityRecord, NewUser, RemovedUser, SessionRecord, SledStore, StoreError,
-    UserRecord,
+    codec, decode, tx, Factors, IdentityRecord, NewUser, RemovedUser, SessionRecord, SledStore,
+    StoreError, UserRecord,
 };
 use crate::domain::{email_key, name_key, Role, UserId};
 
@@ -60,6 +60,7 @@ impl SledStore {
                     role: new.role,
                     password_hash: new.password_hash.clone(),
                     created_at_ms: new.now_ms,
+                    factors: Default::default(),
                 };
                 let id = record.user_id().to_be_bytes();
                 users.insert(&id, codec::encode(&record))?;
@@ -186,6 +187,23 @@ impl SledStore {
             user.password_hash = hash.to_owned();
             users.insert(&id.to_be_bytes(), codec::encode(&user))?;
             Ok(user)
+        }))
+    }
+
+    /// Applies `change` to the user's factors and writes them, in one
+    /// transaction with the read: `change` answers `None` to write nothing.
+    pub fn change_factors<T>(
+        &self,
+        id: UserId,
+        change: impl Fn(&mut Factors) -> Option<T>,
+    ) -> Result<Option<(T, UserRecord)>, StoreError> {
+        tx(self.shared.users.transaction(|users| {
+            let mut user = read_user(users, id)?;
+            let Some(done) = change(&mut user.factors) else {
+                return Ok(None);
+            };
+            users.insert(&id.to_be_bytes(), codec::encode(&user))?;
+            Ok(Some((done, user)))
         }))
     }
 

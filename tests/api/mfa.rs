@@ -1,0 +1,435 @@
+//! Second factors, as a user and an attacker meet them: TOTP enrolled and
+//! asked for after the password, each code accepted once, recovery codes,
+//! the pending sign-in between the two steps, throttled guesses, fresh
+//! proofs for changes, and what operators and proxies see.
+
+use reqwest::header::{SET_COOKIE, USER_AGENT};
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+use totp_rs::Totp;
+
+use crate::helpers::{cookie_of, expect_error, spawn_app, spawn_app_with, TestApp, PASSWORD};
+
+/// The authenticator app: reads the enrolment's `otpauth://` URI, as any
+/// app does, and makes codes from it.
+struct App(Totp);
+
+impl App {
+    /// The code `steps` steps from now (one either way is still accepted).
+    fn code(&self, steps: i64) -> String {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as i64;
+        self.0.generate((now + 30 * steps) as u64).to_string()
+    }
+}
+
+/// Enrols TOTP for the session `cookie`, confirmed with the current code.
+async fn enrol_totp(app: &TestApp, cookie: &str) -> App {
+    let res = app
+        .send(Method::POST, "/api/auth/mfa/totp/enrol", cookie, None)
+        .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let body: Value = res.json().await.unwrap();
+    let uri = body["otpauthUri"].as_str().unwrap();
+    assert!(body["qrSvg"].as_str().unwrap().contains("<svg"));
+    assert!(uri.contains(body["secret"].as_str().unwrap()));
+    let totp = App(Totp::from_url(uri).expect("an authenticator app reads the URI"));
+    let res = app
+        .send(
+            Method::POST,
+            "/api/auth/mfa/totp/confirm",
+            cookie,
+            Some(json!({"code": totp.code(0)})),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::CREATED);
+    totp
+}
+
+/// The password step of a user with a factor: the pending token.
+async fn pending(app: &TestApp, name: &str) -> (String, Vec<String>) {
+    let res = app.login(name, PASSWORD).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    assert!(res.headers().get(SET_COOKIE).is_none(), "no session yet");
+    let body: Value = res.json().await.unwrap();
+    assert!(body.get("user").is_none(), "{body}");
+    assert_eq!(body["mfa"]["expiresIn"], 300);
+    let methods = body["mfa"]["methods"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m.as_str().unwrap().to_owned())
+        .collect();
+    (body["mfa"]["pending"].as_str().unwrap().to_owned(), methods)
+}
+
+async fn step(app: &TestApp, route: &str, pending: &str, code: &str) -> reqwest::Response {
+    app.post_json(
+        &format!("/api/auth/mfa/{route}"),
+        &json!({"pending": pending, "code": code}),
+        None,
+    )
+    .await
+}
+
+#[tokio::test]
+async fn totp_is_asked_for_after_the_password_and_each_code_is_accepted_once() {
+    let app = spawn_app().await;
+    let first = app.register_and_login("alice").await;
+    let list: Value = app
+        .get("/api/auth/mfa", Some(&first))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(list["factors"], json!([]));
+    let totp = enrol_totp(&app, &first).await;
+    let list: Value = app
+        .get("/api/auth/mfa", Some(&first))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(list["factors"][0]["kind"], "totp");
+
+    // A wrong password says nothing about factors.
+    let res = app.login("alice", "not the password at all").await;
+    let text = expect_error(res, StatusCode::UNAUTHORIZED, "invalid_credentials").await;
+    assert!(!text.contains("mfa"), "{text}");
+
+    let (token, methods) = pending(&app, "alice").await;
+    assert_eq!(methods, ["totp"]);
+    // The code that confirmed the enrolment was used: refused.
+    let res = step(&app, "totp", &token, &totp.code(0)).await;
+    expect_error(res, StatusCode::UNAUTHORIZED, "mfa_failed").await;
+    // The next step's code is accepted (one step of skew), and gives a
+    // new session made with two factors.
+    let res = step(&app, "totp", &token, &totp.code(1)).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let second = cookie_of(&res);
+    assert_ne!(second, first);
+    let me: Value = app.me(&second).await.json().await.unwrap();
+    assert_eq!(me["session"]["amr"], json!(["pwd", "otp"]));
+    assert!(me["session"]["authTime"].is_string());
+    let me_first: Value = app.me(&first).await.json().await.unwrap();
+    assert_eq!(me_first["session"]["amr"], json!(["pwd"]));
+    assert_ne!(me["session"]["id"], me_first["session"]["id"]);
+
+    // The pending token is used up, and that code too.
+    let res = step(&app, "totp", &token, &totp.code(1)).await;
+    expect_error(res, StatusCode::UNAUTHORIZED, "mfa_failed").await;
+    let (token, _) = pending(&app, "alice").await;
+    let res = step(&app, "totp", &token, &totp.code(1)).await;
+    expect_error(res, StatusCode::UNAUTHORIZED, "mfa_failed").await;
+
+    // Forward auth: ?mfa=1 lets only the two-factor session through.
+    let res = app.get("/api/auth/verify?mfa=1", Some(&second)).await;
+    assert_eq!(res.status(), StatusCode::NO_CONTENT);
+    assert_eq!(res.headers()["x-auth-amr"], "pwd,otp");
+    let res = app.get("/api/auth/verify?mfa=1", Some(&first)).await;
+    expect_error(res, StatusCode::FORBIDDEN, "mfa_required").await;
+    let res = app.get("/api/auth/verify", Some(&first)).await;
+    assert_eq!(res.status(), StatusCode::NO_CONTENT);
+    assert!(app.metric("sessiond_mfa_total{result=\"success\"}").await >= 1);
+}
+
+async fn left(app: &TestApp, cookie: &str) -> u64 {
+    let list: Value = app
+        .get("/api/auth/mfa", Some(cookie))
+        .await
+        .json()
+        .await
+        .unwrap();
+    list["recoveryCodesLeft"].as_u64().unwrap()
+}
+
+#[tokio::test]
+async fn recovery_codes_are_shown_once_used_once_and_a_new_batch_voids_the_old() {
+    let app = spawn_app().await;
+    let cookie = app.register_and_login("bob").await;
+    // Nothing to recover yet.
+    let res = app
+        .send(Method::POST, "/api/auth/mfa/recovery", &cookie, None)
+        .await;
+    expect_error(res, StatusCode::CONFLICT, "mfa_not_enabled").await;
+    enrol_totp(&app, &cookie).await;
+    let res = app
+        .send(Method::POST, "/api/auth/mfa/recovery", &cookie, None)
+        .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let codes: Vec<String> = res.json::<Value>().await.unwrap()["codes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c.as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(codes.len(), 10);
+    assert_eq!(left(&app, &cookie).await, 10);
+
+    let (token, methods) = pending(&app, "bob").await;
+    assert_eq!(methods, ["totp", "recovery"]);
+    let res = step(&app, "recovery", &token, &codes[0]).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let recovered = cookie_of(&res);
+    let me: Value = app.me(&recovered).await.json().await.unwrap();
+    assert_eq!(me["session"]["amr"], json!(["pwd", "otp"]));
+    // Used once: refused the second time.
+    let (token, _) = pending(&app, "bob").await;
+    let res = step(&app, "recovery", &token, &codes[0]).await;
+    expect_error(res, StatusCode::UNAUTHORIZED, "mfa_failed").await;
+    // Typed loosely (upper case, spaces for dashes) it still counts.
+    let loose = codes[1].to_uppercase().replace('-', " ");
+    let res = step(&app, "recovery", &token, &loose).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(left(&app, &cookie).await, 8);
+
+    // A new batch: the old codes are void.
+    let res = app
+        .send(Method::POST, "/api/auth/mfa/recovery", &cookie, None)
+        .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let (token, _) = pending(&app, "bob").await;
+    let res = step(&app, "recovery", &token, &codes[2]).await;
+    expect_error(res, StatusCode::UNAUTHORIZED, "mfa_failed").await;
+    assert_eq!(left(&app, &cookie).await, 10);
+}
+
+#[tokio::test]
+async fn the_pending_sign_in_is_bound_to_its_client_and_to_the_latest_password_step() {
+    let app = spawn_app().await;
+    let cookie = app.register_and_login("carol").await;
+    let totp = enrol_totp(&app, &cookie).await;
+    let (older, _) = pending(&app, "carol").await;
+    let (newer, _) = pending(&app, "carol").await;
+    // A fresh password step voids the pending sign-in before it.
+    let res = step(&app, "totp", &older, &totp.code(1)).await;
+    expect_error(res, StatusCode::UNAUTHORIZED, "mfa_failed").await;
+    // Another client with the token gets nowhere.
+    let res = app
+        .client
+        .post(app.url("/api/auth/mfa/totp"))
+        .header(USER_AGENT, "somebody else's browser")
+        .json(&json!({"pending": newer, "code": totp.code(1)}))
+        .send()
+        .await
+        .unwrap();
+    expect_error(res, StatusCode::UNAUTHORIZED, "mfa_failed").await;
+    // Forged and malformed tokens: the same answer.
+    let user = newer.split('.').next().unwrap();
+    for forged in [
+        format!("{user}.{}", "ab".repeat(32)),
+        "not a token".into(),
+        String::new(),
+    ] {
+        let res = step(&app, "totp", &forged, &totp.code(1)).await;
+        expect_error(res, StatusCode::UNAUTHORIZED, "mfa_failed").await;
+    }
+    // The pending token is no session.
+    let res = app.me(&format!("connect.sid={newer}")).await;
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    let res = step(&app, "totp", &newer, &totp.code(1)).await;
+    assert_eq!(res.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn second_factor_guesses_are_throttled_per_account_until_an_admin_unlocks() {
+    let app = spawn_app().await;
+    let cookie = app.register_and_login("dave").await;
+    let totp = enrol_totp(&app, &cookie).await;
+    let id = app.id_of(&cookie).await;
+    let (token, _) = pending(&app, "dave").await;
+    let wrong = if totp.code(5) == totp.code(1) {
+        "000001".to_owned()
+    } else {
+        totp.code(5)
+    };
+    for _ in 0..5 {
+        let res = step(&app, "totp", &token, &wrong).await;
+        expect_error(res, StatusCode::UNAUTHORIZED, "mfa_failed").await;
+    }
+    // Even the right code waits now.
+    let res = step(&app, "totp", &token, &totp.code(1)).await;
+    assert!(res.headers().contains_key("retry-after"));
+    expect_error(res, StatusCode::TOO_MANY_REQUESTS, "too_many_attempts").await;
+    assert!(app.metric("sessiond_mfa_total{result=\"throttled\"}").await >= 1);
+    let (admin, _) = app.admin().await;
+    let res = app
+        .send(
+            Method::POST,
+            &format!("/api/admin/users/{id}/unlock"),
+            &admin,
+            None,
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::NO_CONTENT);
+    let res = step(&app, "totp", &token, &totp.code(1)).await;
+    assert_eq!(res.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn changing_factors_needs_a_fresh_proof_and_removing_one_ends_the_other_sessions() {
+    let app = spawn_app_with(|c| c.auth.reauth_window = std::time::Duration::from_secs(2)).await;
+    let cookie = app.register_and_login("erin").await;
+    let totp = enrol_totp(&app, &cookie).await;
+    let (token, _) = pending(&app, "erin").await;
+    let other = cookie_of(&step(&app, "totp", &token, &totp.code(1)).await);
+    let list: Value = app
+        .get("/api/auth/mfa", Some(&cookie))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let factor = list["factors"][0]["id"].as_str().unwrap().to_owned();
+    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+
+    let remove = |cookie: String| {
+        let path = format!("/api/auth/mfa/{factor}");
+        let app = &app;
+        async move { app.send(Method::DELETE, &path, &cookie, None).await }
+    };
+    expect_error(
+        remove(cookie.clone()).await,
+        StatusCode::FORBIDDEN,
+        "reauth_required",
+    )
+    .await;
+    let res = app
+        .send(Method::POST, "/api/auth/mfa/recovery", &cookie, None)
+        .await;
+    expect_error(res, StatusCode::FORBIDDEN, "reauth_required").await;
+    let res = app
+        .send(
+            Method::POST,
+            "/api/auth/reauth",
+            &cookie,
+            Some(json!({"password": "wrong password!!"})),
+        )
+        .await;
+    expect_error(res, StatusCode::UNAUTHORIZED, "invalid_credentials").await;
+    let res = app
+        .send(
+            Method::POST,
+            "/api/auth/reauth",
+            &cookie,
+            Some(json!({"password": PASSWORD})),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::NO_CONTENT);
+    let res = remove(cookie.clone()).await;
+    assert_eq!(res.status(), StatusCode::NO_CONTENT);
+    expect_error(
+        remove(cookie.clone()).await,
+        StatusCode::NOT_FOUND,
+        "not_found",
+    )
+    .await;
+    // The other session ended; this one goes on; the password alone
+    // signs in again.
+    assert_eq!(app.me(&other).await.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(app.me(&cookie).await.status(), StatusCode::OK);
+    let res = app.login("erin", PASSWORD).await;
+    assert!(res.headers().get(SET_COOKIE).is_some());
+}
+
+#[tokio::test]
+async fn an_admin_sees_and_resets_a_users_factors() {
+    let app = spawn_app().await;
+    let cookie = app.register_and_login("frank").await;
+    enrol_totp(&app, &cookie).await;
+    let id = app.id_of(&cookie).await;
+    let path = format!("/api/admin/users/{id}/mfa");
+    let res = app.send(Method::GET, &path, &cookie, None).await;
+    expect_error(res, StatusCode::FORBIDDEN, "forbidden").await;
+    let (admin, _) = app.admin().await;
+    let seen: Value = app
+        .send(Method::GET, &path, &admin, None)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(seen["factors"][0]["kind"], "totp");
+    assert!(seen.to_string().find("secret").is_none(), "{seen}");
+    let res = app.send(Method::DELETE, &path, &admin, None).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(res.json::<Value>().await.unwrap()["revoked"], 1);
+    assert_eq!(app.me(&cookie).await.status(), StatusCode::UNAUTHORIZED);
+    let res = app.login("frank", PASSWORD).await;
+    assert!(
+        res.headers().get(SET_COOKIE).is_some(),
+        "password alone again"
+    );
+    let res = app
+        .send(
+            Method::GET,
+            "/api/admin/users/00000000000000ff/mfa",
+            &admin,
+            None,
+        )
+        .await;
+    expect_error(res, StatusCode::NOT_FOUND, "not_found").await;
+}
+
+#[tokio::test]
+async fn require_mfa_sends_a_user_without_a_factor_to_enrolment_and_nowhere_else() {
+    let app = spawn_app_with(|c| c.auth.require_mfa = sessiond::config::RequireMfa::All).await;
+    let cookie = app.register_and_login("gina").await;
+    let res = app.get("/api/auth/sessions", Some(&cookie)).await;
+    expect_error(res, StatusCode::FORBIDDEN, "mfa_enrolment_required").await;
+    let res = app.get("/api/auth/verify", Some(&cookie)).await;
+    expect_error(res, StatusCode::FORBIDDEN, "mfa_enrolment_required").await;
+    assert_eq!(app.me(&cookie).await.status(), StatusCode::OK);
+    let list: Value = app
+        .get("/api/auth/mfa", Some(&cookie))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(list["required"], true);
+    enrol_totp(&app, &cookie).await;
+    assert_eq!(
+        app.get("/api/auth/sessions", Some(&cookie)).await.status(),
+        StatusCode::OK
+    );
+}
+
+#[tokio::test]
+async fn two_instances_accept_a_code_once_and_count_guesses_together() {
+    let a = spawn_app().await;
+    let Some(b) = a.twin().await else {
+        println!("skipped: two instances need the Redis backend (SESSIOND_TEST_BACKEND=redis)");
+        return;
+    };
+    let cookie = a.register_and_login("hank").await;
+    let totp = enrol_totp(&a, &cookie).await;
+    // The same pending token and code on both at once: one session.
+    let (token, _) = pending(&a, "hank").await;
+    let code = totp.code(1);
+    let (ra, rb) = tokio::join!(
+        step(&a, "totp", &token, &code),
+        step(&b, "totp", &token, &code)
+    );
+    let oks = [ra.status(), rb.status()]
+        .iter()
+        .filter(|s| **s == StatusCode::OK)
+        .count();
+    assert_eq!(oks, 1, "{} {}", ra.status(), rb.status());
+    // Used on one, refused on the other.
+    let (token, _) = pending(&b, "hank").await;
+    let res = step(&b, "totp", &token, &code).await;
+    expect_error(res, StatusCode::UNAUTHORIZED, "mfa_failed").await;
+    // Guesses on both count against one limit (5): the racer that lost
+    // and the replay above were the first two.
+    let wrong = if totp.code(5) == totp.code(-1) {
+        "000001".to_owned()
+    } else {
+        totp.code(5)
+    };
+    for app in [&a, &b, &a] {
+        let res = step(app, "totp", &token, &wrong).await;
+        expect_error(res, StatusCode::UNAUTHORIZED, "mfa_failed").await;
+    }
+    let res = step(&b, "totp", &token, &totp.code(-1)).await;
+    expect_error(res, StatusCode::TOO_MANY_REQUESTS, "too_many_attempts").await;
+}
