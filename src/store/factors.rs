@@ -4,7 +4,9 @@
 //! (`Store::change_factors`), so two requests, on one instance or two,
 //! cannot both pass.
 
-use super::{Store, StoreError};
+use subtle::ConstantTimeEq;
+
+use super::{Store, StoreError, UserRecord};
 use crate::domain::UserId;
 
 impl Store {
@@ -40,7 +42,7 @@ impl Store {
     ) -> Result<Option<usize>, StoreError> {
         let used = self
             .change_factors(user, |f| {
-                let at = f.recovery.iter().position(|m| constant_time_eq(m, mac))?;
+                let at = f.recovery.iter().position(|m| bool::from(m.ct_eq(mac)))?;
                 f.recovery.swap_remove(at);
                 Some(f.recovery.len())
             })
@@ -49,7 +51,32 @@ impl Store {
     }
 }
 
-/// Compares two MACs without stopping at the first difference.
-fn constant_time_eq(a: &[u8; 32], b: &[u8; 32]) -> bool {
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+/// What `check` finds wrong with a user's factors: ids that repeat (a
+/// removal would take the wrong one), a TOTP factor with no secret,
+/// recovery codes left with no factor to recover, or more than a batch.
+pub(super) fn problems(user: &UserRecord) -> Vec<String> {
+    let f = &user.factors;
+    let id = user.user_id();
+    let mut out = Vec::new();
+    let mut ids: Vec<&str> = f.keys.iter().map(|k| k.id.as_str()).collect();
+    ids.extend(f.totp.iter().map(|t| t.id.as_str()));
+    let listed = ids.len();
+    ids.sort_unstable();
+    ids.dedup();
+    if ids.len() != listed || ids.iter().any(|i| i.is_empty()) {
+        out.push(format!("user {id}: second-factor ids repeat or are empty"));
+    }
+    if f.totp.as_ref().is_some_and(|t| t.sealed_secret.is_empty()) {
+        out.push(format!("user {id}: a TOTP factor without its secret"));
+    }
+    if !f.recovery.is_empty() && !f.any() {
+        out.push(format!("user {id}: recovery codes without a second factor"));
+    }
+    if f.recovery.len() > RECOVERY_BATCH {
+        out.push(format!("user {id}: more recovery codes than a batch"));
+    }
+    out
 }
+
+/// Recovery codes per batch (the auth layer makes them).
+const RECOVERY_BATCH: usize = 10;

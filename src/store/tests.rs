@@ -432,4 +432,28 @@ on_every_backend! {
         store.prune_ended(now_ms()).await.unwrap();
         assert_eq!(store.ticket(&key).await.unwrap().unwrap().body, vec![8]);
     }
+
+    async fn check_names_factors_that_cannot_be_right(store: &Store) {
+        let user = add_user(store, "chk").await;
+        let id = user.user_id();
+        assert!(store.check().await.unwrap().problems.is_empty());
+        store
+            .change_factors(id, |f| {
+                f.recovery = vec![[1; 32]];
+                Some(())
+            })
+            .await
+            .unwrap();
+        let report = store.check().await.unwrap();
+        assert_eq!(report.problems.len(), 1, "{:?}", report.problems);
+        assert!(report.problems[0].contains("recovery codes without a second factor"));
+        store
+            .change_factors(id, |f| {
+                f.recovery.clear();
+                Some(())
+            })
+            .await
+            .unwrap();
+        assert!(store.check().await.unwrap().problems.is_empty());
+    }
 }

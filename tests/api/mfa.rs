@@ -12,7 +12,7 @@ use crate::helpers::{cookie_of, expect_error, spawn_app, spawn_app_with, TestApp
 
 /// The authenticator app: reads the enrolment's `otpauth://` URI, as any
 /// app does, and makes codes from it.
-struct App(Totp);
+struct App(Totp, String);
 
 impl App {
     /// The code `steps` steps from now (one either way is still accepted).
@@ -25,7 +25,8 @@ impl App {
     }
 }
 
-/// Enrols TOTP for the session `cookie`, confirmed with the current code.
+/// Enrols TOTP for the session `cookie`, confirmed with the current code;
+/// returns the app (the confirming code is in `App::used`).
 async fn enrol_totp(app: &TestApp, cookie: &str) -> App {
     let res = app
         .send(Method::POST, "/api/auth/mfa/totp/enrol", cookie, None)
@@ -35,13 +36,17 @@ async fn enrol_totp(app: &TestApp, cookie: &str) -> App {
     let uri = body["otpauthUri"].as_str().unwrap();
     assert!(body["qrSvg"].as_str().unwrap().contains("<svg"));
     assert!(uri.contains(body["secret"].as_str().unwrap()));
-    let totp = App(Totp::from_url(uri).expect("an authenticator app reads the URI"));
+    let mut totp = App(
+        Totp::from_url(uri).expect("an authenticator app reads the URI"),
+        String::new(),
+    );
+    totp.1 = totp.code(0);
     let res = app
         .send(
             Method::POST,
             "/api/auth/mfa/totp/confirm",
             cookie,
-            Some(json!({"code": totp.code(0)})),
+            Some(json!({"code": totp.1})),
         )
         .await;
     assert_eq!(res.status(), StatusCode::CREATED);
@@ -102,7 +107,7 @@ async fn totp_is_asked_for_after_the_password_and_each_code_is_accepted_once() {
     let (token, methods) = pending(&app, "alice").await;
     assert_eq!(methods, ["totp"]);
     // The code that confirmed the enrolment was used: refused.
-    let res = step(&app, "totp", &token, &totp.code(0)).await;
+    let res = step(&app, "totp", &token, &totp.1).await;
     expect_error(res, StatusCode::UNAUTHORIZED, "mfa_failed").await;
     // The next step's code is accepted (one step of skew), and gives a
     // new session made with two factors.

@@ -265,38 +265,14 @@ async fn user_mfa_lists_factors_and_mfa_reset_lets_a_user_who_lost_them_back_in(
     add(&site, "alice", "user");
     let server = site.start(&[]);
     let cookie = server.login_cookie("alice").await;
-    let post = |path: &str, body: Value| {
-        server
-            .client
-            .post(server.url(path))
-            .header(reqwest::header::COOKIE, &cookie)
-            .json(&body)
-            .send()
-    };
-    let enrolment: Value = post("/api/auth/mfa/totp/enrol", serde_json::json!({}))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let totp = totp_rs::Totp::from_url(enrolment["otpauthUri"].as_str().unwrap()).unwrap();
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
-    let res = post(
-        "/api/auth/mfa/totp/confirm",
-        serde_json::json!({"code": totp.generate(now).to_string()}),
-    )
-    .await
-    .unwrap();
-    assert_eq!(res.status(), StatusCode::CREATED);
+    let (totp, _) = enrol_totp(&server, &cookie).await;
+    let secret = totp.secret().to_base32();
     server.stop_with("-TERM");
 
     let table = stdout_of(&site, &["user", "mfa", "alice"]);
     assert!(table.lines().next().unwrap().starts_with("ID"), "{table}");
     assert!(table.contains("totp"), "{table}");
-    assert!(!table.contains(enrolment["secret"].as_str().unwrap()));
+    assert!(!table.contains(&secret));
     let said = stdout_of(&site, &["user", "mfa-reset", "alice"]);
     assert!(said.contains("1 session(s) ended"), "{said}");
     let json: Value =

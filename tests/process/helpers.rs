@@ -308,3 +308,39 @@ pub fn edit_with_sled(site: &Site, edit: impl FnOnce(&sled::Db)) {
 pub fn exists(dir: &Path, path: &str) -> bool {
     dir.join(path).exists()
 }
+
+/// Enrols TOTP for the session `cookie` as a person with an authenticator
+/// app would (the app reads the `otpauth://` URI); returns the app and
+/// the code that confirmed it (used up).
+pub async fn enrol_totp(server: &Server, cookie: &str) -> (totp_rs::Totp, String) {
+    let post = |path: &str, body: Value| {
+        server
+            .client
+            .post(server.url(path))
+            .header(COOKIE, cookie)
+            .json(&body)
+            .send()
+    };
+    let enrolment: Value = post("/api/auth/mfa/totp/enrol", json!({}))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let totp = totp_rs::Totp::from_url(enrolment["otpauthUri"].as_str().unwrap()).unwrap();
+    let code = totp_at(&totp, 0);
+    let res = post("/api/auth/mfa/totp/confirm", json!({"code": code}))
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::CREATED);
+    (totp, code)
+}
+
+/// The app's code `steps` 30-second steps from now.
+pub fn totp_at(totp: &totp_rs::Totp, steps: u64) -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    totp.generate(now + 30 * steps).to_string()
+}

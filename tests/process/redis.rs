@@ -605,6 +605,7 @@ async fn migrate_moves_a_sled_site_onto_redis_and_every_cookie_still_works() {
         next_json(&mut ws).await;
     }
     drop(ws);
+    let (totp, used) = enrol_totp(&server, &cookies[1]).await;
     let (status, log) = server.stop_with("-TERM");
     assert!(status.success(), "{log}");
 
@@ -628,6 +629,22 @@ async fn migrate_moves_a_sled_site_onto_redis_and_every_cookie_still_works() {
         .map(|m| m["text"].clone())
         .collect();
     assert_eq!(texts, ["one", "two", "three"]);
+    // Bob's authenticator came along: asked for, and its used step stays
+    // used.
+    let pending: Value = server.login("bob", PASSWORD).await.json().await.unwrap();
+    let pending = pending["mfa"]["pending"].as_str().unwrap();
+    let step = |code: String| {
+        server
+            .client
+            .post(server.url("/api/auth/mfa/totp"))
+            .json(&json!({"pending": pending, "code": code}))
+            .send()
+    };
+    assert_eq!(step(used).await.unwrap().status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        step(totp_at(&totp, 1)).await.unwrap().status(),
+        StatusCode::OK
+    );
     server.register("dave").await;
     let root = server.login_cookie("root").await;
     let (_, users) = get(&server, "/api/admin/users", &root).await;

@@ -120,6 +120,11 @@ impl RedisStore {
             }
         }
         found.report.users = users.len() as u64;
+        for user in users.values() {
+            for problem in crate::store::factors::problems(user) {
+                found.found(problem, None);
+            }
+        }
         let names = self
             .check_index(&mut found, "name:", &users, |u| {
                 keys.name(&name_key(&u.username))

@@ -31,6 +31,11 @@ impl SledStore {
             }
         }
         report.users = users.len() as u64;
+        for user in users.values() {
+            report
+                .problems
+                .extend(super::super::factors::problems(user));
+        }
         check_index(&mut report, "user_names", &s.user_names, &users, |u| {
             name_key(&u.username)
         })?;
