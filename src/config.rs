@@ -51,6 +51,8 @@ pub struct Config {
     pub forward_auth: ForwardAuthConfig,
     /// `[oidc]`: ID-token sign-in providers.
     pub oidc: OidcConfig,
+    /// `[webauthn]`: passkeys and security keys.
+    pub webauthn: WebauthnConfig,
     /// Secrets come only from the environment, never from the file.
     #[serde(skip)]
     pub secrets: Secrets,
@@ -75,6 +77,9 @@ pub struct ServerConfig {
     pub max_connections: usize,
     /// Serve the page at `/` (false: 404).
     pub ui: bool,
+    /// Where users reach the server (`https://auth.example`); empty: the
+    /// address it listens on. WebAuthn's origin by default.
+    pub public_url: String,
 }
 
 impl Default for ServerConfig {
@@ -87,6 +92,7 @@ impl Default for ServerConfig {
             max_body_bytes: 16 * 1024,
             max_connections: 4096,
             ui: true,
+            public_url: String::new(),
         }
     }
 }
@@ -452,6 +458,141 @@ impl IdentityHeaders {
     }
 }
 
+/// `[webauthn]`: the relying party passkeys are bound to. A passkey made
+/// for one `rp_id` never works under another, so the defaults follow where
+/// the server is reached.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WebauthnConfig {
+    /// The registrable domain every origin is under; empty: the first
+    /// origin's host.
+    pub rp_id: String,
+    /// Shown by the authenticator.
+    pub rp_name: String,
+    /// Pages that may run a ceremony; empty: `server.public_url`, else
+    /// `http://localhost:<port>`.
+    pub origins: Vec<String>,
+}
+
+impl Default for WebauthnConfig {
+    fn default() -> Self {
+        Self {
+            rp_id: String::new(),
+            rp_name: "sessiond".into(),
+            origins: Vec::new(),
+        }
+    }
+}
+
+/// The relying party as the server uses it, every default settled.
+#[derive(Debug, Clone)]
+pub struct RelyingParty {
+    /// `rp_id`.
+    pub id: String,
+    /// `rp_name`.
+    pub name: String,
+    /// The origins, parsed; never empty.
+    pub origins: Vec<url::Url>,
+}
+
+impl Config {
+    /// `[webauthn]` with its defaults settled for a server bound to
+    /// `port`; one line naming the key when the origins and `rp_id` (or
+    /// `server.public_url` and `server.allowed_origins`) disagree.
+    pub fn relying_party(&self, port: u16) -> Result<RelyingParty, ConfigError> {
+        let bad = |key: &str, message: String| ConfigError::Invalid {
+            origin: "config".into(),
+            key: key.into(),
+            message,
+        };
+        let w = &self.webauthn;
+        let public = match self.server.public_url.as_str() {
+            "" => None,
+            raw => Some(
+                url::Url::parse(raw)
+                    .map_err(|e| bad("server.public_url", format!("not a URL ({e})")))?,
+            ),
+        };
+        let explicit = !w.origins.is_empty();
+        let origins: Vec<url::Url> = if explicit {
+            w.origins
+                .iter()
+                .map(|o| {
+                    url::Url::parse(o)
+                        .map_err(|e| bad("webauthn.origins", format!("{o:?} is not a URL ({e})")))
+                })
+                .collect::<Result<_, _>>()?
+        } else {
+            // A browser refuses an IP address as an RP ID: localhost is
+            // this machine's name WebAuthn accepts.
+            let local = url::Url::parse(&format!("http://localhost:{port}")).expect("a URL");
+            public
+                .iter()
+                .filter(|u| u.domain().is_some())
+                .cloned()
+                .chain([local])
+                .collect()
+        };
+        let id = match w.rp_id.as_str() {
+            "" => origins[0].domain().unwrap_or_default().to_owned(),
+            id => id.to_owned(),
+        };
+        let covered = |u: &url::Url| {
+            u.domain()
+                .is_some_and(|d| d == id || d.ends_with(&format!(".{id}")))
+        };
+        let origins: Vec<url::Url> = if explicit {
+            for o in &origins {
+                if !matches!(o.scheme(), "http" | "https") || o.path() != "/" || o.query().is_some()
+                {
+                    return Err(bad(
+                        "webauthn.origins",
+                        format!("{o} is not an origin like https://auth.example"),
+                    ));
+                }
+                if !covered(o) {
+                    return Err(bad(
+                        "webauthn.rp_id",
+                        format!("{id:?} does not cover the origin {o} (its host must be rp_id or under it, and not an IP address)"),
+                    ));
+                }
+                if o.scheme() == "http" && o.domain() != Some("localhost") {
+                    return Err(bad(
+                        "webauthn.origins",
+                        format!("{o}: browsers run WebAuthn only on https (or http://localhost)"),
+                    ));
+                }
+                let listed = public.as_ref().is_none_or(|p| p.origin() == o.origin())
+                    || self
+                        .server
+                        .allowed_origins
+                        .iter()
+                        .any(|a| url::Url::parse(a).is_ok_and(|a| a.origin() == o.origin()));
+                if !listed {
+                    return Err(bad(
+                        "webauthn.origins",
+                        format!("{o} is neither server.public_url nor in server.allowed_origins, so its requests would be refused"),
+                    ));
+                }
+            }
+            origins
+        } else {
+            origins.into_iter().filter(covered).collect()
+        };
+        if origins.is_empty() {
+            return Err(bad(
+                "webauthn.rp_id",
+                format!("{id:?} covers none of the origins"),
+            ));
+        }
+        Ok(RelyingParty {
+            id,
+            name: w.rp_name.clone(),
+            origins,
+        })
+    }
+}
+
 /// `[[oidc.providers]]`: whose ID tokens `POST /api/auth/idtoken` takes.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -700,6 +841,7 @@ impl Config {
             }
         }
         self.validate_providers()?;
+        self.relying_party(self.server.listen.port())?;
         let sign_in = &self.forward_auth.sign_in_url;
         if !(sign_in.starts_with('/') && !sign_in.starts_with("//")
             || sign_in.starts_with("http://")
@@ -820,6 +962,63 @@ mod tests {
     }
 
     #[test]
+    fn webauthn_follows_where_the_server_is_reached() {
+        let rp = Config::parse("", "x").unwrap().relying_party(4321).unwrap();
+        assert_eq!(rp.id, "localhost");
+        assert_eq!(rp.origins[0].as_str(), "http://localhost:4321/");
+        let behind = "[server]\npublic_url = \"https://auth.example.com\"\n";
+        let rp = Config::parse(behind, "x")
+            .unwrap()
+            .relying_party(1)
+            .unwrap();
+        assert_eq!(rp.id, "auth.example.com");
+        assert_eq!(rp.origins.len(), 1, "{:?}", rp.origins);
+        let parent = format!("{behind}[webauthn]\nrp_id = \"example.com\"\norigins = [\"https://auth.example.com\"]\n");
+        assert_eq!(
+            Config::parse(&parent, "x")
+                .unwrap()
+                .relying_party(1)
+                .unwrap()
+                .id,
+            "example.com"
+        );
+    }
+
+    #[test]
+    fn webauthn_settings_that_disagree_are_named_at_start() {
+        let bad_line = |text: &str| {
+            Config::parse(text, "x")
+                .unwrap()
+                .validate()
+                .unwrap_err()
+                .to_string()
+        };
+        let line = bad_line(
+            "[webauthn]\nrp_id = \"example.com\"\norigins = [\"https://evil.example.org\"]\n",
+        );
+        assert!(
+            line.contains("webauthn.rp_id") && line.contains("evil.example.org"),
+            "{line}"
+        );
+        let line = bad_line("[webauthn]\norigins = [\"http://auth.example.com\"]\n");
+        assert!(
+            line.contains("webauthn.origins") && line.contains("https"),
+            "{line}"
+        );
+        let line = bad_line("[server]\npublic_url = \"https://auth.example.com\"\n[webauthn]\nrp_id = \"example.com\"\norigins = [\"https://app.example.com\"]\n");
+        assert!(
+            line.contains("webauthn.origins") && line.contains("allowed_origins"),
+            "{line}"
+        );
+        let listed = "[server]\npublic_url = \"https://auth.example.com\"\nallowed_origins = [\"https://app.example.com\"]\n[webauthn]\nrp_id = \"example.com\"\norigins = [\"https://app.example.com\"]\n";
+        assert!(Config::parse(listed, "x").unwrap().validate().is_ok());
+        let line = bad_line("[webauthn]\norigins = [\"http://127.0.0.1:8080\"]\n");
+        assert!(line.contains("webauthn.rp_id"), "{line}");
+        let line = bad_line("[server]\npublic_url = \"not a url\"\n");
+        assert!(line.contains("server.public_url"), "{line}");
+    }
+
+    #[test]
     fn empty_file_gives_defaults() {
         let c = Config::parse("", "x").unwrap();
         assert_eq!(c.server.listen.port(), 8080);
@@ -863,6 +1062,10 @@ mod tests {
             "require_mfa",
             "max_failed_mfa_per_account",
             "reauth_window",
+            "public_url",
+            "rp_id",
+            "rp_name",
+            "origins",
             "max_message_chars",
             "max_messages_per_second",
             "history_on_join",

@@ -60,6 +60,9 @@ impl Application {
         };
         let listener = TcpListener::bind(listen).await.map_err(bind_error)?;
         let addr = listener.local_addr().map_err(bind_error)?;
+        // What was bound, port 0 settled: WebAuthn's default origin has it.
+        let mut config = config;
+        config.server.listen = addr;
         let store = Store::open(&config.storage).await?;
         let auth = match Auth::new(&config, store.clone()).await {
             Ok(auth) => auth,

@@ -1,4 +1,5 @@
-//! Random histories of everything that touches users and sessions, then
+//! Random histories of everything that touches users, sessions and second
+//! factors, then
 //! `Store::check`: every index agrees exactly with the records, live and
 //! after reopening the database. Each history runs on sled and, when
 //! redis-server is installed (in CI it must be), on Redis too.
@@ -10,7 +11,7 @@ use sessiond::auth::{Auth, ClientInfo, CurrentSession, LoginName, SessionToken};
 use sessiond::config::{Backend, Config, Secret};
 use sessiond::domain::{Email, Password, Role, Username};
 use sessiond::local_redis::{LocalCluster, LocalRedis};
-use sessiond::store::{now_ms, IdentityRecord, NewUser, Store};
+use sessiond::store::{now_ms, IdentityRecord, KeyFactor, NewUser, Store};
 
 const PASSWORD: &str = "correct horse battery staple";
 const USERS: usize = 4;
@@ -30,6 +31,17 @@ enum Op {
     SignUpWithIdentity(usize),
     Link(usize, usize),
     Unlink(usize, usize),
+    /// Second factors: an authenticator app enrolled and confirmed by a
+    /// session, recovery codes made and one used in a sign-in, a factor
+    /// removed, a key registered (as its ceremony's end writes it) and
+    /// used with a counter, every factor reset by an admin.
+    EnrolTotp(usize),
+    NewRecovery(usize),
+    SignInWithRecovery(usize),
+    RemoveFactor(usize),
+    AddKey(usize, u8),
+    UseKey(usize, u32),
+    ResetFactors(usize),
 }
 
 /// Identities drawn from a few subjects, so links collide.
@@ -60,7 +72,14 @@ fn op() -> impl Strategy<Value = Op> {
         1 => (0..30u64).prop_map(Op::Prune),
         1 => (0..SUBJECTS).prop_map(Op::SignUpWithIdentity),
         1 => (user.clone(), 0..SUBJECTS).prop_map(|(u, s)| Op::Link(u, s)),
-        1 => (user, 0..SUBJECTS).prop_map(|(u, s)| Op::Unlink(u, s)),
+        1 => (user.clone(), 0..SUBJECTS).prop_map(|(u, s)| Op::Unlink(u, s)),
+        1 => (0..32usize).prop_map(Op::EnrolTotp),
+        1 => (0..32usize).prop_map(Op::NewRecovery),
+        1 => user.clone().prop_map(Op::SignInWithRecovery),
+        1 => (0..32usize).prop_map(Op::RemoveFactor),
+        1 => (user.clone(), 0..3u8).prop_map(|(u, k)| Op::AddKey(u, k)),
+        1 => (user.clone(), 0..4u32).prop_map(|(u, c)| Op::UseKey(u, c)),
+        1 => user.prop_map(Op::ResetFactors),
     ]
 }
 
@@ -118,7 +137,7 @@ fn name(n: usize) -> String {
 /// Applies one operation; every refusal (taken name, last admin, ended
 /// session, ...) is a legitimate outcome, so only panics and
 /// inconsistencies fail the property.
-async fn apply(auth: &Auth, tokens: &mut Vec<SessionToken>, op: Op) {
+async fn apply(auth: &Auth, tokens: &mut Vec<SessionToken>, codes: &mut Vec<String>, op: Op) {
     let client = ClientInfo {
         ip: "127.0.0.1".parse().unwrap(),
         user_agent: Some("proptest".into()),
@@ -222,6 +241,80 @@ async fn apply(auth: &Auth, tokens: &mut Vec<SessionToken>, op: Op) {
                     .await;
             }
         }
+        Op::EnrolTotp(i) => {
+            if let Some(c) = current(auth, tokens, i).await {
+                if let Ok(e) = auth.totp_enrol(&c).await {
+                    let secret = totp_rs::Secret::try_from_base32(&e.secret).unwrap();
+                    let code = sessiond::auth::mfa::totp_code(secret.as_bytes(), now_ms() / 1000);
+                    let _ = auth.totp_confirm(&c, &code).await;
+                }
+            }
+        }
+        Op::NewRecovery(i) => {
+            if let Some(c) = current(auth, tokens, i).await {
+                if let Ok(made) = auth.new_recovery_codes(&c).await {
+                    *codes = made;
+                }
+            }
+        }
+        Op::SignInWithRecovery(n) => {
+            let login = LoginName::Username(name(n));
+            let password = Password::unchecked(PASSWORD.into());
+            if let Ok(sessiond::auth::SignIn::SecondStep(p)) =
+                auth.login(&login, &password, &client, None, true).await
+            {
+                if let Some(code) = codes.pop() {
+                    let proof = sessiond::auth::Proof::Recovery(code);
+                    if let Ok(s) = auth.second_step(&p.token, &proof, &client).await {
+                        tokens.push(s.token);
+                    }
+                }
+            }
+        }
+        Op::RemoveFactor(i) => {
+            if let Some(c) = current(auth, tokens, i).await {
+                let listed = sessiond::auth::mfa::list_factors(&c.user.factors);
+                if let Some(f) = listed.first() {
+                    let _ = auth.remove_factor(&c, &f.id).await;
+                }
+            }
+        }
+        Op::AddKey(n, k) => {
+            if let Ok(Some(u)) = store.user_by_name(&name(n)).await {
+                let key = KeyFactor {
+                    id: format!("key{k}"),
+                    name: "key".into(),
+                    credential_id: vec![k],
+                    credential: vec![k],
+                    counter: 0,
+                    created_at_ms: now_ms(),
+                    last_used_at_ms: 0,
+                };
+                let _ = store
+                    .change_factors(u.user_id(), |f| {
+                        if f.keys.iter().any(|old| old.id == key.id) {
+                            return None;
+                        }
+                        f.keys.push(key.clone());
+                        Some(())
+                    })
+                    .await;
+            }
+        }
+        Op::UseKey(n, counter) => {
+            if let Ok(Some(u)) = store.user_by_name(&name(n)).await {
+                if let Some(k) = u.factors.keys.first() {
+                    let _ = store
+                        .accept_key_use(u.user_id(), &k.id, counter, b"used", now_ms())
+                        .await;
+                }
+            }
+        }
+        Op::ResetFactors(n) => {
+            if let Ok(Some(u)) = store.user_by_name(&name(n)).await {
+                let _ = auth.reset_factors(u.user_id()).await;
+            }
+        }
     }
 }
 
@@ -252,9 +345,9 @@ proptest! {
             runtime.block_on(async {
                 let store = Store::open(&config.storage).await.unwrap();
                 let auth = Auth::new(&config, store.clone()).await.unwrap();
-                let mut tokens = Vec::new();
+                let (mut tokens, mut codes) = (Vec::new(), Vec::new());
                 for op in ops.clone() {
-                    apply(&auth, &mut tokens, op).await;
+                    apply(&auth, &mut tokens, &mut codes, op).await;
                 }
                 assert_consistent(&store, "live").await;
                 drop(auth);

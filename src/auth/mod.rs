@@ -84,6 +84,9 @@ pub enum AuthError {
     /// A confirmation with no enrolment started (or it expired).
     #[error("no enrolment in progress")]
     NoEnrolment,
+    /// A key's registration answer that webauthn-rs refused.
+    #[error("the authenticator's answer was refused")]
+    KeyRefused,
     /// Recovery codes for a user with no factor to recover.
     #[error("no second factor")]
     NoFactor,
@@ -188,6 +191,8 @@ struct Inner {
     mfa_throttle: Throttle,
     mfa_counts: MfaCounts,
     factor_keys: mfa::FactorKeys,
+    /// The WebAuthn relying party.
+    keys: mfa::Keys,
     /// How authenticator apps label this server.
     issuer: String,
     session: SessionConfig,
@@ -226,6 +231,10 @@ impl Auth {
             }
         }
         let cookies = SessionCookies::from_config(config)?;
+        let rp = config
+            .relying_party(config.server.listen.port())
+            .map_err(|e| AuthError::Config(e.to_string()))?;
+        let keys = mfa::Keys::new(&rp).map_err(AuthError::Config)?;
         let factor_keys = mfa::FactorKeys::new(
             cookies.derive("sessiond totp seal v1"),
             cookies.derive("sessiond recovery mac v1"),
@@ -234,6 +243,7 @@ impl Auth {
             inner: Arc::new(Inner {
                 cookies,
                 factor_keys,
+                keys,
                 mfa_throttle: Throttle::new(
                     config.auth.max_failed_mfa_per_account,
                     config.auth.max_failed_logins_per_ip,

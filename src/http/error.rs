@@ -226,6 +226,11 @@ impl From<AuthError> for ApiError {
                 "no_enrolment",
                 "No enrolment is in progress (or it expired): start it again.",
             ),
+            AuthError::KeyRefused => ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "webauthn_failed",
+                "The authenticator's answer was not accepted: start the registration again.",
+            ),
             AuthError::NoFactor => ApiError::new(
                 StatusCode::CONFLICT,
                 "mfa_not_enabled",

@@ -84,6 +84,11 @@ async fn verify(
         Some(raw) => Role::parse(raw)?,
         None => Role::User,
     };
+    let want_mfa = match query.get("mfa").map(String::as_str) {
+        None | Some("0" | "false") => false,
+        Some("1" | "true") => true,
+        Some(_) => return Err(ApiError::invalid_request("mfa is 1, true, 0 or false").into()),
+    };
     let current = match token {
         Some(token) => state.auth.authenticate(&token).await?,
         None => None,
@@ -102,7 +107,7 @@ async fn verify(
         return Err(ApiError::from(AuthError::EnrolmentRequired).into());
     }
     let amr = &current.session.amr;
-    if query.get("mfa").is_some_and(|v| v == "1" || v == "true") && !Amr::is_multi_factor(amr) {
+    if want_mfa && !Amr::is_multi_factor(amr) {
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,
             "mfa_required",

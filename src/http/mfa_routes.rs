@@ -18,6 +18,7 @@ use crate::auth::mfa::list_factors;
 use crate::auth::{ClientInfo, CurrentSession, Proof, SessionToken, SignIn};
 use crate::domain::Password;
 use crate::store::UserRecord;
+use webauthn_rs::prelude::{PublicKeyCredential, RegisterPublicKeyCredential};
 
 /// Every route of this area, path filters first.
 pub fn routes(state: State) -> warp::filters::BoxedFilter<(Response,)> {
@@ -73,7 +74,62 @@ pub fn routes(state: State) -> warp::filters::BoxedFilter<(Response,)> {
         .and(with_state(state.clone()))
         .and(with_session(state.clone()))
         .and_then(remove);
+    let key_step_start = warp::path!("api" / "auth" / "mfa" / "webauthn" / "start")
+        .and(warp::post())
+        .and(check_origin(state.clone()))
+        .and(with_state(state.clone()))
+        .and(client_info(state.clone()))
+        .and(json_body(limit))
+        .and_then(key_step_start);
+    let key_step_finish = warp::path!("api" / "auth" / "mfa" / "webauthn" / "finish")
+        .and(warp::post())
+        .and(check_origin(state.clone()))
+        .and(with_state(state.clone()))
+        .and(client_info(state.clone()))
+        .and(json_body(limit))
+        .and_then(|state, client, body: KeyStepBody| {
+            second_step(state, client, Proof::Key(body.credential), body.pending)
+        });
+    let register_start = warp::path!("api" / "auth" / "mfa" / "webauthn" / "register" / "start")
+        .and(warp::post())
+        .and(check_origin(state.clone()))
+        .and(with_state(state.clone()))
+        .and(with_session(state.clone()))
+        .and(optional_json_body(limit))
+        .and_then(register_start);
+    let register_finish = warp::path!("api" / "auth" / "mfa" / "webauthn" / "register" / "finish")
+        .and(warp::post())
+        .and(check_origin(state.clone()))
+        .and(with_state(state.clone()))
+        .and(with_session(state.clone()))
+        .and(json_body(limit))
+        .and_then(register_finish);
+    let passkey_start = warp::path!("api" / "auth" / "passkey" / "start")
+        .and(warp::post())
+        .and(check_origin(state.clone()))
+        .and(with_state(state.clone()))
+        .and_then(passkey_start);
+    let passkey_finish = warp::path!("api" / "auth" / "passkey" / "finish")
+        .and(warp::post())
+        .and(check_origin(state.clone()))
+        .and(with_state(state.clone()))
+        .and(client_info(state.clone()))
+        .and(json_body(limit))
+        .and_then(passkey_finish);
+    let keys = key_step_start
+        .or(key_step_finish)
+        .unify()
+        .or(register_start)
+        .unify()
+        .or(register_finish)
+        .unify()
+        .or(passkey_start)
+        .unify()
+        .or(passkey_finish)
+        .unify();
     totp_step
+        .or(keys)
+        .unify()
         .or(recovery)
         .unify()
         .or(reauth)
@@ -95,6 +151,38 @@ struct StepBody {
     code: String,
 }
 
+#[derive(Deserialize)]
+struct PendingBody {
+    pending: String,
+}
+
+#[derive(Deserialize)]
+struct KeyStepBody {
+    pending: String,
+    credential: Box<PublicKeyCredential>,
+}
+
+#[derive(Deserialize)]
+struct RegisterBody {
+    name: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct RegisterFinishBody {
+    credential: Box<RegisterPublicKeyCredential>,
+}
+
+#[derive(Deserialize)]
+struct PasskeyBody {
+    credential: Box<PublicKeyCredential>,
+    #[serde(default = "yes")]
+    remember: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
 /// The recovery route's body: a second step's, or none.
 #[derive(Deserialize)]
 struct RecoveryBody {
@@ -109,6 +197,58 @@ async fn second_step(
     pending: String,
 ) -> Result<Response, Rejection> {
     let new = state.auth.second_step(&pending, &proof, &client).await?;
+    Ok(signed_in(&state, &SignIn::Session(Box::new(new))))
+}
+
+async fn key_step_start(
+    state: State,
+    client: ClientInfo,
+    body: PendingBody,
+) -> Result<Response, Rejection> {
+    let options = state.auth.key_step_start(&body.pending, &client).await?;
+    Ok(json(StatusCode::OK, &options))
+}
+
+async fn register_start(
+    state: State,
+    current: CurrentSession,
+    body: Option<RegisterBody>,
+) -> Result<Response, Rejection> {
+    let name = body.and_then(|b| b.name);
+    let name = name.as_deref().unwrap_or("Passkey");
+    let options = state.auth.key_register_start(&current, name).await?;
+    Ok(json(StatusCode::OK, &options))
+}
+
+async fn register_finish(
+    state: State,
+    current: CurrentSession,
+    body: RegisterFinishBody,
+) -> Result<Response, Rejection> {
+    let factor = state
+        .auth
+        .key_register_finish(&current, &body.credential)
+        .await?;
+    Ok(json(
+        StatusCode::CREATED,
+        &json!({ "factor": FactorView::from(&factor) }),
+    ))
+}
+
+async fn passkey_start(state: State) -> Result<Response, Rejection> {
+    let options = state.auth.passkey_start().await?;
+    Ok(json(StatusCode::OK, &options))
+}
+
+async fn passkey_finish(
+    state: State,
+    client: ClientInfo,
+    body: PasskeyBody,
+) -> Result<Response, Rejection> {
+    let new = state
+        .auth
+        .passkey_finish(&body.credential, &client, body.remember)
+        .await?;
     Ok(signed_in(&state, &SignIn::Session(Box::new(new))))
 }
 

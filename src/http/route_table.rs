@@ -92,6 +92,30 @@ pub const ROUTES: &[Route] = &[
         methods: POST,
     },
     Route {
+        path: "/api/auth/mfa/webauthn/start",
+        methods: POST,
+    },
+    Route {
+        path: "/api/auth/mfa/webauthn/finish",
+        methods: POST,
+    },
+    Route {
+        path: "/api/auth/mfa/webauthn/register/start",
+        methods: POST,
+    },
+    Route {
+        path: "/api/auth/mfa/webauthn/register/finish",
+        methods: POST,
+    },
+    Route {
+        path: "/api/auth/passkey/start",
+        methods: POST,
+    },
+    Route {
+        path: "/api/auth/passkey/finish",
+        methods: POST,
+    },
+    Route {
         path: "/api/auth/mfa/{id}",
         methods: DELETE,
     },

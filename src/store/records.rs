@@ -99,6 +99,10 @@ pub struct KeyFactor {
     pub credential_id: Vec<u8>,
     /// webauthn-rs's credential (public key, counter), as its JSON.
     pub credential: Vec<u8>,
+    /// The authenticator's signature counter last accepted: a use that
+    /// does not raise it is refused (a cloned key), unless both are 0 (a
+    /// synced passkey, which never counts).
+    pub counter: u32,
     /// Unix millis.
     pub created_at_ms: u64,
     /// Unix millis; 0 if never used.

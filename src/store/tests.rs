@@ -402,6 +402,47 @@ on_every_backend! {
         assert_eq!(store.use_recovery_code(id, &[1; 32]).await.unwrap(), Some(0));
     }
 
+    async fn a_key_counter_only_rises_and_a_synced_key_stays_at_zero(store: &Store) {
+        let user = add_user(store, "keys").await;
+        let id = user.user_id();
+        let key = |fid: &str, cred: u8| KeyFactor {
+            id: fid.into(),
+            name: "key".into(),
+            credential_id: vec![cred],
+            credential: vec![cred, 0],
+            counter: 0,
+            created_at_ms: 1,
+            last_used_at_ms: 0,
+        };
+        store
+            .change_factors(id, |f| {
+                f.keys = vec![key("hw", 1), key("synced", 2)];
+                Some(())
+            })
+            .await
+            .unwrap();
+        assert!(store.accept_key_use(id, "hw", 5, b"five", 2).await.unwrap());
+        // The same assertion twice, racing: one passes.
+        let racers = (0..4).map(|_| store.accept_key_use(id, "hw", 6, b"six", 3));
+        let won = futures_util::future::join_all(racers)
+            .await
+            .into_iter()
+            .filter(|r| *r.as_ref().unwrap())
+            .count();
+        assert_eq!(won, 1);
+        // A clone that counts from where the copy was taken, or from 0.
+        assert!(!store.accept_key_use(id, "hw", 4, b"clone", 4).await.unwrap());
+        assert!(!store.accept_key_use(id, "hw", 0, b"clone", 4).await.unwrap());
+        // A synced passkey always says 0.
+        for at in 5..8 {
+            assert!(store.accept_key_use(id, "synced", 0, b"s", at).await.unwrap());
+        }
+        assert!(!store.accept_key_use(id, "gone", 9, b"x", 9).await.unwrap());
+        let stored = store.user(id).await.unwrap().unwrap().factors.keys;
+        assert_eq!((stored[0].counter, &stored[0].credential[..]), (6, &b"six"[..]));
+        assert_eq!((stored[1].counter, stored[1].last_used_at_ms), (0, 7));
+    }
+
     async fn a_ticket_is_taken_once_and_not_after_its_deadline(store: &Store) {
         let user = add_user(store, "tix").await;
         let key = TicketKey::User(TicketKind::Pending, user.user_id());
@@ -455,5 +496,24 @@ on_every_backend! {
             .await
             .unwrap();
         assert!(store.check().await.unwrap().problems.is_empty());
+        let key = KeyFactor {
+            id: "k".into(),
+            name: "key".into(),
+            credential_id: vec![1],
+            credential: vec![1],
+            counter: 0,
+            created_at_ms: 1,
+            last_used_at_ms: 0,
+        };
+        store
+            .change_factors(id, |f| {
+                f.keys = vec![key.clone(), KeyFactor { id: "j".into(), ..key.clone() }];
+                Some(())
+            })
+            .await
+            .unwrap();
+        let report = store.check().await.unwrap();
+        assert_eq!(report.problems.len(), 1, "{:?}", report.problems);
+        assert!(report.problems[0].contains("a key repeats"));
     }
 }

@@ -183,12 +183,13 @@ impl Browser {
                 entries
                     .iter()
                     .filter(|e| e["level"] == "SEVERE")
-                    // The API's own 401s (signed out, a wrong password)
-                    // are answers the page handles, not errors.
+                    // The API's own 401s and 400s (signed out, a wrong
+                    // password or code) are answers the page handles, not
+                    // errors.
                     .filter(|e| {
-                        !e["message"].as_str().unwrap_or_default().contains(
-                            "Failed to load resource: the server responded with a status of 401",
-                        )
+                        let m = e["message"].as_str().unwrap_or_default();
+                        !m.contains("the server responded with a status of 401")
+                            && !m.contains("the server responded with a status of 400")
                     })
                     .map(|e| e["message"].as_str().unwrap_or_default().to_owned())
                     .collect()
@@ -340,4 +341,218 @@ async fn the_page_is_served_with_its_policy_and_can_be_turned_off() {
         let res = off.get(path, None).await;
         expect_error(res, StatusCode::NOT_FOUND, "not_found").await;
     }
+}
+
+impl Browser {
+    /// The page at `localhost`: WebAuthn refuses an IP address as the
+    /// relying party, and sessiond's default origin is
+    /// `http://localhost:<port>`.
+    async fn goto_localhost(&self, app: &TestApp, hash: &str) {
+        let url = app
+            .url(&format!("/{hash}"))
+            .replace("127.0.0.1", "localhost");
+        self.client.goto(&url).await.unwrap();
+    }
+
+    /// A WebDriver command of the W3C WebAuthn extension, which fantoccini
+    /// has no helper for.
+    async fn webauthn(&self, path: &str, body: Value) -> Value {
+        let session = self.client.session_id().await.unwrap().unwrap();
+        let res = reqwest::Client::new()
+            .post(format!("{}/session/{session}/webauthn/{path}", self.driver))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert!(res.status().is_success(), "{path}: {}", res.status());
+        res.json().await.unwrap()
+    }
+
+    /// A WebAuthn extension command that reads.
+    async fn webauthn_get(&self, path: &str) -> Value {
+        let session = self.client.session_id().await.unwrap().unwrap();
+        let res = reqwest::Client::new()
+            .get(format!("{}/session/{session}/webauthn/{path}", self.driver))
+            .send()
+            .await
+            .unwrap();
+        assert!(res.status().is_success(), "{path}: {}", res.status());
+        res.json().await.unwrap()
+    }
+
+    /// What `/api/auth/me` says of the page's session.
+    async fn session(&self) -> Value {
+        self.client
+            .execute(
+                "return fetch('/api/auth/me').then((r) => r.json());",
+                vec![],
+            )
+            .await
+            .unwrap()
+    }
+
+    async fn sign_out(&self) {
+        self.click("#sign-out").await;
+        self.visible("#signin-form").await;
+    }
+}
+
+#[tokio::test]
+async fn a_person_adds_an_app_and_a_passkey_and_signs_in_with_each_and_a_recovery_code() {
+    let Some(driver) = Driver::start() else {
+        return;
+    };
+    let app = spawn_app().await;
+    assert_eq!(app.register("carol").await.status(), StatusCode::CREATED);
+    let page = driver.browser("factors").await;
+    // The authenticator a laptop has built in: it keeps passkeys and
+    // verifies its user.
+    let made = page
+        .webauthn(
+            "authenticator",
+            json!({
+                "protocol": "ctap2", "transport": "internal", "hasResidentKey": true,
+                "hasUserVerification": true, "isUserConsenting": true, "isUserVerified": true,
+            }),
+        )
+        .await;
+    let authenticator = made["value"].as_str().unwrap().to_owned();
+
+    page.goto_localhost(&app, "#/signin").await;
+    page.fill("#signin-login", "carol").await;
+    page.fill("#signin-password", PASSWORD).await;
+    page.click("#signin-submit").await;
+    page.text_of("#mfa-off", "password alone").await;
+
+    // An authenticator app, enrolled with the code it shows.
+    page.click("#totp-start").await;
+    page.visible("#totp-qr svg").await;
+    let secret = page.visible("#totp-secret").await.text().await.unwrap();
+    let uri = format!("otpauth://totp/sessiond:carol?secret={secret}&issuer=sessiond");
+    let totp = totp_rs::Totp::from_url(&uri).expect("the key the page shows");
+    page.fill("#totp-code", "000000").await;
+    page.click("#totp-confirm").await;
+    page.text_of("#totp-error", "not right").await;
+    page.fill("#totp-code", &totp.generate_current().to_string())
+        .await;
+    page.click("#totp-confirm").await;
+    page.text_of("#mfa-done", "Authenticator app added").await;
+    page.text_of("#factors tbody", "Authenticator app").await;
+
+    // Recovery codes, shown once, with a file to keep.
+    page.click("#recovery-new").await;
+    page.visible("#recovery-list li").await;
+    let codes: Vec<String> = {
+        let items = page
+            .client
+            .find_all(Locator::Css("#recovery-list li"))
+            .await
+            .unwrap();
+        let mut codes = Vec::new();
+        for item in items {
+            codes.push(item.text().await.unwrap());
+        }
+        codes
+    };
+    assert_eq!(codes.len(), 10);
+    let href = page
+        .visible("#recovery-download")
+        .await
+        .attr("href")
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(href.starts_with("blob:"), "{href}");
+    page.text_of("#recovery-left", "10 recovery codes left")
+        .await;
+
+    // A passkey, made by the laptop's authenticator.
+    page.fill("#key-name", "Laptop").await;
+    page.click("#key-add").await;
+    page.text_of("#mfa-done", "Key added").await;
+    page.text_of("#factors tbody", "Key: Laptop").await;
+    page.screenshot("factors", 1440).await;
+    page.screenshot("factors", 360).await;
+
+    // Signed out, the passkey alone signs in: no name, no password.
+    page.sign_out().await;
+    page.click("#passkey-signin").await;
+    page.visible("#view-account").await;
+    let me = page.session().await;
+    assert_eq!(me["user"]["username"], "carol");
+    assert_eq!(me["session"]["amr"], json!(["hwk", "user"]), "{me}");
+
+    // The password is now followed by a second step: a recovery code,
+    // once.
+    page.sign_out().await;
+    page.fill("#signin-login", "carol").await;
+    page.fill("#signin-password", PASSWORD).await;
+    page.click("#signin-submit").await;
+    page.visible("#step-form").await;
+    page.screenshot("second-step", 1440).await;
+    page.click("#step-switch").await;
+    page.fill("#step-code", &codes[3]).await;
+    page.click("#step-submit").await;
+    page.visible("#view-account").await;
+    page.text_of("#recovery-left", "9 recovery codes left")
+        .await;
+    assert_eq!(
+        page.session().await["session"]["amr"],
+        json!(["pwd", "otp"])
+    );
+    page.sign_out().await;
+    page.fill("#signin-login", "carol").await;
+    page.fill("#signin-password", PASSWORD).await;
+    page.click("#signin-submit").await;
+    page.click("#step-switch").await;
+    page.fill("#step-code", &codes[3]).await;
+    page.click("#step-submit").await;
+    page.text_of("#step-error", "second step failed").await;
+
+    // ... or the key, as a second factor after the password.
+    page.click("#step-key").await;
+    page.visible("#view-account").await;
+    assert_eq!(
+        page.session().await["session"]["amr"],
+        json!(["pwd", "hwk"])
+    );
+
+    // A copy of the passkey, private key and all, in another browser's
+    // authenticator: its counter starts again where the copy was taken
+    // (0 here), behind the one the server stored, and it is refused.
+    let listed = page
+        .webauthn_get(&format!("authenticator/{authenticator}/credentials"))
+        .await;
+    let original = &listed["value"][0];
+    assert!(original["signCount"].as_u64().unwrap() > 0, "{original}");
+    let thief = driver.browser("thief").await;
+    let copy = thief
+        .webauthn(
+            "authenticator",
+            json!({
+                "protocol": "ctap2", "transport": "internal", "hasResidentKey": true,
+                "hasUserVerification": true, "isUserConsenting": true, "isUserVerified": true,
+            }),
+        )
+        .await;
+    let copy = copy["value"].as_str().unwrap();
+    let mut cloned = original.clone();
+    cloned["signCount"] = json!(0);
+    thief
+        .webauthn(&format!("authenticator/{copy}/credential"), cloned)
+        .await;
+    thief.goto_localhost(&app, "#/signin").await;
+    thief.click("#passkey-signin").await;
+    thief
+        .text_of("#signin-error", "Invalid username or password")
+        .await;
+    // The original still works.
+    page.sign_out().await;
+    page.click("#passkey-signin").await;
+    page.visible("#view-account").await;
+    thief.client.clone().close().await.unwrap();
+
+    let severe = page.severe_console_entries().await;
+    assert!(severe.is_empty(), "console errors: {severe:#?}");
+    page.client.clone().close().await.unwrap();
 }

@@ -438,3 +438,130 @@ async fn two_instances_accept_a_code_once_and_count_guesses_together() {
     let res = step(&b, "totp", &token, &totp.code(-1)).await;
     expect_error(res, StatusCode::TOO_MANY_REQUESTS, "too_many_attempts").await;
 }
+
+/// An assertion as a browser would send it, for a challenge of our
+/// choosing, signed by no key sessiond knows.
+fn forged_assertion(challenge: &str) -> Value {
+    use base64::Engine;
+    let b64 = |b: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b);
+    let client_data = json!({
+        "type": "webauthn.get", "challenge": challenge, "origin": "http://localhost",
+    });
+    json!({
+        "id": b64(b"no such key"), "rawId": b64(b"no such key"), "type": "public-key",
+        "response": {
+            "clientDataJSON": b64(client_data.to_string().as_bytes()),
+            "authenticatorData": b64(&[0; 37]), "signature": b64(&[1; 64]),
+            "userHandle": b64(b"sessiond\0\0\0\0\0\0\0\x01"),
+        },
+        "clientExtensionResults": {},
+    })
+}
+
+#[tokio::test]
+async fn key_ceremonies_refuse_what_no_registered_key_signed() {
+    let app = spawn_app_with(|c| c.auth.reauth_window = std::time::Duration::from_secs(2)).await;
+    let cookie = app.register_and_login("kim").await;
+
+    // Registration: options for the browser, bound to this site.
+    let res = app
+        .send(
+            Method::POST,
+            "/api/auth/mfa/webauthn/register/start",
+            &cookie,
+            Some(json!({"name": "Laptop"})),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let options: Value = res.json().await.unwrap();
+    assert_eq!(options["publicKey"]["rp"]["id"], "localhost");
+    assert_eq!(
+        options["publicKey"]["authenticatorSelection"]["residentKey"],
+        "preferred"
+    );
+    let long = "k".repeat(65);
+    let res = app
+        .send(
+            Method::POST,
+            "/api/auth/mfa/webauthn/register/start",
+            &cookie,
+            Some(json!({"name": long})),
+        )
+        .await;
+    expect_error(res, StatusCode::BAD_REQUEST, "invalid_request").await;
+    // A registration answer that is no such thing, then one with no
+    // ceremony left to finish (the first took it).
+    let junk = json!({"credential": {"id": "x", "rawId": "eA", "type": "public-key",
+        "response": {"attestationObject": "oA", "clientDataJSON": "e30"}}});
+    let path = "/api/auth/mfa/webauthn/register/finish";
+    let res = app
+        .send(Method::POST, path, &cookie, Some(junk.clone()))
+        .await;
+    expect_error(res, StatusCode::BAD_REQUEST, "webauthn_failed").await;
+    let res = app.send(Method::POST, path, &cookie, Some(junk)).await;
+    expect_error(res, StatusCode::CONFLICT, "no_enrolment").await;
+    let res = app
+        .send(Method::POST, path, &cookie, Some(json!({"credential": 5})))
+        .await;
+    expect_error(res, StatusCode::BAD_REQUEST, "invalid_request").await;
+
+    // Passwordless: a challenge naming no user; each start a new one; an
+    // answer nobody's key signed, or for no challenge we gave, is refused
+    // as a wrong password is.
+    let start = || app.post_json("/api/auth/passkey/start", &json!(null), None);
+    let first: Value = start().await.json().await.unwrap();
+    let second: Value = start().await.json().await.unwrap();
+    let challenge = first["publicKey"]["challenge"].as_str().unwrap();
+    assert_ne!(challenge, second["publicKey"]["challenge"]);
+    assert!(first["publicKey"]
+        .get("allowCredentials")
+        .is_none_or(|a| a == &json!([])));
+    for body in [
+        json!({"credential": forged_assertion(challenge)}),
+        json!({"credential": forged_assertion(challenge)}),
+        json!({"credential": forged_assertion("not one of ours")}),
+    ] {
+        let res = app.post_json("/api/auth/passkey/finish", &body, None).await;
+        assert!(res.headers().get(SET_COOKIE).is_none());
+        expect_error(res, StatusCode::UNAUTHORIZED, "invalid_credentials").await;
+    }
+
+    // The second step with a key: for a pending sign-in only, and only a
+    // user with a key.
+    let res = app
+        .post_json(
+            "/api/auth/mfa/webauthn/start",
+            &json!({"pending": "0.00"}),
+            None,
+        )
+        .await;
+    expect_error(res, StatusCode::UNAUTHORIZED, "mfa_failed").await;
+    let _totp = enrol_totp(&app, &cookie).await;
+    let (token, methods) = pending(&app, "kim").await;
+    assert_eq!(methods, ["totp"]);
+    let res = app
+        .post_json(
+            "/api/auth/mfa/webauthn/start",
+            &json!({"pending": token}),
+            None,
+        )
+        .await;
+    expect_error(res, StatusCode::UNAUTHORIZED, "mfa_failed").await;
+    let body = json!({"pending": token, "credential": forged_assertion(challenge)});
+    let res = app
+        .post_json("/api/auth/mfa/webauthn/finish", &body, None)
+        .await;
+    expect_error(res, StatusCode::UNAUTHORIZED, "mfa_failed").await;
+
+    // Past the fresh-proof window, adding a key needs the password again.
+    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    let res = app
+        .send(
+            Method::POST,
+            "/api/auth/mfa/webauthn/register/start",
+            &cookie,
+            None,
+        )
+        .await;
+    expect_error(res, StatusCode::FORBIDDEN, "reauth_required").await;
+}

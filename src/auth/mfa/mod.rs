@@ -1,4 +1,4 @@
-//! Second factors: TOTP and recovery codes, the pending sign-in between
+//! Second factors: TOTP, keys and recovery codes, the pending sign-in between
 //! the password and the second step, and the fresh proof that changing
 //! factors needs. Knows no HTTP.
 //!
@@ -7,6 +7,7 @@
 //! tickets); this module decides what to ask the store, and when.
 
 mod codes;
+mod keys;
 mod seal;
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -18,6 +19,7 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 pub use codes::totp_code;
+pub(crate) use keys::Keys;
 pub(crate) use seal::FactorKeys;
 
 use super::{millis, Auth, AuthError, ClientInfo, CurrentSession, Guard, NewSession};
@@ -58,6 +60,8 @@ pub enum Proof {
     Totp(String),
     /// A recovery code (used up).
     Recovery(String),
+    /// A key's answer to the challenge `Auth::key_step_start` gave.
+    Key(Box<webauthn_rs::prelude::PublicKeyCredential>),
 }
 
 /// Second-step outcomes, for `/metrics`.
@@ -203,10 +207,9 @@ impl Auth {
             None => return Err(self.mfa_failed()),
         };
         let id = user.user_id();
-        let (passed, amr) = self.check_proof(&user, proof, client).await?;
-        if !passed {
+        let Some(amr) = self.check_proof(&user, proof, client).await? else {
             return Err(self.mfa_failed());
-        }
+        };
         // Single use: of two second steps racing, one takes it.
         let key = TicketKey::User(TicketKind::Pending, id);
         let taken = self.inner.store.take_ticket(&key).await?;
@@ -258,14 +261,14 @@ impl Auth {
     }
 
     /// Checks a code under the account's second-factor throttle; a right
-    /// one is used up (a TOTP step, a recovery code). Answers whether it
-    /// passed and what it adds to `amr`.
+    /// one is used up (a TOTP step, a recovery code, a key's counter).
+    /// Answers what it adds to `amr` if it passed.
     async fn check_proof(
         &self,
         user: &UserRecord,
         proof: &Proof,
         client: &ClientInfo,
-    ) -> Result<(bool, Vec<Amr>), AuthError> {
+    ) -> Result<Option<Vec<Amr>>, AuthError> {
         let id = user.user_id();
         let store = &self.inner.store;
         let account = super::throttle_key(id);
@@ -273,30 +276,37 @@ impl Auth {
             match proof {
                 Proof::Totp(code) => {
                     let Some(totp) = &user.factors.totp else {
-                        return Ok(false);
+                        return Ok(None);
                     };
                     let Some(secret) = self.inner.factor_keys.open(id, &totp.sealed_secret) else {
                         tracing::warn!(user = %id, "a TOTP secret does not open with any configured secret");
-                        return Ok(false);
+                        return Ok(None);
                     };
                     let Some(step) = codes::totp_step(&secret, code, now_ms() / 1000) else {
-                        return Ok(false);
+                        return Ok(None);
                     };
-                    Ok(store.accept_totp_step(id, step, now_ms()).await?)
+                    let accepted = store.accept_totp_step(id, step, now_ms()).await?;
+                    Ok(accepted.then(|| vec![Amr::Otp]))
                 }
                 Proof::Recovery(code) => {
                     let code = codes::normalise_recovery(code);
                     for mac in self.inner.factor_keys.recovery_macs(id, &code) {
                         if store.use_recovery_code(id, &mac).await?.is_some() {
-                            return Ok(true);
+                            return Ok(Some(vec![Amr::Otp]));
                         }
                     }
-                    Ok(false)
+                    Ok(None)
                 }
+                Proof::Key(credential) => self.check_key_step(user, credential).await,
             }
         };
+        let mut added = None;
+        let counted = async {
+            added = check.await?;
+            Ok(added.is_some())
+        };
         let passed = self
-            .guarded(Guard::SecondFactor, &account, client, check)
+            .guarded(Guard::SecondFactor, &account, client, counted)
             .await;
         match passed {
             Err(AuthError::Throttled(wait)) => {
@@ -306,7 +316,7 @@ impl Auth {
                     .fetch_add(1, Ordering::Relaxed);
                 Err(AuthError::Throttled(wait))
             }
-            other => Ok((other?, vec![Amr::Otp])),
+            other => other.map(|_| added),
         }
     }
 
@@ -336,11 +346,10 @@ impl Auth {
                     .await?;
                 true
             }
-            (_, Some(code)) => {
-                self.check_proof(user, &Proof::Totp(code.to_owned()), client)
-                    .await?
-                    .0
-            }
+            (_, Some(code)) => self
+                .check_proof(user, &Proof::Totp(code.to_owned()), client)
+                .await?
+                .is_some(),
             _ => false,
         };
         if !passed {

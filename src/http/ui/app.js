@@ -14,7 +14,15 @@ function show(el, text) {
   el.hidden = !text;
 }
 
+// A WebAuthn prompt that failed in the browser: closed, timed out or
+// refused (NotAllowedError says no more, by design), or something else.
+function keyText(err) {
+  return err.name === "NotAllowedError" ? "The passkey prompt was closed or timed out; try again."
+    : `The browser refused: ${err.message}`;
+}
+
 function errorText(err) {
+  if (err instanceof DOMException) return keyText(err);
   if (err instanceof api.ApiError) {
     return err.retryAfter ? `${err.message} (try again in ${err.retryAfter} s)` : err.message;
   }
@@ -150,6 +158,8 @@ async function loadAccount() {
   $("me-name").textContent = current.user.username;
   $("me-email").textContent = current.user.email;
   $("me-role").textContent = current.user.role;
+  await loadFactors();
+  if ($("account-rest").hidden) return;
   try {
     const list = await api.sessions();
     const body = $("sessions").tBodies[0];
@@ -224,18 +234,216 @@ async function loadAdmin(first) {
   }
 }
 
+// The second step of a sign-in: what the password step answered.
+let pending = null;
+let stepMethod = "totp";
+
+function secondStep(mfa) {
+  pending = mfa;
+  const m = mfa.methods;
+  $("signin-form").hidden = true;
+  $("step-form").hidden = false;
+  $("step-key").hidden = !m.includes("webauthn") || !api.webauthnSupported();
+  $("step-switch").hidden = !(m.includes("totp") && m.includes("recovery"));
+  setStepMethod(m.includes("totp") ? "totp" : "recovery");
+  $("step-code").hidden = $("step-label").hidden = $("step-submit").hidden =
+    !m.includes("totp") && !m.includes("recovery");
+  $("step-code").focus();
+}
+
+function setStepMethod(method) {
+  stepMethod = method;
+  $("step-code").value = "";
+  $("step-label").textContent = method === "totp" ? "The 6-digit code from your authenticator app"
+    : "One of your recovery codes (each works once)";
+  $("step-switch").textContent = method === "totp" ? "Use a recovery code instead" : "Use your authenticator app instead";
+}
+
+function endStep() {
+  pending = null;
+  show($("step-error"), "");
+  $("step-form").hidden = true;
+  $("signin-form").hidden = false;
+}
+
+// Second factors on the account page. A change refused for want of a
+// fresh proof asks for the password, then runs again.
+let retry = null;
+
+async function changing(action) {
+  show($("mfa-error"), "");
+  show($("mfa-done"), "");
+  try {
+    return await action();
+  } catch (err) {
+    if (err instanceof api.ApiError && err.code === "reauth_required") {
+      retry = action;
+      $("reauth-form").hidden = false;
+      $("reauth-password").focus();
+    } else {
+      show($("mfa-error"), errorText(err));
+    }
+    return undefined;
+  }
+}
+
+async function loadFactors() {
+  let info;
+  try {
+    info = await api.factors();
+  } catch {
+    return;
+  }
+  const body = $("factors").tBodies[0];
+  body.replaceChildren();
+  for (const f of info.factors) {
+    const row = document.createElement("tr");
+    row.dataset.id = f.id;
+    row.dataset.kind = f.kind;
+    cell(row, f.kind === "totp" ? "Authenticator app" : `Key: ${f.name}`);
+    cell(row, time(f.createdAt));
+    cell(row, f.lastUsedAt ? time(f.lastUsedAt) : "never");
+    cell(row, "").append(button("Remove", () => changing(async () => {
+      await api.removeFactor(f.id);
+      show($("mfa-done"), "Removed; your other sessions were signed out.");
+      loadFactors();
+    })));
+    body.append(row);
+  }
+  const any = info.factors.length > 0;
+  $("factors").hidden = !any;
+  $("mfa-off").hidden = any;
+  $("mfa-needed").hidden = !(info.required && !any);
+  $("account-rest").hidden = info.required && !any;
+  $("totp-start").hidden = info.factors.some((f) => f.kind === "totp");
+  $("key-form").hidden = !api.webauthnSupported();
+  $("recovery-left").textContent = any ? `${info.recoveryCodesLeft} recovery codes left.`
+    : "Recovery codes come with a second factor.";
+  $("recovery-new").hidden = !any;
+}
+
+function showRecoveryCodes(codes) {
+  const list = $("recovery-list");
+  list.replaceChildren(...codes.map((c) => Object.assign(document.createElement("li"), { textContent: c })));
+  const link = $("recovery-download");
+  if (link.href.startsWith("blob:")) URL.revokeObjectURL(link.href);
+  link.href = URL.createObjectURL(new Blob([`sessiond recovery codes for ${current.user.username}\n\n${codes.join("\n")}\n`],
+    { type: "text/plain" }));
+  $("recovery-codes").hidden = false;
+}
+
+function wireMfa() {
+  $("totp-start").addEventListener("click", () => changing(async () => {
+    const e = await api.enrolTotp();
+    const svg = new DOMParser().parseFromString(e.qrSvg, "image/svg+xml").documentElement;
+    svg.setAttribute("role", "img");
+    svg.setAttribute("aria-label", "QR code of the key");
+    $("totp-qr").replaceChildren(svg);
+    $("totp-secret").textContent = e.secret;
+    $("totp-form").hidden = false;
+    $("totp-code").focus();
+  }));
+  $("totp-form").addEventListener("submit", async (e) => {
+    e.preventDefault();
+    show($("totp-error"), "");
+    await changing(async () => {
+      try {
+        await api.confirmTotp($("totp-code").value.trim());
+      } catch (err) {
+        if (err instanceof api.ApiError && err.code === "invalid_code") return show($("totp-error"), err.message);
+        throw err;
+      }
+      $("totp-form").hidden = true;
+      $("totp-code").value = "";
+      show($("mfa-done"), "Authenticator app added. Make recovery codes now, in case you lose it.");
+      await loadFactors();
+      await refreshMe();
+    });
+  });
+  $("totp-cancel").addEventListener("click", () => {
+    $("totp-form").hidden = true;
+  });
+  $("key-form").addEventListener("submit", (e) => {
+    e.preventDefault();
+    changing(async () => {
+      await api.addKey($("key-name").value.trim() || "Passkey");
+      $("key-name").value = "";
+      show($("mfa-done"), "Key added: it signs you in as a second step, or alone as a passkey.");
+      await loadFactors();
+      await refreshMe();
+    });
+  });
+  $("recovery-new").addEventListener("click", () => changing(async () => {
+    showRecoveryCodes(await api.newRecoveryCodes());
+    loadFactors();
+  }));
+  $("reauth-form").addEventListener("submit", async (e) => {
+    e.preventDefault();
+    show($("reauth-error"), "");
+    try {
+      await api.reauth($("reauth-password").value);
+    } catch (err) {
+      return show($("reauth-error"), errorText(err));
+    }
+    $("reauth-password").value = "";
+    $("reauth-form").hidden = true;
+    const again = retry;
+    retry = null;
+    if (again) changing(again);
+  });
+}
+
+api.onEnrolmentRequired(() => {
+  if (current && location.hash !== "#/account") location.hash = "#/account";
+});
+
 function wire() {
   $("signin-form").addEventListener("submit", async (e) => {
     e.preventDefault();
     show($("signin-error"), "");
     try {
-      await api.signIn($("signin-login").value.trim(), $("signin-password").value, $("signin-remember").checked);
+      const answer = await api.signIn($("signin-login").value.trim(), $("signin-password").value,
+        $("signin-remember").checked);
       $("signin-password").value = "";
+      if (answer.mfa) return secondStep(answer.mfa);
       await signedIn();
     } catch (err) {
       show($("signin-error"), errorText(err));
     }
   });
+  $("passkey-signin").addEventListener("click", async () => {
+    show($("signin-error"), "");
+    try {
+      await api.passkeySignIn($("signin-remember").checked);
+      await signedIn();
+    } catch (err) {
+      show($("signin-error"), errorText(err));
+    }
+  });
+  $("step-form").addEventListener("submit", async (e) => {
+    e.preventDefault();
+    show($("step-error"), "");
+    try {
+      await api.secondStep(pending.pending, $("step-code").value.trim(), stepMethod);
+      endStep();
+      await signedIn();
+    } catch (err) {
+      show($("step-error"), errorText(err));
+    }
+  });
+  $("step-key").addEventListener("click", async () => {
+    show($("step-error"), "");
+    try {
+      await api.keyStep(pending.pending);
+      endStep();
+      await signedIn();
+    } catch (err) {
+      show($("step-error"), errorText(err));
+    }
+  });
+  $("step-switch").addEventListener("click", () => setStepMethod(stepMethod === "totp" ? "recovery" : "totp"));
+  $("step-cancel").addEventListener("click", endStep);
+  wireMfa();
   $("register-form").addEventListener("submit", async (e) => {
     e.preventDefault();
     show($("register-error"), "");
@@ -298,4 +506,5 @@ function wire() {
 }
 
 wire();
+$("passkey-signin").hidden = !api.webauthnSupported();
 signedIn();

@@ -27,6 +27,19 @@ function sessionEnded(reason) {
   for (const handler of ended) handler(reason);
 }
 
+const enrol = new Set();
+
+/** Calls `handler()` when a call is refused until the user enrols a second
+ * factor (`auth.require_mfa`): `factors()` and the enrolment still work. */
+export function onEnrolmentRequired(handler) {
+  enrol.add(handler);
+  return () => enrol.delete(handler);
+}
+
+function enrolmentRequired() {
+  for (const handler of enrol) handler();
+}
+
 async function call(method, path, body, { needsSession = true } = {}) {
   const init = { method, credentials: "same-origin", headers: {} };
   if (body !== undefined) {
@@ -44,20 +57,31 @@ async function call(method, path, body, { needsSession = true } = {}) {
   if (res.ok) return data;
   const err = data && data.error ? data.error : { code: "error", message: res.statusText };
   const retry = res.headers.get("Retry-After");
-  if (res.status === 401 && needsSession) sessionEnded("Your session has ended. Sign in again.");
+  // A wrong password or code (a reauth, a password change) is an answer;
+  // any other 401 means the session is gone.
+  const wrongProof = err.code === "invalid_credentials" || err.code === "mfa_failed";
+  if (res.status === 401 && needsSession && !wrongProof) sessionEnded("Your session has ended. Sign in again.");
+  if (res.status === 403 && err.code === "mfa_enrolment_required") enrolmentRequired();
   throw new ApiError(res.status, err.code, err.message, retry ? Number(retry) : null);
 }
 
 const open = { needsSession: false };
 
-/** Signs in by user name or e-mail; `remember: false` ends the cookie with the browser. */
+/** Signs in by user name or e-mail; `remember: false` ends the cookie with the browser.
+ * Resolves to `{user}` (signed in), or to `{mfa: {pending, methods, expiresIn}}`
+ * for a user with a second factor: then `secondStep(mfa.pending, code)`. */
 export function signIn(login, password, remember = true) {
   const who = login.includes("@") ? { email: login } : { username: login };
   return call("POST", "/api/auth/login", { ...who, password, remember }, open);
 }
-/** Signs in with a Firebase or OIDC ID token. */
+/** Signs in with a Firebase or OIDC ID token; resolves as `signIn` does. */
 export const signInWithIdToken = (idToken, remember = true) =>
   call("POST", "/api/auth/idtoken", { idToken, remember }, open);
+/** The second step of a sign-in: `method` "totp" (a 6-digit code) or
+ * "recovery" (a recovery code, used up). `{user}`; a wrong code is an
+ * ApiError 401 `mfa_failed`, and `pending` stays good for another try. */
+export const secondStep = (pending, code, method = "totp") =>
+  call("POST", `/api/auth/mfa/${method === "recovery" ? "recovery" : "totp"}`, { pending, code }, open);
 export const register = (username, email, password) =>
   call("POST", "/api/auth/register", { username, email, password }, open);
 export const signOut = () => call("POST", "/api/auth/logout", undefined, open);
@@ -69,6 +93,78 @@ export const revokeOtherSessions = () => call("DELETE", "/api/auth/sessions");
 /** `currentPassword` may be omitted by a user who has none yet. */
 export const changePassword = (currentPassword, newPassword) =>
   call("POST", "/api/auth/password", currentPassword ? { currentPassword, newPassword } : { newPassword });
+/** `{factors: [{id, kind, name, createdAt, lastUsedAt}], recoveryCodesLeft, required}`. */
+export const factors = () => call("GET", "/api/auth/mfa");
+// Changing factors may be an ApiError 403 `reauth_required`: `reauth(password)`, then again.
+/** `{secret, otpauthUri, qrSvg}`: show them, then `confirmTotp(code)`. */
+export const enrolTotp = () => call("POST", "/api/auth/mfa/totp/enrol");
+/** `{factor}`; a wrong code is an ApiError 400 `invalid_code`. */
+export const confirmTotp = (code) => call("POST", "/api/auth/mfa/totp/confirm", { code });
+/** Ten new recovery codes, shown once; the old ones are void. */
+export const newRecoveryCodes = async () => (await call("POST", "/api/auth/mfa/recovery")).codes;
+export const removeFactor = (id) => call("DELETE", `/api/auth/mfa/${encodeURIComponent(id)}`);
+/** A fresh proof for changing factors; a wrong password is an ApiError 401 `invalid_credentials`. */
+export const reauth = (password) => call("POST", "/api/auth/reauth", { password });
+
+// WebAuthn: the server's options carry binary fields as base64url; the
+// browser wants ArrayBuffers, and answers with ArrayBuffers.
+const fromB64 = (s) => Uint8Array.from(atob(s.replace(/-/g, "+").replace(/_/g, "/")), (c) => c.charCodeAt(0)).buffer;
+const toB64 = (buf) => btoa(String.fromCharCode(...new Uint8Array(buf)))
+  .replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
+const dropNulls = (o) => JSON.parse(JSON.stringify(o, (_, v) => (v === null ? undefined : v)));
+const withIds = (list) => list && list.map((c) => ({ ...c, id: fromB64(c.id) }));
+
+function credentialJson(cred) {
+  const r = cred.response;
+  const response = { clientDataJSON: toB64(r.clientDataJSON) };
+  if (r.attestationObject) {
+    response.attestationObject = toB64(r.attestationObject);
+    if (r.getTransports) response.transports = r.getTransports();
+  } else {
+    response.authenticatorData = toB64(r.authenticatorData);
+    response.signature = toB64(r.signature);
+    if (r.userHandle) response.userHandle = toB64(r.userHandle);
+  }
+  return { id: cred.id, rawId: toB64(cred.rawId), type: cred.type, response,
+    clientExtensionResults: cred.getClientExtensionResults() };
+}
+
+async function create(options) {
+  const pk = dropNulls(options.publicKey);
+  pk.challenge = fromB64(pk.challenge);
+  pk.user.id = fromB64(pk.user.id);
+  pk.excludeCredentials = withIds(pk.excludeCredentials);
+  return credentialJson(await navigator.credentials.create({ publicKey: pk }));
+}
+
+async function get(options, mediation) {
+  const pk = dropNulls(options.publicKey);
+  pk.challenge = fromB64(pk.challenge);
+  pk.allowCredentials = withIds(pk.allowCredentials);
+  return credentialJson(await navigator.credentials.get(mediation ? { publicKey: pk, mediation } : { publicKey: pk }));
+}
+
+/** Whether this browser can use passkeys at all. */
+export const webauthnSupported = () => typeof window.PublicKeyCredential === "function";
+/** Registers a passkey or security key for the signed-in user: `{factor}`.
+ * Needs a fresh proof like the other changes; a cancelled prompt throws the
+ * browser's DOMException (`NotAllowedError`). */
+export async function addKey(name) {
+  const options = await call("POST", "/api/auth/mfa/webauthn/register/start", { name });
+  return call("POST", "/api/auth/mfa/webauthn/register/finish", { credential: await create(options) });
+}
+/** The second step with a key: `{user}`, as `secondStep`. */
+export async function keyStep(pending) {
+  const options = await call("POST", "/api/auth/mfa/webauthn/start", { pending }, open);
+  return call("POST", "/api/auth/mfa/webauthn/finish", { pending, credential: await get(options) }, open);
+}
+/** Signs in with a passkey alone (no name, no password): `{user}`. A
+ * passkey that is not this site's, or one the browser could not verify
+ * the user for, is an ApiError 401 `invalid_credentials`. */
+export async function passkeySignIn(remember = true) {
+  const options = await call("POST", "/api/auth/passkey/start", undefined, open);
+  return call("POST", "/api/auth/passkey/finish", { credential: await get(options), remember }, open);
+}
 export const identities = async () => (await call("GET", "/api/auth/identities")).identities;
 export const users = (after) =>
   call("GET", `/api/admin/users?limit=50${after ? `&after=${encodeURIComponent(after)}` : ""}`);
