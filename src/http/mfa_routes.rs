@@ -15,7 +15,7 @@ use super::filters::{
 use super::views::{json, FactorView};
 use super::State;
 use crate::auth::mfa::list_factors;
-use crate::auth::{ClientInfo, CurrentSession, Proof, SessionToken, SignIn};
+use crate::auth::{AuthError, ClientInfo, CurrentSession, Proof, SessionToken, SignIn};
 use crate::domain::Password;
 use crate::store::UserRecord;
 use webauthn_rs::prelude::{PublicKeyCredential, RegisterPublicKeyCredential};
@@ -87,8 +87,17 @@ pub fn routes(state: State) -> warp::filters::BoxedFilter<(Response,)> {
         .and(with_state(state.clone()))
         .and(client_info(state.clone()))
         .and(json_body(limit))
-        .and_then(|state, client, body: KeyStepBody| {
-            second_step(state, client, Proof::Key(body.credential), body.pending)
+        .and_then(|state, client, body: KeyStepBody| async move {
+            let Ok(credential) = serde_json::from_value(body.credential) else {
+                return Err(ApiError::from(AuthError::MfaFailed).into());
+            };
+            second_step(
+                state,
+                client,
+                Proof::Key(Box::new(credential)),
+                body.pending,
+            )
+            .await
         });
     let register_start = warp::path!("api" / "auth" / "mfa" / "webauthn" / "register" / "start")
         .and(warp::post())
@@ -156,15 +165,23 @@ struct PendingBody {
     pending: String,
 }
 
+/// A key's answer is taken as any JSON and read afterwards, so one that
+/// is not an answer at all fails as a wrong one does (401), not as a
+/// malformed request.
 #[derive(Deserialize)]
 struct KeyStepBody {
     pending: String,
-    credential: Box<PublicKeyCredential>,
+    credential: serde_json::Value,
 }
 
 #[derive(Deserialize)]
 struct RegisterBody {
-    name: Option<String>,
+    #[serde(default = "passkey")]
+    name: String,
+}
+
+fn passkey() -> String {
+    "Passkey".into()
 }
 
 #[derive(Deserialize)]
@@ -174,7 +191,7 @@ struct RegisterFinishBody {
 
 #[derive(Deserialize)]
 struct PasskeyBody {
-    credential: Box<PublicKeyCredential>,
+    credential: serde_json::Value,
     #[serde(default = "yes")]
     remember: bool,
 }
@@ -214,9 +231,8 @@ async fn register_start(
     current: CurrentSession,
     body: Option<RegisterBody>,
 ) -> Result<Response, Rejection> {
-    let name = body.and_then(|b| b.name);
-    let name = name.as_deref().unwrap_or("Passkey");
-    let options = state.auth.key_register_start(&current, name).await?;
+    let name = body.map_or_else(passkey, |b| b.name);
+    let options = state.auth.key_register_start(&current, &name).await?;
     Ok(json(StatusCode::OK, &options))
 }
 
@@ -245,9 +261,12 @@ async fn passkey_finish(
     client: ClientInfo,
     body: PasskeyBody,
 ) -> Result<Response, Rejection> {
+    let Ok(credential) = serde_json::from_value::<PublicKeyCredential>(body.credential) else {
+        return Err(ApiError::from(AuthError::InvalidCredentials).into());
+    };
     let new = state
         .auth
-        .passkey_finish(&body.credential, &client, body.remember)
+        .passkey_finish(&credential, &client, body.remember)
         .await?;
     Ok(signed_in(&state, &SignIn::Session(Box::new(new))))
 }

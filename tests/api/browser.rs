@@ -368,6 +368,21 @@ impl Browser {
         res.json().await.unwrap()
     }
 
+    /// The authenticator a laptop has built in (it keeps passkeys and
+    /// verifies its user), made by the WebAuthn extension; its id.
+    async fn add_authenticator(&self) -> String {
+        let made = self
+            .webauthn(
+                "authenticator",
+                json!({
+                    "protocol": "ctap2", "transport": "internal", "hasResidentKey": true,
+                    "hasUserVerification": true, "isUserConsenting": true, "isUserVerified": true,
+                }),
+            )
+            .await;
+        made["value"].as_str().unwrap().to_owned()
+    }
+
     /// A WebAuthn extension command that reads.
     async fn webauthn_get(&self, path: &str) -> Value {
         let session = self.client.session_id().await.unwrap().unwrap();
@@ -405,18 +420,7 @@ async fn a_person_adds_an_app_and_a_passkey_and_signs_in_with_each_and_a_recover
     let app = spawn_app().await;
     assert_eq!(app.register("carol").await.status(), StatusCode::CREATED);
     let page = driver.browser("factors").await;
-    // The authenticator a laptop has built in: it keeps passkeys and
-    // verifies its user.
-    let made = page
-        .webauthn(
-            "authenticator",
-            json!({
-                "protocol": "ctap2", "transport": "internal", "hasResidentKey": true,
-                "hasUserVerification": true, "isUserConsenting": true, "isUserVerified": true,
-            }),
-        )
-        .await;
-    let authenticator = made["value"].as_str().unwrap().to_owned();
+    let authenticator = page.add_authenticator().await;
 
     page.goto_localhost(&app, "#/signin").await;
     page.fill("#signin-login", "carol").await;
@@ -526,16 +530,7 @@ async fn a_person_adds_an_app_and_a_passkey_and_signs_in_with_each_and_a_recover
     let original = &listed["value"][0];
     assert!(original["signCount"].as_u64().unwrap() > 0, "{original}");
     let thief = driver.browser("thief").await;
-    let copy = thief
-        .webauthn(
-            "authenticator",
-            json!({
-                "protocol": "ctap2", "transport": "internal", "hasResidentKey": true,
-                "hasUserVerification": true, "isUserConsenting": true, "isUserVerified": true,
-            }),
-        )
-        .await;
-    let copy = copy["value"].as_str().unwrap();
+    let copy = thief.add_authenticator().await;
     let mut cloned = original.clone();
     cloned["signCount"] = json!(0);
     thief
