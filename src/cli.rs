@@ -109,6 +109,12 @@ pub enum UserCommand {
         /// User name.
         name: String,
     },
+    /// Print a single-use link (valid for an hour) that opens the page's
+    /// "set a new password" view: recovery without mail.
+    ResetLink {
+        /// User name.
+        name: String,
+    },
 }
 
 /// `sessiond sessions ...`
@@ -250,6 +256,18 @@ pub async fn run(config: &Config, command: Command) -> Result<(), CliError> {
         Command::User(UserCommand::Mfa { name, output }) => {
             let user = with_store(config, async move |store| find_user(store, &name).await).await?;
             print_factors(&user, &output);
+        }
+        Command::User(UserCommand::ResetLink { name }) => {
+            let page = config.page_url();
+            let link = with_store(config, async move |store| {
+                let user = find_user(store, &name).await?;
+                crate::auth::recovery::reset_link(store, &page, user.user_id())
+                    .await
+                    .map_err(CliError::from)
+            })
+            .await?;
+            println!("{link}");
+            eprintln!("single use, valid for 1 hour: hand it to the user over a channel you trust");
         }
         Command::User(UserCommand::MfaReset { name }) => {
             let (user, ended) = with_store(config, async move |store| {

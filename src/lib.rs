@@ -8,6 +8,7 @@
 //! - [`domain`]: parsed values every layer shares (`Username`, `Role`, ...).
 //! - [`store`]: one interface, two backends (sled, Redis): records,
 //!   indexes, pruning, the events every instance follows.
+//! - [`mail`]: the outbox and the task that sends it over SMTP.
 //! - [`auth`]: passwords, signed cookies, throttling, ID tokens, the
 //!   session service.
 //! - [`http`]: warp routes (the API, forward auth, the page, the OpenAPI
@@ -33,6 +34,7 @@ pub mod listener;
 pub mod local_redis;
 pub mod log_line;
 pub mod log_writer;
+pub mod mail;
 pub mod server;
 pub mod store;
 pub mod ws;

@@ -114,6 +114,20 @@ impl Application {
             self.state.config.session.prune_interval,
             stopped(stop_rx.clone()),
         );
+        let sender = match crate::mail::SmtpMailer::new(&self.state.config.mail) {
+            Ok(Some(mailer)) => Some(tokio::spawn(crate::mail::run_sender(
+                self.state.auth.outbox().clone(),
+                mailer,
+                stopped(stop_rx.clone()),
+            ))),
+            Ok(None) => None,
+            Err(e) => {
+                // Checked with the config at start; a transport that still
+                // cannot be built leaves mail queued, not the server down.
+                tracing::error!(error = %e, "mail cannot be sent");
+                None
+            }
+        };
         let endings = self.hub.follow_store(store.clone());
         let chat = ws::routes(self.state.clone(), self.hub.clone());
         let max_connections = self.state.config.server.max_connections;
@@ -132,6 +146,9 @@ impl Application {
         let _ = stop_tx.send(true);
         let _ = server.await;
         let _ = pruner.await;
+        if let Some(sender) = sender {
+            let _ = sender.await;
+        }
         endings.abort();
         // It holds a store handle: wait until it is dropped.
         let _ = endings.await;

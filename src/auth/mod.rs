@@ -8,6 +8,7 @@ mod manage;
 pub mod mfa;
 mod password;
 mod pool;
+pub mod recovery;
 mod throttle;
 mod token;
 
@@ -20,6 +21,7 @@ pub use cookies::SessionCookies;
 pub use manage::Stats;
 pub use mfa::{MfaCounts, PendingSignIn, Proof, SignIn};
 pub use password::{verify_blocking, Passwords};
+pub use recovery::{RecoveryCounts, RecoveryProof};
 pub use throttle::Throttle;
 pub use token::SessionToken;
 
@@ -96,6 +98,13 @@ pub enum AuthError {
     /// A password change without the current password, which the user has.
     #[error("the current password is required")]
     CurrentPasswordRequired,
+    /// A recovery code or link that is wrong, used, expired or for no
+    /// one: one answer for every cause.
+    #[error("the recovery code or link is not valid")]
+    RecoveryFailed,
+    /// The route would send mail, and `[mail]` is not set up.
+    #[error("mail is not configured")]
+    MailNotConfigured,
     /// An input field breaks a rule.
     #[error(transparent)]
     Invalid(#[from] InvalidField),
@@ -198,6 +207,15 @@ struct Inner {
     session: SessionConfig,
     auth: AuthConfig,
     logins: LoginCounts,
+    /// Where mail waits for the sender task.
+    outbox: crate::mail::Outbox,
+    /// Whether `[mail]` is set up: without it, recovery by mail is 501.
+    mail_enabled: bool,
+    /// The page's URL, for links in mail.
+    page_url: String,
+    /// Recovery requests, per account (and client IP).
+    recovery_throttle: Throttle,
+    recovery: RecoveryCounts,
 }
 
 /// Which throttle a guess counts against.
@@ -207,6 +225,8 @@ enum Guard {
     Password,
     /// Second-factor codes: `max_failed_mfa_per_account`.
     SecondFactor,
+    /// Recovery requests (each counts): `recovery::PER_ACCOUNT`, `PER_IP`.
+    Recovery,
 }
 
 impl Auth {
@@ -260,6 +280,11 @@ impl Auth {
                 session: config.session.clone(),
                 auth: config.auth.clone(),
                 logins: LoginCounts::default(),
+                outbox: crate::mail::Outbox::new(store.clone()),
+                mail_enabled: config.mail.enabled(),
+                page_url: config.page_url(),
+                recovery_throttle: Throttle::new(recovery::PER_ACCOUNT, recovery::PER_IP),
+                recovery: RecoveryCounts::default(),
                 store,
             }),
         })
@@ -278,6 +303,16 @@ impl Auth {
     /// Login outcomes so far.
     pub fn login_counts(&self) -> &LoginCounts {
         &self.inner.logins
+    }
+
+    /// Where mail waits to be sent (the server's sender task drains it).
+    pub fn outbox(&self) -> &crate::mail::Outbox {
+        &self.inner.outbox
+    }
+
+    /// Recovery outcomes so far.
+    pub fn recovery_counts(&self) -> &RecoveryCounts {
+        &self.inner.recovery
     }
 
     /// Applies the password policy to a new password.
@@ -425,6 +460,12 @@ impl Auth {
                     inner.auth.max_failed_mfa_per_account,
                     inner.auth.max_failed_logins_per_ip,
                 ],
+            ),
+            Guard::Recovery => (
+                &inner.recovery_throttle,
+                format!("recovery:{account}"),
+                format!("recovery-ip:{}", client.ip),
+                [recovery::PER_ACCOUNT, recovery::PER_IP],
             ),
         };
         let account = account.as_str();

@@ -10,6 +10,10 @@ use std::time::Duration;
 
 use serde::{Deserialize, Deserializer};
 
+mod mail;
+
+pub use mail::{MailConfig, SmtpServer, SmtpTls};
+
 /// A setting that cannot be used, named the way the operator wrote it.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -53,6 +57,8 @@ pub struct Config {
     pub oidc: OidcConfig,
     /// `[webauthn]`: passkeys and security keys.
     pub webauthn: WebauthnConfig,
+    /// `[mail]`: the SMTP server for recovery codes and notices.
+    pub mail: MailConfig,
     /// Secrets come only from the environment, never from the file.
     #[serde(skip)]
     pub secrets: Secrets,
@@ -496,6 +502,18 @@ pub struct RelyingParty {
 }
 
 impl Config {
+    /// Where a person reaches the page, for links in mail:
+    /// `server.public_url` without its trailing `/`, else the address the
+    /// server listens on.
+    pub fn page_url(&self) -> String {
+        match self.server.public_url.trim_end_matches('/') {
+            "" => format!("http://{}", self.server.listen),
+            url => url.to_owned(),
+        }
+    }
+}
+
+impl Config {
     /// `[webauthn]` with its defaults settled for a server bound to
     /// `port`; one line naming the key when the origins and `rp_id` (or
     /// `server.public_url` and `server.allowed_origins`) disagree.
@@ -738,6 +756,9 @@ impl Config {
         if let Some(v) = env("SESSION_SECRET").filter(|v| !v.is_empty()) {
             self.secrets.current = Some(Secret::new(v.into_bytes()));
         }
+        if let Some(v) = env("SESSIOND_SMTP_PASSWORD").filter(|v| !v.is_empty()) {
+            self.mail.password = Some(Secret::new(v.into_bytes()));
+        }
         if let Some(v) = env("SESSION_SECRET_OLD") {
             self.secrets.old = v
                 .split(',')
@@ -782,6 +803,16 @@ impl Config {
         }
         if self.storage.redis_timeout.is_zero() {
             return bad("storage.redis_timeout", "must be longer than zero");
+        }
+        self.mail.server()?;
+        if self.mail.from.parse::<lettre::message::Mailbox>().is_err() {
+            return bad(
+                "mail.from",
+                "is not an address (\"sessiond <no-reply@example.com>\" or \"no-reply@example.com\")",
+            );
+        }
+        if self.mail.timeout.is_zero() {
+            return bad("mail.timeout", "must be longer than zero");
         }
         if self.storage.backend == Backend::Redis {
             if self.storage.redis_cluster && self.storage.redis_wait_replicas > 0 {
@@ -1029,7 +1060,7 @@ mod tests {
 
     #[test]
     fn the_shipped_config_toml_is_exactly_the_defaults() {
-        let text = include_str!("../config.toml");
+        let text = include_str!("../../config.toml");
         let shipped = Config::parse(text, "config.toml").unwrap();
         assert_eq!(format!("{shipped:?}"), format!("{:?}", Config::default()));
         for key in [
@@ -1066,6 +1097,9 @@ mod tests {
             "rp_id",
             "rp_name",
             "origins",
+            "smtp_url",
+            "from",
+            "timeout",
             "max_message_chars",
             "max_messages_per_second",
             "history_on_join",

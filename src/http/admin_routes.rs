@@ -57,6 +57,12 @@ pub fn routes(state: State) -> warp::filters::BoxedFilter<(Response,)> {
         .and(with_state(state.clone()))
         .and(admin())
         .and_then(unlock);
+    let reset_link = warp::path!("api" / "admin" / "users" / String / "reset-link")
+        .and(warp::post())
+        .and(check_origin(state.clone()))
+        .and(with_state(state.clone()))
+        .and(admin())
+        .and_then(reset_link);
     let mfa = warp::path!("api" / "admin" / "users" / String / "mfa")
         .and(get_or_head())
         .and(with_state(state.clone()))
@@ -84,6 +90,8 @@ pub fn routes(state: State) -> warp::filters::BoxedFilter<(Response,)> {
         .or(revoke)
         .unify()
         .or(unlock)
+        .unify()
+        .or(reset_link)
         .unify()
         .or(stats)
         .unify()
@@ -190,6 +198,20 @@ async fn reset_mfa(
 async fn unlock(id: String, state: State, _admin: CurrentSession) -> Result<Response, Rejection> {
     for_user(&id, state.auth.unlock(user_id(&id)?).await)?;
     Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// A single-use link to the page's "set a new password" view, valid for
+/// an hour: for a user who lost their password on a server with no mail.
+async fn reset_link(
+    id: String,
+    state: State,
+    _admin: CurrentSession,
+) -> Result<Response, Rejection> {
+    let link = for_user(&id, state.auth.reset_link(user_id(&id)?).await)?;
+    Ok(json(
+        StatusCode::OK,
+        &json!({ "link": link, "expiresIn": crate::auth::recovery::LINK_TTL.as_secs() }),
+    ))
 }
 
 async fn stats(state: State, _admin: CurrentSession) -> Result<Response, Rejection> {

@@ -241,6 +241,16 @@ impl From<AuthError> for ApiError {
                 "mfa_enrolment_required",
                 "Your account must have a second factor: enrol one (GET /api/auth/mfa) before anything else.",
             ),
+            AuthError::RecoveryFailed => ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_code",
+                "code: that code (or link) is not right, was used or has expired; ask for a new one.",
+            ),
+            AuthError::MailNotConfigured => ApiError::new(
+                StatusCode::NOT_IMPLEMENTED,
+                "mail_not_configured",
+                "This server sends no mail ([mail] smtp_url is not set): ask an administrator for a reset link (sessiond user reset-link NAME).",
+            ),
             AuthError::CurrentPasswordRequired => {
                 ApiError::invalid_request("currentPassword: required.")
             }

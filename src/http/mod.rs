@@ -10,6 +10,7 @@ mod gate;
 mod identity_routes;
 mod mfa_routes;
 mod ops;
+mod recovery_routes;
 pub mod route_table;
 mod session_routes;
 mod ui_routes;
@@ -76,6 +77,8 @@ pub fn routes(state: State, chat: BoxedFilter<(Response,)>) -> BoxedFilter<(Resp
         .or(identity_routes::routes(state.clone()))
         .unify()
         .or(mfa_routes::routes(state.clone()))
+        .unify()
+        .or(recovery_routes::routes(state.clone()))
         .unify()
         .or(admin_routes::routes(state.clone()))
         .unify()

@@ -122,6 +122,38 @@ fn metrics(state: &State, sessions: u64) -> Response {
             ),
         ],
     );
+    let mail = state.auth.outbox().counts();
+    metric(
+        "sessiond_mail_total",
+        "counter",
+        "Mails by outcome: queued by this instance, sent, given up on.",
+        &[
+            ("{result=\"queued\"}", mail.queued.load(Ordering::Relaxed)),
+            ("{result=\"sent\"}", mail.sent.load(Ordering::Relaxed)),
+            ("{result=\"failed\"}", mail.failed.load(Ordering::Relaxed)),
+        ],
+    );
+    let recovery = state.auth.recovery_counts();
+    metric(
+        "sessiond_recovery_total",
+        "counter",
+        "Password recoveries: codes asked for, passwords set, codes refused, requests throttled.",
+        &[
+            (
+                "{result=\"requested\"}",
+                recovery.requested.load(Ordering::Relaxed),
+            ),
+            ("{result=\"used\"}", recovery.used.load(Ordering::Relaxed)),
+            (
+                "{result=\"failed\"}",
+                recovery.failed.load(Ordering::Relaxed),
+            ),
+            (
+                "{result=\"throttled\"}",
+                recovery.throttled.load(Ordering::Relaxed),
+            ),
+        ],
+    );
     metric(
         "sessiond_session_touches_total",
         "counter",

@@ -68,6 +68,14 @@ pub const ROUTES: &[Route] = &[
         methods: POST,
     },
     Route {
+        path: "/api/auth/recovery",
+        methods: POST,
+    },
+    Route {
+        path: "/api/auth/recovery/verify",
+        methods: POST,
+    },
+    Route {
         path: "/api/auth/reauth",
         methods: POST,
     },
@@ -130,6 +138,10 @@ pub const ROUTES: &[Route] = &[
     Route {
         path: "/api/admin/users/{id}/sessions",
         methods: DELETE,
+    },
+    Route {
+        path: "/api/admin/users/{id}/reset-link",
+        methods: POST,
     },
     Route {
         path: "/api/admin/users/{id}/mfa",

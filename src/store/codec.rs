@@ -9,8 +9,8 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use super::records::{
-    IdentityRecord, MessageRecord, SessionRecord, SessionRecordV1, SessionRecordV2, TicketRecord,
-    UserRecord, UserRecordV1,
+    IdentityRecord, MailRecord, MessageRecord, SessionRecord, SessionRecordV1, SessionRecordV2,
+    TicketRecord, UserRecord, UserRecordV1,
 };
 
 /// The first format version; users and messages are still written in it.
@@ -32,6 +32,7 @@ pub trait Record: Serialize + DeserializeOwned {
 impl Record for MessageRecord {}
 impl Record for IdentityRecord {}
 impl Record for TicketRecord {}
+impl Record for MailRecord {}
 
 /// Version 2 added second factors; a version-1 user has none.
 impl Record for UserRecord {

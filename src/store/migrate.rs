@@ -18,6 +18,8 @@ pub struct MigrateReport {
     pub identities: u64,
     /// Chat messages copied.
     pub messages: u64,
+    /// Mails still to be sent, copied.
+    pub mails: u64,
 }
 
 impl Store {
@@ -62,6 +64,10 @@ async fn copy(
     for message in from.all_messages()? {
         into.import_message(&message).await?;
         report.messages += 1;
+    }
+    for (_, mail) in from.queued_mails()? {
+        into.queue_mail(&mail).await?;
+        report.mails += 1;
     }
     into.import_counters(from.next_user_id()?, dev_secret)
         .await?;

@@ -24,8 +24,8 @@ use tokio::sync::mpsc;
 pub use codec::CodecError;
 pub use migrate::MigrateReport;
 pub use records::{
-    Factors, IdentityRecord, KeyFactor, MessageRecord, NewUser, RemovedUser, SessionRecord,
-    TicketKey, TicketKind, TicketRecord, TotpFactor, UserRecord,
+    Factors, IdentityRecord, KeyFactor, MailRecord, MessageRecord, NewUser, RemovedUser,
+    SessionRecord, TicketKey, TicketKind, TicketRecord, TotpFactor, UserRecord,
 };
 
 use self::redis::RedisStore;
@@ -394,6 +394,39 @@ impl Store {
     pub async fn take_ticket(&self, key: &TicketKey) -> Result<Option<TicketRecord>, StoreError> {
         let now = now_ms();
         dispatch!(self.take_ticket(key, now))
+    }
+
+    /// Queues a mail for the sender task; answers its id. Durable with the
+    /// next `commit_durably`, which the request wanting it awaits.
+    pub async fn queue_mail(&self, mail: &MailRecord) -> Result<u64, StoreError> {
+        dispatch!(self.queue_mail(mail))
+    }
+
+    /// Claims the first mail due by `now_ms` for one send: no other
+    /// sender (on Redis, no other instance) gets it before
+    /// `now_ms + lease_ms`.
+    pub async fn claim_mail(
+        &self,
+        now_ms: u64,
+        lease_ms: u64,
+    ) -> Result<Option<(u64, MailRecord)>, StoreError> {
+        dispatch!(self.claim_mail(now_ms, lease_ms))
+    }
+
+    /// Removes a mail from the outbox: sent, or given up on.
+    pub async fn finish_mail(&self, id: u64) -> Result<(), StoreError> {
+        dispatch!(self.finish_mail(id))
+    }
+
+    /// Puts a claimed mail back for another try at its `next_attempt_ms`;
+    /// one finished meanwhile stays finished.
+    pub async fn retry_mail(&self, id: u64, mail: &MailRecord) -> Result<(), StoreError> {
+        dispatch!(self.retry_mail(id, mail))
+    }
+
+    /// Every mail in the outbox.
+    pub async fn queued_mails(&self) -> Result<Vec<(u64, MailRecord)>, StoreError> {
+        dispatch!(self.queued_mails())
     }
 
     /// Stores a new session with its index entries. Refused if its user is

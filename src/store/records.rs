@@ -351,6 +351,12 @@ pub enum TicketKind {
     /// A proof (password or factor) given by a session: changes to factors
     /// need one within the last 5 minutes.
     Reauth,
+    /// A mailed recovery code (its HMAC) and the tries it has left: one
+    /// per user, a newer request replaces it.
+    Recovery,
+    /// An operator's single-use "set a new password" link, found by its
+    /// secret.
+    ResetLink,
 }
 
 impl TicketKind {
@@ -363,6 +369,8 @@ impl TicketKind {
             TicketKind::KeyStep => "key-step",
             TicketKind::Passkey => "passkey",
             TicketKind::Reauth => "reauth",
+            TicketKind::Recovery => "recovery",
+            TicketKind::ResetLink => "reset-link",
         }
     }
 }
@@ -392,4 +400,27 @@ impl TicketKey {
 /// `ticket_expiry` key: deadline (big-endian millis) ++ ticket key.
 pub fn ticket_expiry_key(deadline_ms: u64, key: &[u8]) -> Vec<u8> {
     [&deadline_ms.to_be_bytes()[..], key].concat()
+}
+
+/// A mail waiting in the outbox (`outbox`, by id): written before the
+/// request that wants it is answered, removed once the SMTP server took
+/// it, so a crash or an SMTP server that is down loses no mail.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MailRecord {
+    /// The recipient's address.
+    pub to: String,
+    /// The subject line.
+    pub subject: String,
+    /// The plain-text body.
+    pub text: String,
+    /// The HTML body.
+    pub html: String,
+    /// Unix millis when queued.
+    pub queued_at_ms: u64,
+    /// Sends tried so far.
+    pub attempts: u32,
+    /// Unix millis before which no instance tries it (again): a claimed
+    /// mail is pushed past the send's longest time, so of two instances
+    /// one sends it, and one that dies mid-send leaves it to the next try.
+    pub next_attempt_ms: u64,
 }

@@ -443,6 +443,47 @@ on_every_backend! {
         assert_eq!((stored[1].counter, stored[1].last_used_at_ms), (0, 7));
     }
 
+    async fn a_queued_mail_is_claimed_by_one_sender_until_its_claim_lapses(store: &Store) {
+        let mail = |to: &str, due: u64| MailRecord {
+            to: to.into(),
+            subject: "s".into(),
+            text: "t".into(),
+            html: "h".into(),
+            queued_at_ms: 1,
+            attempts: 0,
+            next_attempt_ms: due,
+        };
+        let now = now_ms();
+        let first = store.queue_mail(&mail("a@example.com", now)).await.unwrap();
+        store.queue_mail(&mail("later@example.com", now + 60_000)).await.unwrap();
+        // Senders racing: one gets the due mail; none gets the later one.
+        let racers = (0..4).map(|_| store.claim_mail(now, 30_000));
+        let claimed: Vec<_> = futures_util::future::join_all(racers)
+            .await
+            .into_iter()
+            .filter_map(|c| c.unwrap())
+            .collect();
+        assert_eq!(claimed.len(), 1, "{claimed:?}");
+        assert_eq!((claimed[0].0, claimed[0].1.to.as_str()), (first, "a@example.com"));
+        // A sender that died mid-send: the mail comes back once the claim
+        // lapses; put back for later, it waits; finished, it is gone.
+        let (id, mut again) = store.claim_mail(now + 30_001, 30_000).await.unwrap().unwrap();
+        assert_eq!(id, first);
+        again.attempts = 1;
+        again.next_attempt_ms = now + 120_000;
+        store.retry_mail(id, &again).await.unwrap();
+        assert!(store.claim_mail(now + 61_000, 1).await.unwrap().unwrap().1.to.starts_with("later"));
+        let queued = store.queued_mails().await.unwrap();
+        assert_eq!(queued.len(), 2);
+        assert!(queued.iter().any(|(i, m)| *i == first && m.attempts == 1));
+        store.finish_mail(first).await.unwrap();
+        // Put back after it was finished: stays finished.
+        store.retry_mail(first, &again).await.unwrap();
+        assert_eq!(store.queued_mails().await.unwrap().len(), 1);
+        assert!(store.claim_mail(now + 200_000, 1).await.unwrap().is_some());
+        assert!(store.check().await.unwrap().problems.is_empty());
+    }
+
     async fn a_ticket_is_taken_once_and_not_after_its_deadline(store: &Store) {
         let user = add_user(store, "tix").await;
         let key = TicketKey::User(TicketKind::Pending, user.user_id());

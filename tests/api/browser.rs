@@ -551,3 +551,67 @@ async fn a_person_adds_an_app_and_a_passkey_and_signs_in_with_each_and_a_recover
     assert!(severe.is_empty(), "console errors: {severe:#?}");
     page.client.clone().close().await.unwrap();
 }
+
+#[tokio::test]
+async fn a_person_who_forgot_their_password_recovers_it_in_the_page_with_the_mailed_code() {
+    let Some(driver) = Driver::start() else {
+        return;
+    };
+    let Some(mailbox) = crate::mailbox::Mailbox::start() else {
+        return;
+    };
+    let url = mailbox.url();
+    let app = spawn_app_with(move |c| c.mail.smtp_url = url).await;
+    assert_eq!(app.register("lena").await.status(), StatusCode::CREATED);
+    let page = driver.browser("recover").await;
+    page.goto(&app, "#/signin").await;
+    page.click("#forgot").await;
+    page.fill("#recover-login", "lena@example.com").await;
+    page.click("#recover-submit").await;
+    page.text_of("#recover-sent", "If that account exists")
+        .await;
+    let mail = mailbox.wait_for(1).await.remove(0);
+    let code = crate::mailbox::code_in(&mail);
+    let wrong = if code == "000000" { "111111" } else { "000000" };
+    page.fill("#reset-code", wrong).await;
+    page.fill("#reset-password", "lena's brand new password")
+        .await;
+    page.click("#reset-submit").await;
+    page.text_of("#reset-error", "not right").await;
+    page.screenshot("recover", 1000).await;
+    page.fill("#reset-code", &code).await;
+    page.fill("#reset-password", "lena's brand new password")
+        .await;
+    page.click("#reset-submit").await;
+    page.text_of("#me-name", "lena").await;
+    assert_eq!(
+        app.login("lena", "lena's brand new password")
+            .await
+            .status(),
+        StatusCode::OK
+    );
+
+    // An operator's link, on the same page: no code to type.
+    let (admin, _) = app.admin().await;
+    let lena = app.listed_user(&admin, "lena").await.unwrap();
+    let path = format!(
+        "/api/admin/users/{}/reset-link",
+        lena["id"].as_str().unwrap()
+    );
+    let made: Value = app
+        .post_json(&path, &json!({}), Some(&admin))
+        .await
+        .json()
+        .await
+        .unwrap();
+    page.sign_out().await;
+    let link = made["link"].as_str().unwrap();
+    page.client.goto(link).await.unwrap();
+    page.text_of("#recover-title", "Set a new password").await;
+    page.hidden("#reset-code").await;
+    page.fill("#reset-password", "the link's new password")
+        .await;
+    page.click("#reset-submit").await;
+    page.text_of("#me-name", "lena").await;
+    assert!(page.severe_console_entries().await.is_empty());
+}

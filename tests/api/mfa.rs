@@ -565,3 +565,42 @@ async fn key_ceremonies_refuse_what_no_registered_key_signed() {
         .await;
     expect_error(res, StatusCode::FORBIDDEN, "reauth_required").await;
 }
+
+#[tokio::test]
+async fn a_password_recovered_with_a_link_still_needs_the_second_factor() {
+    let app = spawn_app().await;
+    let cookie = app.register_and_login("quinn").await;
+    let totp = enrol_totp(&app, &cookie).await;
+    let (admin, _) = app.admin().await;
+    let quinn = app.listed_user(&admin, "quinn").await.unwrap();
+    let path = format!(
+        "/api/admin/users/{}/reset-link",
+        quinn["id"].as_str().unwrap()
+    );
+    let made: Value = app
+        .post_json(&path, &json!({}), Some(&admin))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let token = made["link"].as_str().unwrap().rsplit('/').next().unwrap();
+    let res = app
+        .post_json(
+            "/api/auth/recovery/verify",
+            &json!({"token": token, "newPassword": "quinn's new long password"}),
+            None,
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    assert!(
+        res.headers().get(SET_COOKIE).is_none(),
+        "no session before the second step"
+    );
+    let body: Value = res.json().await.unwrap();
+    let pending = body["mfa"]["pending"].as_str().unwrap();
+    let res = step(&app, "totp", pending, &totp.code(1)).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(app.me(&cookie_of(&res)).await.status(), StatusCode::OK);
+    // The session it was done from ended with the others.
+    assert_eq!(app.me(&cookie).await.status(), StatusCode::UNAUTHORIZED);
+}

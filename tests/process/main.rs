@@ -15,5 +15,10 @@ mod damaged;
 mod durability;
 mod hostile;
 mod logs;
+mod mail;
+// The SMTP server the API tests use (some of its helpers unused here).
+#[allow(dead_code)]
+#[path = "../api/mailbox.rs"]
+mod mailbox;
 mod newcomer;
 mod redis;

@@ -541,7 +541,7 @@ impl Auth {
         reset_factors(&self.inner.store, id).await
     }
 
-    async fn put_ticket<T: crate::store::codec::Record>(
+    pub(in crate::auth) async fn put_ticket<T: crate::store::codec::Record>(
         &self,
         key: &TicketKey,
         body: &T,

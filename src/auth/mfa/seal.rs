@@ -69,12 +69,22 @@ impl FactorKeys {
     /// HMAC-SHA-256 of a normalised recovery code of `user`, under each key
     /// (current first): a code made under an earlier secret still matches.
     pub fn recovery_macs(&self, user: UserId, code: &str) -> Vec<[u8; 32]> {
+        self.code_macs(b"sessiond recovery code\0", user, code)
+    }
+
+    /// HMAC-SHA-256 of a code mailed to `user` (a password recovery), under
+    /// each key, current first: kept apart from recovery codes by its label.
+    pub fn mailed_code_macs(&self, user: UserId, code: &str) -> Vec<[u8; 32]> {
+        self.code_macs(b"sessiond mailed code\0", user, code)
+    }
+
+    fn code_macs(&self, label: &[u8], user: UserId, code: &str) -> Vec<[u8; 32]> {
         self.mac
             .iter()
             .map(|key| {
                 let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(key)
                     .expect("HMAC accepts any key length");
-                mac.update(b"sessiond recovery code\0");
+                mac.update(label);
                 mac.update(&user.to_be_bytes());
                 mac.update(code.as_bytes());
                 mac.finalize().into_bytes().into()

@@ -2,7 +2,7 @@
 import * as api from "/sessiond.js";
 
 const $ = (id) => document.getElementById(id);
-const views = ["signin", "account", "admin", "chat"];
+const views = ["signin", "recover", "account", "admin", "chat"];
 let current = null; // {user, session}
 let chat = null;
 let room = "general";
@@ -57,11 +57,22 @@ function button(label, onClick) {
   return b;
 }
 
+// A forgotten password: the login to mail a code to, or (from an
+// operator's link, #/reset/<token>) the token that stands for it.
+let recovery = null;
+
 function route() {
   const wanted = (location.hash.replace(/^#\//, "") || "account").split("?")[0];
   let view = views.includes(wanted) ? wanted : "account";
-  if (!current) view = "signin";
-  if (view === "signin" && current) view = "account";
+  const reset = wanted.match(/^reset\/([0-9a-f]{64})$/);
+  if (reset) {
+    view = "recover";
+    startRecovery({ token: reset[1] });
+  } else if (view === "recover" && !current) {
+    startRecovery(null);
+  }
+  if (!current && view !== "recover") view = "signin";
+  if ((view === "signin" || view === "recover") && current) view = "account";
   if (view === "admin" && current.user.role !== "admin") view = "account";
   for (const v of views) $(`view-${v}`).hidden = v !== view;
   $("nav").hidden = !current;
@@ -232,6 +243,19 @@ async function loadAdmin(first) {
       location.hash = "#/account";
     }
   }
+}
+
+// The recovery view: first the login (a code is mailed), then the code
+// and the new password; a reset link skips the first step.
+function startRecovery(proof) {
+  recovery = proof;
+  $("recover-form").hidden = !!proof;
+  $("reset-form").hidden = !proof;
+  $("recover-title").textContent = proof && proof.token ? "Set a new password" : "Forgot your password?";
+  $("reset-code").hidden = $("reset-code-label").hidden = !proof || !!proof.token;
+  show($("recover-sent"), "");
+  show($("recover-error"), "");
+  show($("reset-error"), "");
 }
 
 // The second step of a sign-in: what the password step answered.
@@ -409,6 +433,40 @@ function wire() {
       await signedIn();
     } catch (err) {
       show($("signin-error"), errorText(err));
+    }
+  });
+  $("recover-form").addEventListener("submit", async (e) => {
+    e.preventDefault();
+    show($("recover-error"), "");
+    const login = $("recover-login").value.trim();
+    if (!login) return show($("recover-error"), "Enter your username or e-mail.");
+    try {
+      await api.requestRecovery(login);
+      startRecovery({ login });
+      show($("recover-sent"), "If that account exists, a code is on its way to its e-mail address. It works for 15 minutes.");
+      $("reset-code").focus();
+    } catch (err) {
+      show($("recover-error"), errorText(err));
+    }
+  });
+  $("reset-form").addEventListener("submit", async (e) => {
+    e.preventDefault();
+    show($("reset-error"), "");
+    const proof = recovery.token ? { token: recovery.token } : { login: recovery.login, code: $("reset-code").value.trim() };
+    try {
+      const answer = await api.recover(proof, $("reset-password").value);
+      $("reset-password").value = "";
+      $("reset-code").value = "";
+      recovery = null;
+      if (answer.mfa) {
+        location.hash = "#/signin";
+        route();
+        return secondStep(answer.mfa);
+      }
+      location.hash = "#/account";
+      await signedIn();
+    } catch (err) {
+      show($("reset-error"), errorText(err));
     }
   });
   $("passkey-signin").addEventListener("click", async () => {

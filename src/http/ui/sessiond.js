@@ -82,6 +82,13 @@ export const signInWithIdToken = (idToken, remember = true) =>
  * ApiError 401 `mfa_failed`, and `pending` stays good for another try. */
 export const secondStep = (pending, code, method = "totp") =>
   call("POST", `/api/auth/mfa/${method === "recovery" ? "recovery" : "totp"}`, { pending, code }, open);
+/** Asks for a recovery code by mail: resolves the same whether or not the
+ * account exists (an ApiError 501 `mail_not_configured` on a server with no mail). */
+export const requestRecovery = (login) => call("POST", "/api/auth/recovery", { login }, open);
+/** Sets a new password with the mailed code (`{login, code}`) or a reset
+ * link's token (`{token}`); resolves as `signIn` does. */
+export const recover = (proof, newPassword) =>
+  call("POST", "/api/auth/recovery/verify", { ...proof, newPassword }, open);
 export const register = (username, email, password) =>
   call("POST", "/api/auth/register", { username, email, password }, open);
 export const signOut = () => call("POST", "/api/auth/logout", undefined, open);

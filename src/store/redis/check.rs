@@ -195,7 +195,46 @@ impl RedisStore {
         }
         self.check_sessions(&mut found, &users).await?;
         self.check_identities(&mut found, &users).await?;
+        self.check_outbox(&mut found).await?;
         Ok(found)
+    }
+
+    /// Every queued mail decodes and is due at some time; every due entry
+    /// has its mail (a crash cannot split them: one script writes both).
+    async fn check_outbox(&self, found: &mut Findings) -> Result<(), StoreError> {
+        let [due, mails, _] = self.outbox_keys();
+        let stored: Vec<(u64, Vec<u8>)> = self.run(redis::cmd("HGETALL").arg(&mails)).await?;
+        let scheduled: Vec<u64> = self
+            .run(redis::cmd("ZRANGE").arg(&due).arg(0).arg(-1))
+            .await?;
+        let scheduled: HashSet<u64> = scheduled.into_iter().collect();
+        let mut queued = HashSet::new();
+        for (id, raw) in stored {
+            queued.insert(id);
+            match decode::<crate::store::MailRecord>("outbox", &raw) {
+                Ok(mail) if !scheduled.contains(&id) => {
+                    let fix = redis::cmd("ZADD")
+                        .arg(&due)
+                        .arg(mail.next_attempt_ms)
+                        .arg(id)
+                        .clone();
+                    found.found(
+                        format!("outbox: mail {id} is never due"),
+                        Some(Fix::Run(fix)),
+                    );
+                }
+                Ok(_) => {}
+                Err(e) => found.found(format!("outbox: mail {id}: {e}"), None),
+            }
+        }
+        for id in scheduled.difference(&queued) {
+            let fix = redis::cmd("ZREM").arg(&due).arg(id).clone();
+            found.found(
+                format!("outbox: {id} is due but has no mail"),
+                Some(Fix::Run(fix)),
+            );
+        }
+        Ok(())
     }
 
     /// Every entry of an index leads to a user who has it, and every user

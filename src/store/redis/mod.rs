@@ -16,6 +16,7 @@ mod identities;
 mod import;
 mod keys;
 mod messages;
+mod outbox;
 mod prune;
 mod scripts;
 mod sessions;

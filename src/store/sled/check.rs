@@ -96,6 +96,14 @@ impl SledStore {
             &expected_by_user,
         )?;
         self.check_identities(&mut report, &users)?;
+        for item in s.outbox.iter() {
+            let (key, value) = item?;
+            if let Err(e) = decode::<crate::store::MailRecord>("outbox", &value) {
+                report
+                    .problems
+                    .push(format!("outbox: key {}: {e}", hex_key(&key)));
+            }
+        }
         Ok(report)
     }
 

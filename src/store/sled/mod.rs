@@ -9,6 +9,7 @@ mod check;
 mod flush;
 mod identities;
 mod messages;
+mod outbox;
 mod prune;
 mod seal;
 mod sessions;
@@ -58,6 +59,8 @@ struct Shared {
     tickets: sled::Tree,
     /// deadline ++ ticket key -> (): what the pruner walks.
     ticket_expiry: sled::Tree,
+    /// id -> mail waiting to be sent.
+    outbox: sled::Tree,
     durability: Durability,
     flusher: flush::Flusher,
     /// When the pruner next runs, and its wake-up.
@@ -111,6 +114,7 @@ impl SledStore {
                 user_identities: tree("user_identities")?,
                 tickets: tree("tickets")?,
                 ticket_expiry: tree("ticket_expiry")?,
+                outbox: tree("outbox")?,
                 user_names: tree("user_names")?,
                 user_emails: tree("user_emails")?,
                 session_expiry: tree("session_expiry")?,
