@@ -615,3 +615,82 @@ async fn a_person_who_forgot_their_password_recovers_it_in_the_page_with_the_mai
     page.text_of("#me-name", "lena").await;
     assert!(page.severe_console_entries().await.is_empty());
 }
+
+#[tokio::test]
+async fn a_security_key_that_cannot_verify_its_user_is_a_second_factor_only() {
+    let Some(driver) = Driver::start() else {
+        return;
+    };
+    let app = spawn_app().await;
+    assert_eq!(app.register("sam").await.status(), StatusCode::CREATED);
+    let page = driver.browser("security-key").await;
+    // A USB key with no PIN or fingerprint: it cannot say who holds it
+    // (nor keep a discoverable credential, which needs that).
+    page.webauthn(
+        "authenticator",
+        json!({
+            "protocol": "ctap2", "transport": "usb", "hasResidentKey": false,
+            "hasUserVerification": false, "isUserConsenting": true, "isUserVerified": false,
+        }),
+    )
+    .await;
+    page.goto_localhost(&app, "#/signin").await;
+    page.fill("#signin-login", "sam").await;
+    page.fill("#signin-password", PASSWORD).await;
+    page.click("#signin-submit").await;
+    page.fill("#key-name", "USB key").await;
+    page.click("#key-add").await;
+    page.text_of("#mfa-done", "Key added").await;
+
+    // Alone, it signs nobody in.
+    page.sign_out().await;
+    page.click("#passkey-signin").await;
+    page.visible("#signin-error").await;
+    assert_eq!(
+        app.metric("sessiond_logins_total{result=\"success\"}")
+            .await,
+        1,
+        "only the password sign-in"
+    );
+    // After the password, it is the second step.
+    page.fill("#signin-login", "sam").await;
+    page.fill("#signin-password", PASSWORD).await;
+    page.click("#signin-submit").await;
+    page.click("#step-key").await;
+    page.visible("#view-account").await;
+    let amr = page.session().await["session"]["amr"].clone();
+    assert_eq!(amr[0], "pwd", "{amr}");
+    assert!(
+        amr == json!(["pwd", "hwk"]) || amr == json!(["pwd", "swk"]),
+        "{amr}"
+    );
+}
+
+#[tokio::test]
+async fn the_sign_in_page_offers_passkeys_in_the_name_fields_autofill() {
+    let Some(driver) = Driver::start() else {
+        return;
+    };
+    let app = spawn_app().await;
+    assert_eq!(app.register("uma").await.status(), StatusCode::CREATED);
+    let page = driver.browser("autofill").await;
+    page.add_authenticator().await;
+    page.goto_localhost(&app, "#/signin").await;
+    page.fill("#signin-login", "uma").await;
+    page.fill("#signin-password", PASSWORD).await;
+    page.click("#signin-submit").await;
+    page.fill("#key-name", "Phone").await;
+    page.click("#key-add").await;
+    page.text_of("#mfa-done", "Key added").await;
+    // Signed out, the page opened again on sign-in: the passkey is offered
+    // in the name field's autofill (conditional mediation), and Chromium's
+    // virtual authenticator picks it as a person picks it from the list.
+    // Nothing is clicked.
+    page.sign_out().await;
+    page.client.refresh().await.unwrap();
+    page.visible("#view-account").await;
+    let me = page.session().await;
+    assert_eq!(me["user"]["username"], "uma");
+    assert_eq!(me["session"]["amr"], json!(["hwk", "user"]), "{me}");
+    assert!(page.severe_console_entries().await.is_empty());
+}

@@ -19,6 +19,8 @@ pub const PASSWORD: &str = "correct horse battery staple";
 pub struct TestApp {
     pub addr: SocketAddr,
     pub client: reqwest::Client,
+    /// The server's store, for what no route shows (a ticket's deadline).
+    pub store: sessiond::store::Store,
     /// On Redis, the settings it serves with, so a second instance can
     /// share its prefix (`twin`).
     shared: Option<Config>,
@@ -79,6 +81,7 @@ pub async fn spawn_app_with(tweak: impl FnOnce(&mut Config)) -> TestApp {
         "the backend asked for"
     );
     let addr = app.addr();
+    let store = app.auth().store().clone();
     // The first admin comes from outside HTTP, as `sessiond user add` does.
     app.auth()
         .create_user(
@@ -96,6 +99,7 @@ pub async fn spawn_app_with(tweak: impl FnOnce(&mut Config)) -> TestApp {
     TestApp {
         addr,
         client: reqwest::Client::new(),
+        store,
         shared,
         _dir: dir,
         _stop: stop,
@@ -112,6 +116,7 @@ impl TestApp {
         config.storage.data_dir = dir.path().to_owned();
         let app = Application::build(config).await.expect("twin builds");
         let addr = app.addr();
+        let store = app.auth().store().clone();
         let (stop, stopped) = oneshot::channel::<()>();
         tokio::spawn(app.run_until_stopped(async move {
             let _ = stopped.await;
@@ -119,6 +124,7 @@ impl TestApp {
         Some(TestApp {
             addr,
             client: reqwest::Client::new(),
+            store,
             shared: None,
             _dir: dir,
             _stop: stop,

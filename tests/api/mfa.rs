@@ -259,6 +259,10 @@ async fn second_factor_guesses_are_throttled_per_account_until_an_admin_unlocks(
     assert!(res.headers().contains_key("retry-after"));
     expect_error(res, StatusCode::TOO_MANY_REQUESTS, "too_many_attempts").await;
     assert!(app.metric("sessiond_mfa_total{result=\"throttled\"}").await >= 1);
+    assert_eq!(
+        app.metric("sessiond_mfa_total{result=\"failure\"}").await,
+        5
+    );
     let (admin, _) = app.admin().await;
     let res = app
         .send(
@@ -603,4 +607,49 @@ async fn a_password_recovered_with_a_link_still_needs_the_second_factor() {
     assert_eq!(app.me(&cookie_of(&res)).await.status(), StatusCode::OK);
     // The session it was done from ended with the others.
     assert_eq!(app.me(&cookie).await.status(), StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn a_pending_sign_in_lasts_five_minutes_and_not_a_moment_more() {
+    use sessiond::domain::UserId;
+    use sessiond::store::{now_ms, TicketKey, TicketKind, TicketRecord};
+    let app = spawn_app().await;
+    let cookie = app.register_and_login("pat").await;
+    let totp = enrol_totp(&app, &cookie).await;
+    let id = UserId::parse(&app.id_of(&cookie).await).unwrap();
+    let (token, _) = pending(&app, "pat").await;
+    // Held server-side, ending five minutes after the password step.
+    let key = TicketKey::User(TicketKind::Pending, id);
+    let held = app
+        .store
+        .ticket(&key)
+        .await
+        .unwrap()
+        .expect("the pending sign-in");
+    let left = held.deadline_ms.saturating_sub(now_ms());
+    assert!((295_000..=300_000).contains(&left), "{left} ms left");
+    // Five minutes on (its deadline passed, not yet pruned): refused, with
+    // the right code.
+    let ended = TicketRecord {
+        deadline_ms: now_ms() - 1,
+        ..held
+    };
+    app.store.put_ticket(&key, &ended).await.unwrap();
+    let res = step(&app, "totp", &token, &totp.code(1)).await;
+    expect_error(res, StatusCode::UNAUTHORIZED, "mfa_failed").await;
+}
+
+#[tokio::test]
+async fn require_mfa_for_admins_leaves_other_users_alone() {
+    let app = spawn_app_with(|c| c.auth.require_mfa = sessiond::config::RequireMfa::Admins).await;
+    let (admin, _) = app.admin().await;
+    let res = app
+        .send(Method::GET, "/api/auth/sessions", &admin, None)
+        .await;
+    expect_error(res, StatusCode::FORBIDDEN, "mfa_enrolment_required").await;
+    let user = app.register_and_login("rita").await;
+    let res = app
+        .send(Method::GET, "/api/auth/sessions", &user, None)
+        .await;
+    assert_eq!(res.status(), StatusCode::OK);
 }

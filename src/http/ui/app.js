@@ -77,6 +77,10 @@ function route() {
   for (const v of views) $(`view-${v}`).hidden = v !== view;
   $("nav").hidden = !current;
   if (current) $("nav-admin").hidden = current.user.role !== "admin";
+  // Autofill is offered when the page is opened on sign-in, not again
+  // after a sign-out in the same page (the person is still at the screen).
+  if (view === "signin" && !autofillOffered) offerPasskeys();
+  else if (view !== "signin") stopOfferingPasskeys();
   if (view === "account") loadAccount();
   if (view === "admin") loadAdmin(true);
   if (view === "chat") openRoom(room);
@@ -245,6 +249,31 @@ async function loadAdmin(first) {
   }
 }
 
+// Passkeys offered in the username field's autofill while the sign-in
+// view shows after the page opened; stopped before a modal prompt (one
+// WebAuthn request at a time) and on leaving the view.
+let autofill = null;
+let autofillOffered = false;
+
+function offerPasskeys() {
+  autofillOffered = true;
+  if (autofill || !api.webauthnSupported()) return;
+  const controller = new AbortController();
+  autofill = controller;
+  api.passkeyAutofill(controller.signal, $("signin-remember").checked).then(async (answer) => {
+    if (autofill === controller) autofill = null;
+    if (answer) await signedIn();
+  }, (err) => {
+    if (autofill === controller) autofill = null;
+    if (err.name !== "AbortError") show($("signin-error"), errorText(err));
+  });
+}
+
+function stopOfferingPasskeys() {
+  if (autofill) autofill.abort();
+  autofill = null;
+}
+
 // The recovery view: first the login (a code is mailed), then the code
 // and the new password; a reset link skips the first step.
 function startRecovery(proof) {
@@ -263,6 +292,7 @@ let pending = null;
 let stepMethod = "totp";
 
 function secondStep(mfa) {
+  stopOfferingPasskeys();
   pending = mfa;
   const m = mfa.methods;
   $("signin-form").hidden = true;
@@ -471,6 +501,7 @@ function wire() {
   });
   $("passkey-signin").addEventListener("click", async () => {
     show($("signin-error"), "");
+    stopOfferingPasskeys();
     try {
       await api.passkeySignIn($("signin-remember").checked);
       await signedIn();

@@ -165,6 +165,23 @@ export async function keyStep(pending) {
   const options = await call("POST", "/api/auth/mfa/webauthn/start", { pending }, open);
   return call("POST", "/api/auth/mfa/webauthn/finish", { pending, credential: await get(options) }, open);
 }
+/** Offers this site's passkeys in the username field's autofill
+ * (WebAuthn conditional mediation) where the browser can: resolves to
+ * `{user}` once the person picks one, to null where the browser cannot,
+ * and rejects with an AbortError when `signal` aborts (before a modal
+ * prompt, or on leaving the page). Give the field
+ * `autocomplete="username webauthn"`. */
+export async function passkeyAutofill(signal, remember = true) {
+  const can = window.PublicKeyCredential && PublicKeyCredential.isConditionalMediationAvailable
+    && await PublicKeyCredential.isConditionalMediationAvailable();
+  if (!can || signal.aborted) return null;
+  const options = await call("POST", "/api/auth/passkey/start", undefined, open);
+  const pk = dropNulls(options.publicKey);
+  pk.challenge = fromB64(pk.challenge);
+  pk.allowCredentials = [];
+  const cred = await navigator.credentials.get({ publicKey: pk, mediation: "conditional", signal });
+  return call("POST", "/api/auth/passkey/finish", { credential: credentialJson(cred), remember }, open);
+}
 /** Signs in with a passkey alone (no name, no password): `{user}`. A
  * passkey that is not this site's, or one the browser could not verify
  * the user for, is an ApiError 401 `invalid_credentials`. */
