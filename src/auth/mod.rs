@@ -11,6 +11,7 @@ mod pool;
 pub mod recovery;
 mod throttle;
 mod token;
+pub mod verification;
 
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -102,6 +103,12 @@ pub enum AuthError {
     /// one: one answer for every cause.
     #[error("the recovery code or link is not valid")]
     RecoveryFailed,
+    /// `auth.require_verified_email`, and the user's address is not.
+    #[error("the e-mail address is not verified")]
+    EmailUnverified,
+    /// A verification asked for an address verified already.
+    #[error("the e-mail address is verified already")]
+    AlreadyVerified,
     /// The route would send mail, and `[mail]` is not set up.
     #[error("mail is not configured")]
     MailNotConfigured,
@@ -336,8 +343,27 @@ impl Auth {
         if self.inner.auth.registration == Registration::Closed {
             return Err(AuthError::RegistrationClosed);
         }
-        self.create_user(username, email, password, Role::User)
-            .await
+        let account = NewAccount {
+            username,
+            email,
+            password,
+            role: Role::User,
+            verified: false,
+        };
+        // Boxed, these two: a debug build's request future would otherwise
+        // hold both state machines inline (deep enough to overflow a test
+        // thread's stack, where the server runs on the test's runtime).
+        let user = Box::pin(new_account(
+            &self.inner.store,
+            &self.inner.passwords,
+            account,
+        ))
+        .await?;
+        // The address is proved by a mailed code, where there is mail.
+        if self.inner.mail_enabled {
+            Box::pin(self.mail_verification(&user)).await?;
+        }
+        Ok(user)
     }
 
     /// Creates an account with any role.
@@ -392,6 +418,10 @@ impl Auth {
         self.check_password(&account, client, password, stored)
             .await?;
         let user = user.ok_or(AuthError::InvalidCredentials)?;
+        // Told only after the right password, so it reveals nothing.
+        if self.inner.auth.require_verified_email && !user.email_verified {
+            return Err(AuthError::EmailUnverified);
+        }
         if let Some(previous) = previous {
             store.end_session(&previous.hash()).await?;
         }
@@ -641,8 +671,10 @@ impl Auth {
     }
 }
 
-/// Creates an account with any role, answered once durable. Needs no
-/// cookie keys, so the offline CLI can use it in any environment.
+/// Creates an account with any role for an operator (the CLI, an
+/// embedding), answered once durable; its address counts as verified, the
+/// operator vouching for it. Needs no cookie keys, so the offline CLI can
+/// use it in any environment.
 pub async fn create_account(
     store: &Store,
     passwords: &Passwords,
@@ -651,16 +683,47 @@ pub async fn create_account(
     password: Password,
     role: Role,
 ) -> Result<UserRecord, AuthError> {
-    let password_hash = passwords.hash(&password).await?;
-    let user = store
+    let account = NewAccount {
+        username,
+        email,
+        password,
+        role,
+        verified: true,
+    };
+    new_account(store, passwords, account).await
+}
+
+/// What an account is made from.
+struct NewAccount {
+    username: Username,
+    email: Email,
+    password: Password,
+    role: Role,
+    /// Whether the address counts as proved.
+    verified: bool,
+}
+
+async fn new_account(
+    store: &Store,
+    passwords: &Passwords,
+    new: NewAccount,
+) -> Result<UserRecord, AuthError> {
+    let password_hash = passwords.hash(&new.password).await?;
+    let mut user = store
         .create_user(crate::store::NewUser {
-            username: &username,
-            email: &email,
-            role,
+            username: &new.username,
+            email: &new.email,
+            role: new.role,
             password_hash,
             now_ms: now_ms(),
         })
         .await?;
+    if new.verified {
+        // Boxed: on Redis this is a read-compare-write loop whose state
+        // would otherwise sit inline in every caller's future.
+        let verified = Box::pin(store.verify_email(user.user_id(), &user.email)).await?;
+        user = verified.unwrap_or(user);
+    }
     store.commit_durably().await?;
     Ok(user)
 }

@@ -29,7 +29,7 @@ const CODE_TRIES: u32 = 5;
 pub const LINK_TTL: Duration = Duration::from_secs(60 * 60);
 /// No answer to a recovery request comes sooner, so the time taken says
 /// nothing about whether the account exists.
-const ANSWER_FLOOR: Duration = Duration::from_millis(250);
+pub(super) const ANSWER_FLOOR: Duration = Duration::from_millis(250);
 /// Codes mailed per account per 15 minutes.
 pub const PER_ACCOUNT: u32 = 3;
 /// Recovery requests per client address per 15 minutes.
@@ -48,13 +48,16 @@ pub struct RecoveryCounts {
     pub throttled: AtomicU64,
 }
 
-/// A mailed code: its HMAC only, and the guesses it has left.
+/// A mailed code (recovery, e-mail verification) as its ticket keeps it:
+/// the HMAC only, the address it went to, and the guesses it has left.
 #[derive(Serialize, Deserialize)]
-struct CodeBody {
+pub(super) struct MailedCode {
     mac: [u8; 32],
+    /// Where it was sent: a verification proves this address, no other.
+    pub email: String,
     tries_left: u32,
 }
-impl codec::Record for CodeBody {}
+impl codec::Record for MailedCode {}
 
 /// An operator's link: whose password it sets.
 #[derive(Serialize, Deserialize)]
@@ -105,10 +108,7 @@ impl super::Auth {
         client: &ClientInfo,
     ) -> Result<(), AuthError> {
         let user = self.find_login(login).await?;
-        let account = user.as_ref().map_or_else(
-            || format!("login:{}", login.trim().to_lowercase()),
-            |u| throttle_key(u.user_id()),
-        );
+        let account = login_account(user.as_ref(), login);
         // Every request counts, whatever it finds: hence "false".
         let work = async {
             if let Some(user) = &user {
@@ -124,12 +124,10 @@ impl super::Auth {
     async fn mail_code(&self, user: &UserRecord) -> Result<(), AuthError> {
         let id = user.user_id();
         let code = six_digits();
-        let body = CodeBody {
-            mac: self.inner.factor_keys.mailed_code_macs(id, &code)[0],
-            tries_left: CODE_TRIES,
-        };
+        let mac = self.inner.factor_keys.mailed_code_macs(id, &code)[0];
         let key = TicketKey::User(TicketKind::Recovery, id);
-        self.put_ticket(&key, &body, CODE_TTL).await?;
+        self.put_mailed_code(&key, mac, &user.email, CODE_TTL)
+            .await?;
         let letter = Letter::recovery_code(
             &user.username,
             &code,
@@ -177,6 +175,8 @@ impl super::Auth {
                     .await?
                     .ok_or(AuthError::RecoveryFailed)?;
                 self.use_code(user.user_id(), &code).await?;
+                // The code came to the address: it is the user's.
+                store.verify_email(user.user_id(), &user.email).await?;
                 user
             }
             RecoveryProof::Link(secret) => {
@@ -205,25 +205,51 @@ impl super::Auth {
             .await
     }
 
-    /// Takes the user's mailed code if `code` is it; a wrong guess puts it
-    /// back with one try fewer (none left: gone).
+    /// Takes the user's mailed recovery code if `code` is it.
     async fn use_code(&self, id: UserId, code: &str) -> Result<(), AuthError> {
-        let store = &self.inner.store;
         let key = TicketKey::User(TicketKind::Recovery, id);
+        let macs = |typed: &str| self.inner.factor_keys.mailed_code_macs(id, typed);
+        self.take_mailed_code(&key, macs, code).await.map(drop)
+    }
+
+    /// Keeps a mailed code's HMAC under `key` with its tries, replacing an
+    /// earlier one.
+    pub(super) async fn put_mailed_code(
+        &self,
+        key: &TicketKey,
+        mac: [u8; 32],
+        email: &str,
+        ttl: Duration,
+    ) -> Result<(), AuthError> {
+        let body = MailedCode {
+            mac,
+            email: email.to_owned(),
+            tries_left: CODE_TRIES,
+        };
+        self.put_ticket(key, &body, ttl).await
+    }
+
+    /// Takes the code under `key` if `typed` is it (`macs` gives its HMACs
+    /// under every key); a wrong guess puts it back with one try fewer
+    /// (none left: gone). Wrong, used, expired: `RecoveryFailed` alike.
+    pub(super) async fn take_mailed_code(
+        &self,
+        key: &TicketKey,
+        macs: impl Fn(&str) -> Vec<[u8; 32]>,
+        typed: &str,
+    ) -> Result<MailedCode, AuthError> {
+        let store = &self.inner.store;
         let ticket = store
-            .take_ticket(&key)
+            .take_ticket(key)
             .await?
             .ok_or(AuthError::RecoveryFailed)?;
-        let mut body: CodeBody = codec::decode(&ticket.body).map_err(unexpected)?;
-        let typed: String = code.chars().filter(|c| !c.is_whitespace()).collect();
-        let right = self
-            .inner
-            .factor_keys
-            .mailed_code_macs(id, &typed)
+        let mut body: MailedCode = codec::decode(&ticket.body).map_err(unexpected)?;
+        let typed: String = typed.chars().filter(|c| !c.is_whitespace()).collect();
+        if macs(&typed)
             .iter()
-            .any(|mac| bool::from(mac.ct_eq(&body.mac)));
-        if right {
-            return Ok(());
+            .any(|mac| bool::from(mac.ct_eq(&body.mac)))
+        {
+            return Ok(body);
         }
         body.tries_left = body.tries_left.saturating_sub(1);
         if body.tries_left > 0 {
@@ -231,13 +257,13 @@ impl super::Auth {
                 deadline_ms: ticket.deadline_ms,
                 body: codec::encode(&body),
             };
-            store.put_ticket(&key, &back).await?;
+            store.put_ticket(key, &back).await?;
         }
         Err(AuthError::RecoveryFailed)
     }
 
     /// The user a login names: an e-mail if it has an `@`, else a name.
-    async fn find_login(&self, login: &str) -> Result<Option<UserRecord>, AuthError> {
+    pub(super) async fn find_login(&self, login: &str) -> Result<Option<UserRecord>, AuthError> {
         let login = login.trim();
         let store = &self.inner.store;
         Ok(if login.contains('@') {
@@ -247,7 +273,7 @@ impl super::Auth {
         })
     }
 
-    fn mail_enabled(&self) -> Result<(), AuthError> {
+    pub(super) fn mail_enabled(&self) -> Result<(), AuthError> {
         if self.inner.mail_enabled {
             Ok(())
         } else {
@@ -291,8 +317,17 @@ fn link_key(secret: &str) -> Option<TicketKey> {
     Some(TicketKey::Id(TicketKind::ResetLink, digest))
 }
 
+/// What a login's requests count against: the account it names, or, for
+/// none, the login as typed (so unknown names are throttled alike).
+pub(super) fn login_account(user: Option<&UserRecord>, login: &str) -> String {
+    user.map_or_else(
+        || format!("login:{}", login.trim().to_lowercase()),
+        |u| throttle_key(u.user_id()),
+    )
+}
+
 /// Six digits from the OS random source, each value equally likely.
-fn six_digits() -> String {
+pub(super) fn six_digits() -> String {
     loop {
         let n = OsRng.next_u32();
         // 4_294_000_000 is the largest multiple of a million below 2^32.

@@ -315,6 +315,8 @@ pub struct AuthConfig {
     /// to add or remove factors.
     #[serde(deserialize_with = "duration")]
     pub reauth_window: Duration,
+    /// Refuse password sign-in to users whose e-mail is not verified.
+    pub require_verified_email: bool,
 }
 
 /// `auth.require_mfa`: whose password alone is not enough.
@@ -354,6 +356,7 @@ impl Default for AuthConfig {
             require_mfa: RequireMfa::Off,
             max_failed_mfa_per_account: 5,
             reauth_window: Duration::from_secs(5 * 60),
+            require_verified_email: false,
         }
     }
 }
@@ -1093,6 +1096,7 @@ mod tests {
             "require_mfa",
             "max_failed_mfa_per_account",
             "reauth_window",
+            "require_verified_email",
             "public_url",
             "rp_id",
             "rp_name",

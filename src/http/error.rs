@@ -242,9 +242,19 @@ impl From<AuthError> for ApiError {
                 "Your account must have a second factor: enrol one (GET /api/auth/mfa) before anything else.",
             ),
             AuthError::RecoveryFailed => ApiError::new(
-                StatusCode::BAD_REQUEST,
+                StatusCode::UNAUTHORIZED,
                 "invalid_code",
                 "code: that code (or link) is not right, was used or has expired; ask for a new one.",
+            ),
+            AuthError::EmailUnverified => ApiError::new(
+                StatusCode::FORBIDDEN,
+                "email_unverified",
+                "Your e-mail address is not verified yet: type the code we mailed you, or ask for a new one (POST /api/auth/email/resend).",
+            ),
+            AuthError::AlreadyVerified => ApiError::new(
+                StatusCode::CONFLICT,
+                "email_verified",
+                "Your e-mail address is verified already.",
             ),
             AuthError::MailNotConfigured => ApiError::new(
                 StatusCode::NOT_IMPLEMENTED,

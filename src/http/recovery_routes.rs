@@ -1,5 +1,5 @@
 //! `/api/auth/recovery*`: a forgotten password, by a mailed code or an
-//! operator's link.
+//! operator's link; `/api/auth/email/*`: proving an address is the user's.
 
 use serde::Deserialize;
 use serde_json::json;
@@ -9,8 +9,10 @@ use warp::{Filter, Rejection};
 
 use super::auth_routes::signed_in;
 use super::error::ApiError;
-use super::filters::{check_origin, client_info, json_body, session_token, with_state};
-use super::views::json;
+use super::filters::{
+    check_origin, client_info, json_body, optional_json_body, session_token, with_state,
+};
+use super::views::{json, UserView};
 use super::State;
 use crate::auth::{ClientInfo, RecoveryProof, SessionToken};
 
@@ -32,7 +34,88 @@ pub fn routes(state: State) -> warp::filters::BoxedFilter<(Response,)> {
         .and(session_token(state.clone()))
         .and(json_body(limit))
         .and_then(verify);
-    request.or(verify).unify().boxed()
+    let email_verify = warp::path!("api" / "auth" / "email" / "verify")
+        .and(warp::post())
+        .and(check_origin(state.clone()))
+        .and(with_state(state.clone()))
+        .and(session_token(state.clone()))
+        .and(json_body(limit))
+        .and_then(email_verify);
+    let email_resend = warp::path!("api" / "auth" / "email" / "resend")
+        .and(warp::post())
+        .and(check_origin(state.clone()))
+        .and(with_state(state.clone()))
+        .and(client_info(state.clone()))
+        .and(session_token(state.clone()))
+        .and(optional_json_body(limit))
+        .and_then(email_resend);
+    request
+        .or(verify)
+        .unify()
+        .or(email_verify)
+        .unify()
+        .or(email_resend)
+        .unify()
+        .boxed()
+}
+
+/// The signed-in user, if the request has a live session.
+async fn signed_in_user(
+    state: &State,
+    token: Option<SessionToken>,
+) -> Result<Option<crate::store::UserRecord>, Rejection> {
+    let Some(token) = token else { return Ok(None) };
+    Ok(state.auth.authenticate(&token).await?.map(|c| c.user))
+}
+
+#[derive(Deserialize)]
+struct EmailVerifyBody {
+    code: String,
+    /// Who, without a session (a user refused sign-in until verified).
+    login: Option<String>,
+}
+
+/// The code mailed to the address: 200 `{user}` with `emailVerified`.
+async fn email_verify(
+    state: State,
+    token: Option<SessionToken>,
+    body: EmailVerifyBody,
+) -> Result<Response, Rejection> {
+    let user = match (signed_in_user(&state, token).await?, body.login) {
+        (Some(user), _) => state.auth.verify_email(user.user_id(), &body.code).await?,
+        (None, Some(login)) => state.auth.verify_email_of(&login, &body.code).await?,
+        // Neither a session nor a name: nobody to verify for.
+        (None, None) => return Err(ApiError::unauthorized().into()),
+    };
+    Ok(json(
+        StatusCode::OK,
+        &json!({ "user": UserView::from(&user) }),
+    ))
+}
+
+#[derive(Deserialize)]
+struct ResendBody {
+    /// Who, without a session.
+    login: Option<String>,
+}
+
+/// A new code: for the signed-in user, or (no session) for whoever
+/// `{login}` names, answered as a recovery request is.
+async fn email_resend(
+    state: State,
+    client: ClientInfo,
+    token: Option<SessionToken>,
+    body: Option<ResendBody>,
+) -> Result<Response, Rejection> {
+    if let Some(user) = signed_in_user(&state, token).await? {
+        state.auth.resend_verification(&user, &client).await?;
+    } else {
+        let Some(login) = body.and_then(|b| b.login) else {
+            return Err(ApiError::unauthorized().into());
+        };
+        state.auth.resend_verification_to(&login, &client).await?;
+    }
+    Ok(json(StatusCode::ACCEPTED, &json!({ "status": "sent" })))
 }
 
 #[derive(Deserialize)]

@@ -76,6 +76,14 @@ pub const ROUTES: &[Route] = &[
         methods: POST,
     },
     Route {
+        path: "/api/auth/email/verify",
+        methods: POST,
+    },
+    Route {
+        path: "/api/auth/email/resend",
+        methods: POST,
+    },
+    Route {
         path: "/api/auth/reauth",
         methods: POST,
     },

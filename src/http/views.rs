@@ -18,6 +18,7 @@ pub struct UserView<'a> {
     id: UserId,
     username: &'a str,
     email: &'a str,
+    email_verified: bool,
     role: Role,
     created_at: Time,
 }
@@ -28,6 +29,7 @@ impl<'a> From<&'a UserRecord> for UserView<'a> {
             id: u.user_id(),
             username: &u.username,
             email: &u.email,
+            email_verified: u.email_verified,
             role: u.role,
             created_at: Time(u.created_at_ms),
         }
@@ -169,11 +171,12 @@ mod tests {
             password_hash: "$argon2id$unused".into(),
             created_at_ms: 42,
             factors: Default::default(),
+            email_verified: true,
         };
         let text = serde_json::to_string(&UserView::from(&user)).unwrap();
         assert_eq!(
             text,
-            r#"{"id":"000000000000002a","username":"ann","email":"ann@example.com","role":"user","createdAt":"1970-01-01T00:00:00.042Z"}"#
+            r#"{"id":"000000000000002a","username":"ann","email":"ann@example.com","emailVerified":true,"role":"user","createdAt":"1970-01-01T00:00:00.042Z"}"#
         );
     }
 }

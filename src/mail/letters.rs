@@ -35,6 +35,20 @@ impl Letter {
         }
     }
 
+    /// A code that proves `username`'s address.
+    pub fn verification_code(username: &str, code: &str, page: &str) -> Self {
+        Letter {
+            subject: "Confirm your e-mail address for sessiond".into(),
+            to_name: username.into(),
+            lines: vec![
+                "Please confirm that this address is yours: sign in and type this code where your account asks for it, within 24 hours:".into(),
+            ],
+            code: Some(code.into()),
+            link: Some(format!("{page}/#/account")),
+            footer: "If you did not make an account, ignore this mail: nothing happens without the code.".into(),
+        }
+    }
+
     /// A notice that `username`'s password was changed.
     pub fn password_changed(username: &str, page: &str) -> Self {
         Letter {

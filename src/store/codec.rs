@@ -10,7 +10,7 @@ use serde::Serialize;
 
 use super::records::{
     IdentityRecord, MailRecord, MessageRecord, SessionRecord, SessionRecordV1, SessionRecordV2,
-    TicketRecord, UserRecord, UserRecordV1,
+    TicketRecord, UserRecord, UserRecordV1, UserRecordV2,
 };
 
 /// The first format version; users and messages are still written in it.
@@ -34,13 +34,15 @@ impl Record for IdentityRecord {}
 impl Record for TicketRecord {}
 impl Record for MailRecord {}
 
-/// Version 2 added second factors; a version-1 user has none.
+/// Version 2 added second factors; a version-1 user has none. Version 3
+/// added `email_verified`; no earlier user had proved an address.
 impl Record for UserRecord {
-    const FORMAT: u8 = 2;
+    const FORMAT: u8 = 3;
 
     fn upgrade(version: u8, body: &[u8]) -> Result<Self, CodecError> {
         match version {
             FORMAT_V1 => Ok(decode_body::<UserRecordV1>(body)?.into()),
+            2 => Ok(decode_body::<UserRecordV2>(body)?.into()),
             other => Err(CodecError::UnknownVersion(other)),
         }
     }
@@ -171,10 +173,30 @@ mod tests {
         let mut bytes = vec![FORMAT_V1];
         bytes.extend(bincode::serde::encode_to_vec(&old, bincode_config()).unwrap());
         let read: UserRecord = decode(&bytes).unwrap();
-        assert!(!read.factors.any());
+        assert!(!read.factors.any() && !read.email_verified);
         assert_eq!((read.id, read.username.as_str()), (3, "alice"));
-        assert_eq!(encode(&read)[0], 2);
+        assert_eq!(encode(&read)[0], 3);
         assert_eq!(decode::<UserRecord>(&encode(&read)).unwrap(), read);
+    }
+
+    #[test]
+    fn a_user_written_before_verification_reads_as_unverified() {
+        let old = UserRecordV2 {
+            id: 4,
+            username: "bob".into(),
+            email: "b@example.com".into(),
+            role: crate::domain::Role::Admin,
+            password_hash: "$argon2id$x".into(),
+            created_at_ms: 9,
+            factors: Default::default(),
+        };
+        let mut bytes = vec![2];
+        bytes.extend(bincode::serde::encode_to_vec(&old, bincode_config()).unwrap());
+        let read: UserRecord = decode(&bytes).unwrap();
+        assert_eq!(
+            (read.id, read.role, read.email_verified),
+            (4, crate::domain::Role::Admin, false)
+        );
     }
 
     #[test]

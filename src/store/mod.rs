@@ -374,6 +374,17 @@ impl Store {
         dispatch!(self.change_factors(id, change))
     }
 
+    /// Marks the user's e-mail verified if it is still `email` (ignoring
+    /// case), atomically against every other write to the user; `None` if
+    /// the address changed since the code was sent. `NoSuchUser` if gone.
+    pub async fn verify_email(
+        &self,
+        id: UserId,
+        email: &str,
+    ) -> Result<Option<UserRecord>, StoreError> {
+        dispatch!(self.verify_email(id, email))
+    }
+
     /// Stores a ticket (ceremony state), replacing one under the same key.
     pub async fn put_ticket(
         &self,

@@ -23,6 +23,37 @@ pub struct UserRecord {
     /// Cluster slot, go wherever the user goes (migrate, removal) and change
     /// under the same compare-and-write as every other part of the user.
     pub factors: Factors,
+    /// Whether `email` was proved the user's (a mailed code, or an
+    /// operator who made the account).
+    pub email_verified: bool,
+}
+
+/// A user as format version 2 wrote it, before e-mail verification.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(super) struct UserRecordV2 {
+    pub id: u64,
+    pub username: String,
+    pub email: String,
+    pub role: Role,
+    pub password_hash: String,
+    pub created_at_ms: u64,
+    pub factors: Factors,
+}
+
+impl From<UserRecordV2> for UserRecord {
+    fn from(v2: UserRecordV2) -> Self {
+        Self {
+            id: v2.id,
+            username: v2.username,
+            email: v2.email,
+            role: v2.role,
+            password_hash: v2.password_hash,
+            created_at_ms: v2.created_at_ms,
+            factors: v2.factors,
+            // Nobody proved an address before verification existed.
+            email_verified: false,
+        }
+    }
 }
 
 /// A user as format version 1 wrote it, before second factors.
@@ -38,7 +69,7 @@ pub(super) struct UserRecordV1 {
 
 impl From<UserRecordV1> for UserRecord {
     fn from(v1: UserRecordV1) -> Self {
-        Self {
+        UserRecordV2 {
             id: v1.id,
             username: v1.username,
             email: v1.email,
@@ -47,6 +78,7 @@ impl From<UserRecordV1> for UserRecord {
             created_at_ms: v1.created_at_ms,
             factors: Factors::default(),
         }
+        .into()
     }
 }
 
@@ -357,6 +389,9 @@ pub enum TicketKind {
     /// An operator's single-use "set a new password" link, found by its
     /// secret.
     ResetLink,
+    /// A mailed e-mail verification code (its HMAC), the address it was
+    /// sent to and the tries it has left: one per user.
+    EmailVerify,
 }
 
 impl TicketKind {
@@ -371,6 +406,7 @@ impl TicketKind {
             TicketKind::Reauth => "reauth",
             TicketKind::Recovery => "recovery",
             TicketKind::ResetLink => "reset-link",
+            TicketKind::EmailVerify => "email-verify",
         }
     }
 }

@@ -183,13 +183,14 @@ impl Browser {
                 entries
                     .iter()
                     .filter(|e| e["level"] == "SEVERE")
-                    // The API's own 401s and 400s (signed out, a wrong
-                    // password or code) are answers the page handles, not
-                    // errors.
+                    // The API's own 401s, 400s and 403s (signed out, a
+                    // wrong password or code, an address not verified yet)
+                    // are answers the page handles, not errors.
                     .filter(|e| {
                         let m = e["message"].as_str().unwrap_or_default();
-                        !m.contains("the server responded with a status of 401")
-                            && !m.contains("the server responded with a status of 400")
+                        !["401", "400", "403"].iter().any(|status| {
+                            m.contains(&format!("the server responded with a status of {status}"))
+                        })
                     })
                     .map(|e| e["message"].as_str().unwrap_or_default().to_owned())
                     .collect()
@@ -570,7 +571,10 @@ async fn a_person_who_forgot_their_password_recovers_it_in_the_page_with_the_mai
     page.click("#recover-submit").await;
     page.text_of("#recover-sent", "If that account exists")
         .await;
-    let mail = mailbox.wait_for(1).await.remove(0);
+    let mail = mailbox
+        .wait_for_subject(crate::mailbox::RECOVERY, 1)
+        .await
+        .remove(0);
     let code = crate::mailbox::code_in(&mail);
     let wrong = if code == "000000" { "111111" } else { "000000" };
     page.fill("#reset-code", wrong).await;
@@ -692,5 +696,45 @@ async fn the_sign_in_page_offers_passkeys_in_the_name_fields_autofill() {
     let me = page.session().await;
     assert_eq!(me["user"]["username"], "uma");
     assert_eq!(me["session"]["amr"], json!(["hwk", "user"]), "{me}");
+    assert!(page.severe_console_entries().await.is_empty());
+}
+
+#[tokio::test]
+async fn a_person_refused_until_their_address_is_verified_types_the_mailed_code() {
+    let Some(driver) = Driver::start() else {
+        return;
+    };
+    let Some(mailbox) = crate::mailbox::Mailbox::start() else {
+        return;
+    };
+    let url = mailbox.url();
+    let app = spawn_app_with(move |c| {
+        c.mail.smtp_url = url;
+        c.auth.require_verified_email = true;
+    })
+    .await;
+    let page = driver.browser("verify").await;
+    page.goto(&app, "#/signin").await;
+    page.fill("#register-username", "nina").await;
+    page.fill("#register-email", "nina@example.com").await;
+    page.fill("#register-password", PASSWORD).await;
+    page.click("#register-submit").await;
+    page.visible("#register-done").await;
+    let mail = mailbox
+        .wait_for_subject("Confirm your e-mail address", 1)
+        .await
+        .remove(0);
+    page.fill("#signin-login", "nina").await;
+    page.fill("#signin-password", PASSWORD).await;
+    page.click("#signin-submit").await;
+    page.text_of("#signin-error", "not verified").await;
+    page.fill("#unverified-code", &crate::mailbox::code_in(&mail))
+        .await;
+    page.click("#unverified-submit").await;
+    page.text_of("#notice", "verified").await;
+    page.fill("#signin-password", PASSWORD).await;
+    page.click("#signin-submit").await;
+    page.text_of("#me-name", "nina").await;
+    page.hidden("#verify-form").await;
     assert!(page.severe_console_entries().await.is_empty());
 }

@@ -179,6 +179,13 @@ impl TestApp {
         cookie_of(&res)
     }
 
+    /// Logs in a user registered already; the cookie.
+    pub async fn login_cookie(&self, name: &str) -> String {
+        let res = self.login(name, PASSWORD).await;
+        assert_eq!(res.status(), StatusCode::OK);
+        cookie_of(&res)
+    }
+
     pub async fn me(&self, cookie: &str) -> Response {
         self.get("/api/auth/me", Some(cookie)).await
     }

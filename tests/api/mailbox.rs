@@ -104,6 +104,39 @@ impl Mailbox {
     }
 }
 
+impl Mailbox {
+    /// Waits (at most 45 s: a mail claimed by a sender killed mid-send
+    /// waits for its claim to lapse) until `n` mails whose subject starts
+    /// with `subject` have arrived; returns those.
+    pub async fn wait_for_subject(&self, subject: &str, n: usize) -> Vec<String> {
+        let start = Instant::now();
+        loop {
+            let found = self.with_subject(subject);
+            if found.len() >= n {
+                return found;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(45),
+                "{n} mail(s) {subject:?} expected, {} arrived",
+                found.len()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// The mails received so far whose subject starts with `subject`.
+    pub fn with_subject(&self, subject: &str) -> Vec<String> {
+        let line = format!("Subject: {subject}");
+        self.all()
+            .into_iter()
+            .filter(|m| m.contains(&line))
+            .collect()
+    }
+}
+
+/// The subject of a recovery code's mail.
+pub const RECOVERY: &str = "Your sessiond recovery code";
+
 /// The six-digit code a mail shows on a line of its own.
 pub fn code_in(mail: &str) -> String {
     mail.lines()

@@ -24,3 +24,4 @@ mod requests;
 mod sessions;
 mod throttle;
 mod tools;
+mod verification;

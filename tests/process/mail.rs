@@ -31,7 +31,10 @@ async fn a_mail_answered_for_is_sent_after_a_crash_and_its_code_is_in_no_log() {
     server.crash();
     let mailbox = Mailbox::start_on(port).unwrap();
     let server = site.start(&[]);
-    let mail = mailbox.wait_for(1).await.remove(0);
+    let mail = mailbox
+        .wait_for_subject(crate::mailbox::RECOVERY, 1)
+        .await
+        .remove(0);
     assert!(to_of(&mail).contains("alice@example.com"), "{mail}");
     let code = code_in(&mail);
     let res = server
@@ -44,7 +47,9 @@ async fn a_mail_answered_for_is_sent_after_a_crash_and_its_code_is_in_no_log() {
         .await
         .unwrap();
     assert_eq!(res.status(), StatusCode::OK);
-    mailbox.wait_for(2).await;
+    mailbox
+        .wait_for_subject("Your sessiond password was changed", 1)
+        .await;
     let log = format!("{before}{}", server.log());
     assert!(log.contains("mail sent"), "{log}");
     assert!(!log.contains(&code), "the code reached a log:\n{log}");

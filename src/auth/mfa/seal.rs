@@ -78,6 +78,12 @@ impl FactorKeys {
         self.code_macs(b"sessiond mailed code\0", user, code)
     }
 
+    /// HMAC-SHA-256 of an e-mail verification code mailed to `user`,
+    /// under each key, current first.
+    pub fn verify_code_macs(&self, user: UserId, code: &str) -> Vec<[u8; 32]> {
+        self.code_macs(b"sessiond email verification code\0", user, code)
+    }
+
     fn code_macs(&self, label: &[u8], user: UserId, code: &str) -> Vec<[u8; 32]> {
         self.mac
             .iter()

@@ -173,6 +173,7 @@ async function loadAccount() {
   $("me-name").textContent = current.user.username;
   $("me-email").textContent = current.user.email;
   $("me-role").textContent = current.user.role;
+  $("verify-form").hidden = current.user.emailVerified !== false;
   await loadFactors();
   if ($("account-rest").hidden) return;
   try {
@@ -463,6 +464,50 @@ function wire() {
       await signedIn();
     } catch (err) {
       show($("signin-error"), errorText(err));
+      // Refused until the address is proved: the code, here.
+      $("unverified-form").hidden = !(err instanceof api.ApiError && err.code === "email_unverified");
+    }
+  });
+  $("unverified-form").addEventListener("submit", async (e) => {
+    e.preventDefault();
+    show($("unverified-error"), "");
+    try {
+      await api.verifyEmail($("unverified-code").value.trim(), $("signin-login").value.trim());
+      $("unverified-form").hidden = true;
+      show($("signin-error"), "");
+      show($("notice"), "Your e-mail address is verified: sign in.");
+    } catch (err) {
+      show($("unverified-error"), errorText(err));
+    }
+  });
+  $("unverified-resend").addEventListener("click", async () => {
+    show($("unverified-error"), "");
+    try {
+      await api.resendVerification($("signin-login").value.trim());
+      show($("unverified-done"), "A new code is on its way.");
+    } catch (err) {
+      show($("unverified-error"), errorText(err));
+    }
+  });
+  $("verify-form").addEventListener("submit", async (e) => {
+    e.preventDefault();
+    show($("verify-error"), "");
+    try {
+      const answer = await api.verifyEmail($("verify-code").value.trim());
+      current.user = answer.user;
+      $("verify-code").value = "";
+      $("verify-form").hidden = true;
+    } catch (err) {
+      show($("verify-error"), errorText(err));
+    }
+  });
+  $("verify-resend").addEventListener("click", async () => {
+    show($("verify-error"), "");
+    try {
+      await api.resendVerification();
+      show($("verify-done"), "A new code is on its way.");
+    } catch (err) {
+      show($("verify-error"), errorText(err));
     }
   });
   $("recover-form").addEventListener("submit", async (e) => {

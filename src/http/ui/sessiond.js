@@ -89,6 +89,13 @@ export const requestRecovery = (login) => call("POST", "/api/auth/recovery", { l
  * link's token (`{token}`); resolves as `signIn` does. */
 export const recover = (proof, newPassword) =>
   call("POST", "/api/auth/recovery/verify", { ...proof, newPassword }, open);
+/** Proves the e-mail address with the mailed code: `{user}`. Signed in, or,
+ * when sign-in is refused until it is verified, with the `login`. */
+export const verifyEmail = (code, login) =>
+  call("POST", "/api/auth/email/verify", login ? { code, login } : { code }, open);
+/** Mails a new verification code: to the signed-in user, or to whoever `login` names. */
+export const resendVerification = (login) =>
+  call("POST", "/api/auth/email/resend", login ? { login } : {}, open);
 export const register = (username, email, password) =>
   call("POST", "/api/auth/register", { username, email, password }, open);
 export const signOut = () => call("POST", "/api/auth/logout", undefined, open);

@@ -69,6 +69,7 @@ impl RedisStore {
             password_hash: new.password_hash.clone(),
             created_at_ms: new.now_ms,
             factors: Default::default(),
+            email_verified: false,
         };
         let identities = identity.map(std::slice::from_ref).unwrap_or_default();
         self.add_user(&record, identities).await?;
@@ -326,12 +327,42 @@ impl RedisStore {
         id: UserId,
         change: impl Fn(&mut Factors) -> Option<T>,
     ) -> Result<Option<(T, UserRecord)>, StoreError> {
+        // Boxed: the compare-and-write loop's state would otherwise sit
+        // inline in `Store::change_factors` on either backend, and a key's
+        // second step (webauthn-rs's checks) already runs deep.
+        Box::pin(self.replace_user_if(id, "changing a user's factors", |u| change(&mut u.factors)))
+            .await
+    }
+
+    /// Marks the user's e-mail verified if it is still `email` (ignoring
+    /// case); `None` if it is not (changed since the code was sent).
+    pub async fn verify_email(
+        &self,
+        id: UserId,
+        email: &str,
+    ) -> Result<Option<UserRecord>, StoreError> {
+        let done = Box::pin(self.replace_user_if(id, "verifying a user's e-mail", |u| {
+            (email_key(&u.email) == email_key(email)).then(|| u.email_verified = true)
+        }))
+        .await?;
+        Ok(done.map(|((), user)| user))
+    }
+
+    /// Applies `change` to the user and writes it back if nobody changed
+    /// it meanwhile, else reads again; `change` answers `None` to write
+    /// nothing. For changes that touch no index (the user's own slot).
+    async fn replace_user_if<T>(
+        &self,
+        id: UserId,
+        what: &'static str,
+        change: impl Fn(&mut UserRecord) -> Option<T>,
+    ) -> Result<Option<(T, UserRecord)>, StoreError> {
         let user_key = self.shared.keys.user(id.as_u64());
         let change = &change;
-        self.with_user(id, "changing a user's factors", |raw, mut user| {
+        self.with_user(id, what, |raw, mut user| {
             let user_key = &user_key;
             async move {
-                let Some(done) = change(&mut user.factors) else {
+                let Some(done) = change(&mut user) else {
                     return Ok(Some(None));
                 };
                 let args = [arg(raw), arg(codec::encode(&user))];

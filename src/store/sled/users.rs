@@ -61,6 +61,7 @@ impl SledStore {
                     password_hash: new.password_hash.clone(),
                     created_at_ms: new.now_ms,
                     factors: Default::default(),
+                    email_verified: false,
                 };
                 let id = record.user_id().to_be_bytes();
                 users.insert(&id, codec::encode(&record))?;
@@ -197,9 +198,28 @@ impl SledStore {
         id: UserId,
         change: impl Fn(&mut Factors) -> Option<T>,
     ) -> Result<Option<(T, UserRecord)>, StoreError> {
+        self.replace_user_if(id, |u| change(&mut u.factors))
+    }
+
+    /// Marks the user's e-mail verified if it is still `email` (ignoring
+    /// case); `None` if it is not (changed since the code was sent).
+    pub fn verify_email(&self, id: UserId, email: &str) -> Result<Option<UserRecord>, StoreError> {
+        let done = self.replace_user_if(id, |u| {
+            (email_key(&u.email) == email_key(email)).then(|| u.email_verified = true)
+        })?;
+        Ok(done.map(|((), user)| user))
+    }
+
+    /// Applies `change` to the user in one transaction; `change` answers
+    /// `None` to write nothing. For changes that touch no index.
+    fn replace_user_if<T>(
+        &self,
+        id: UserId,
+        change: impl Fn(&mut UserRecord) -> Option<T>,
+    ) -> Result<Option<(T, UserRecord)>, StoreError> {
         tx(self.shared.users.transaction(|users| {
             let mut user = read_user(users, id)?;
-            let Some(done) = change(&mut user.factors) else {
+            let Some(done) = change(&mut user) else {
                 return Ok(None);
             };
             users.insert(&id.to_be_bytes(), codec::encode(&user))?;

@@ -1,0 +1,109 @@
+//! Verified e-mail addresses: a code mailed at registration (and on
+//! request) proves the address is the user's. With
+//! `auth.require_verified_email`, a password sign-in of an unverified user
+//! is refused, saying so; they can ask for a new code without signing in.
+
+use std::time::{Duration, Instant};
+
+use super::recovery::{login_account, six_digits, ANSWER_FLOOR};
+use super::{throttle_key, AuthError, ClientInfo, Guard};
+use crate::domain::UserId;
+use crate::mail::Letter;
+use crate::store::{TicketKey, TicketKind, UserRecord};
+
+/// How long a verification code works.
+pub const CODE_TTL: Duration = Duration::from_secs(24 * 60 * 60);
+
+impl super::Auth {
+    /// Mails `user` a code for their current address (replacing any
+    /// earlier one), answered once the mail is queued durably.
+    pub(super) async fn mail_verification(&self, user: &UserRecord) -> Result<(), AuthError> {
+        let id = user.user_id();
+        let code = six_digits();
+        let mac = self.inner.factor_keys.verify_code_macs(id, &code)[0];
+        let key = TicketKey::User(TicketKind::EmailVerify, id);
+        // The address goes with it: a code for an address the user no
+        // longer has verifies nothing.
+        self.put_mailed_code(&key, mac, &user.email, CODE_TTL)
+            .await?;
+        let letter = Letter::verification_code(&user.username, &code, &self.inner.page_url);
+        self.inner.outbox.queue(&user.email, &letter).await?;
+        self.inner.store.commit_durably().await?;
+        Ok(())
+    }
+
+    /// A new code for the signed-in user; `AlreadyVerified` if there is
+    /// nothing to verify. Counts against the same throttle as recovery.
+    pub async fn resend_verification(
+        &self,
+        user: &UserRecord,
+        client: &ClientInfo,
+    ) -> Result<(), AuthError> {
+        self.mail_enabled()?;
+        if user.email_verified {
+            return Err(AuthError::AlreadyVerified);
+        }
+        let work = async {
+            self.mail_verification(user).await?;
+            Ok(false)
+        };
+        self.guarded(Guard::Recovery, &throttle_key(user.user_id()), client, work)
+            .await?;
+        Ok(())
+    }
+
+    /// A new code for whoever `login` names, without a session (an
+    /// unverified user refused at sign-in): answered as a recovery request
+    /// is, the same for every input and no sooner than its floor.
+    pub async fn resend_verification_to(
+        &self,
+        login: &str,
+        client: &ClientInfo,
+    ) -> Result<(), AuthError> {
+        let started = Instant::now();
+        self.mail_enabled()?;
+        let outcome = async {
+            let user = self.find_login(login).await?;
+            let account = login_account(user.as_ref(), login);
+            let work = async {
+                if let Some(user) = user.as_ref().filter(|u| !u.email_verified) {
+                    self.mail_verification(user).await?;
+                }
+                Ok(false)
+            };
+            self.guarded(Guard::Recovery, &account, client, work)
+                .await?;
+            Ok(())
+        }
+        .await;
+        tokio::time::sleep_until((started + ANSWER_FLOOR).into()).await;
+        outcome
+    }
+
+    /// `verify_email` for the user `login` names (no session: a user
+    /// refused sign-in until verified); no such user is a wrong code.
+    pub async fn verify_email_of(&self, login: &str, code: &str) -> Result<UserRecord, AuthError> {
+        self.mail_enabled()?;
+        let user = self
+            .find_login(login)
+            .await?
+            .ok_or(AuthError::RecoveryFailed)?;
+        self.verify_email(user.user_id(), code).await
+    }
+
+    /// Marks the address verified if `code` is the one mailed to it; a
+    /// wrong code uses up one of its tries.
+    pub async fn verify_email(&self, id: UserId, code: &str) -> Result<UserRecord, AuthError> {
+        self.mail_enabled()?;
+        let store = &self.inner.store;
+        let key = TicketKey::User(TicketKind::EmailVerify, id);
+        let macs = |typed: &str| self.inner.factor_keys.verify_code_macs(id, typed);
+        let body = self.take_mailed_code(&key, macs, code).await?;
+        let user = store
+            .verify_email(id, &body.email)
+            .await?
+            .ok_or(AuthError::RecoveryFailed)?;
+        store.commit_durably().await?;
+        Ok(user)
+    }
+}

@@ -1,0 +1,131 @@
+//! An e-mail address is proved with the code mailed to it (a real SMTP
+//! server, aiosmtpd); with `auth.require_verified_email`, an unverified
+//! user is refused sign-in, told so, and can get a new code without one.
+
+use reqwest::header::SET_COOKIE;
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+use crate::helpers::{expect_error, spawn_app, spawn_app_with, PASSWORD};
+use crate::mailbox::{code_in, Mailbox};
+
+#[tokio::test]
+async fn a_new_account_proves_its_address_with_the_mailed_code() {
+    let Some(mailbox) = Mailbox::start() else {
+        return;
+    };
+    let url = mailbox.url();
+    let app = spawn_app_with(move |c| c.mail.smtp_url = url).await;
+    let res = app.register("vera").await;
+    assert_eq!(res.status(), StatusCode::CREATED);
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["user"]["emailVerified"], false);
+    let mail = mailbox.wait_for(1).await.remove(0);
+    assert!(
+        mail.contains("Subject: Confirm your e-mail address"),
+        "{mail}"
+    );
+    let code = code_in(&mail);
+    let cookie = app.login_cookie("vera").await;
+    let wrong = if code == "000000" { "111111" } else { "000000" };
+    let res = app
+        .post_json(
+            "/api/auth/email/verify",
+            &json!({"code": wrong}),
+            Some(&cookie),
+        )
+        .await;
+    expect_error(res, StatusCode::UNAUTHORIZED, "invalid_code").await;
+    let res = app
+        .post_json(
+            "/api/auth/email/verify",
+            &json!({"code": code}),
+            Some(&cookie),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["user"]["emailVerified"], true);
+    let me: Value = app.me(&cookie).await.json().await.unwrap();
+    assert_eq!(me["user"]["emailVerified"], true);
+    // Used once; nothing left to resend.
+    let res = app
+        .post_json(
+            "/api/auth/email/verify",
+            &json!({"code": code}),
+            Some(&cookie),
+        )
+        .await;
+    expect_error(res, StatusCode::UNAUTHORIZED, "invalid_code").await;
+    let res = app
+        .post_json("/api/auth/email/resend", &json!({}), Some(&cookie))
+        .await;
+    expect_error(res, StatusCode::CONFLICT, "email_verified").await;
+}
+
+#[tokio::test]
+async fn require_verified_email_refuses_sign_in_until_the_address_is_proved() {
+    let Some(mailbox) = Mailbox::start() else {
+        return;
+    };
+    let url = mailbox.url();
+    let app = spawn_app_with(move |c| {
+        c.mail.smtp_url = url;
+        c.auth.require_verified_email = true;
+    })
+    .await;
+    assert_eq!(app.register("walt").await.status(), StatusCode::CREATED);
+    mailbox.wait_for(1).await;
+    // A wrong password says nothing more than usual; the right one says why.
+    let res = app.login("walt", "not the password at all").await;
+    expect_error(res, StatusCode::UNAUTHORIZED, "invalid_credentials").await;
+    let res = app.login("walt", PASSWORD).await;
+    assert!(res.headers().get(SET_COOKIE).is_none());
+    expect_error(res, StatusCode::FORBIDDEN, "email_unverified").await;
+    // A new code without a session, answered as a recovery request is.
+    let res = app
+        .post_json("/api/auth/email/resend", &json!({"login": "walt"}), None)
+        .await;
+    assert_eq!(res.status(), StatusCode::ACCEPTED);
+    let res = app
+        .post_json("/api/auth/email/resend", &json!({"login": "nobody"}), None)
+        .await;
+    assert_eq!(res.status(), StatusCode::ACCEPTED);
+    let mails = mailbox.wait_for(2).await;
+    // The newer code replaced the first: of the two, one works.
+    let mut worked = 0;
+    for mail in &mails {
+        let body = json!({"login": "walt", "code": code_in(mail)});
+        let res = app.post_json("/api/auth/email/verify", &body, None).await;
+        if res.status() == StatusCode::OK {
+            worked += 1;
+        } else {
+            expect_error(res, StatusCode::UNAUTHORIZED, "invalid_code").await;
+        }
+    }
+    assert_eq!(worked, 1);
+    assert_eq!(app.login("walt", PASSWORD).await.status(), StatusCode::OK);
+    // An account an operator made counts as verified: root signs in.
+    assert_eq!(app.login("root", PASSWORD).await.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn without_mail_verification_says_so() {
+    let app = spawn_app().await;
+    let res = app.register("xena").await;
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["user"]["emailVerified"], false);
+    let cookie = app.login_cookie("xena").await;
+    let res = app
+        .post_json(
+            "/api/auth/email/verify",
+            &json!({"code": "123456"}),
+            Some(&cookie),
+        )
+        .await;
+    expect_error(res, StatusCode::NOT_IMPLEMENTED, "mail_not_configured").await;
+    let res = app
+        .post_json("/api/auth/email/resend", &json!({}), Some(&cookie))
+        .await;
+    expect_error(res, StatusCode::NOT_IMPLEMENTED, "mail_not_configured").await;
+}
