@@ -83,7 +83,10 @@ impl Email {
     /// Accepts `local@domain` with no spaces, at most 254 characters.
     pub fn parse(raw: &str) -> Result<Self, InvalidField> {
         let invalid = || InvalidField::new("email", "must be an address like name@example.com");
-        if raw.is_empty() || raw.len() > 254 || raw.chars().any(|c| c.is_whitespace()) {
+        // No spaces and no control characters (the OpenAPI pattern says the
+        // same: `\s` and `\x00-\x1f\x7f-\x9f`).
+        let unprintable = |c: char| c.is_whitespace() || c.is_control() || c == '\u{feff}';
+        if raw.is_empty() || raw.len() > 254 || raw.chars().any(unprintable) {
             return Err(invalid());
         }
         let (local, domain) = raw.rsplit_once('@').ok_or_else(invalid)?;
@@ -475,6 +478,10 @@ mod tests {
         assert!(Email::parse("@example.com").is_err());
         assert!(Email::parse("a@").is_err());
         assert!(Email::parse("a b@example.com").is_err());
+        // Control characters, C0 and C1 (U+0085 among them), are refused
+        // as the OpenAPI pattern refuses them.
+        assert!(Email::parse("\u{1f}@\u{85}").is_err());
+        assert!(Email::parse("a@ex\u{7f}ample.com").is_err());
         assert_eq!(Email::parse("A@Ex.com").unwrap().key(), "a@ex.com");
     }
 

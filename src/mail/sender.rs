@@ -133,7 +133,10 @@ pub async fn run_sender(outbox: Outbox, mailer: SmtpMailer, stop: impl Future<Ou
             }
             Err((permanent, why)) if permanent || mail.attempts + 1 >= MAX_ATTEMPTS => {
                 counts.failed.fetch_add(1, Ordering::Relaxed);
-                tracing::error!(mail = id, attempts = mail.attempts + 1, error = %why, "mail given up on");
+                // A warning, not an error: what no retry fixes is an
+                // address or a refusal, not a fault of this server;
+                // sessiond_mail_total{result="failed"} counts them.
+                tracing::warn!(mail = id, attempts = mail.attempts + 1, error = %why, "mail given up on");
                 store.finish_mail(id).await
             }
             Err((_, why)) => {
