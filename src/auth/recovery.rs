@@ -29,7 +29,7 @@ const CODE_TRIES: u32 = 5;
 pub const LINK_TTL: Duration = Duration::from_secs(60 * 60);
 /// No answer to a recovery request comes sooner, so the time taken says
 /// nothing about whether the account exists.
-pub(super) const ANSWER_FLOOR: Duration = Duration::from_millis(250);
+const ANSWER_FLOOR: Duration = Duration::from_millis(250);
 /// Codes mailed per account per 15 minutes.
 pub const PER_ACCOUNT: u32 = 3;
 /// Recovery requests per client address per 15 minutes.
@@ -66,6 +66,15 @@ struct LinkBody {
 }
 impl codec::Record for LinkBody {}
 
+/// What a request by login mails.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Mailing {
+    /// A recovery code.
+    RecoveryCode,
+    /// A verification code, to an address not verified yet.
+    Verification,
+}
+
 /// What proves a recovery is the account holder's.
 pub enum RecoveryProof {
     /// The code mailed for `login` (a username or an e-mail).
@@ -89,10 +98,9 @@ impl super::Auth {
         login: &str,
         client: &ClientInfo,
     ) -> Result<(), AuthError> {
-        let started = Instant::now();
-        self.mail_enabled()?;
-        let outcome = self.request_recovery_now(login, client).await;
-        tokio::time::sleep_until((started + ANSWER_FLOOR).into()).await;
+        let outcome = self
+            .mail_to_login(login, client, Mailing::RecoveryCode)
+            .await;
         let counts = &self.inner.recovery;
         match &outcome {
             Ok(()) => counts.requested.fetch_add(1, Relaxed),
@@ -102,23 +110,39 @@ impl super::Auth {
         outcome
     }
 
-    async fn request_recovery_now(
+    /// Mails `what` to the account `login` names, if there is one (and it
+    /// wants it); answers the same either way, no sooner than
+    /// `ANSWER_FLOOR`. Every request counts against the account (or the
+    /// login as typed) and the client's address, found or not: hence the
+    /// `false` handed to `guarded`.
+    pub(super) async fn mail_to_login(
         &self,
         login: &str,
         client: &ClientInfo,
+        what: Mailing,
     ) -> Result<(), AuthError> {
-        let user = self.find_login(login).await?;
-        let account = login_account(user.as_ref(), login);
-        // Every request counts, whatever it finds: hence "false".
-        let work = async {
-            if let Some(user) = &user {
-                self.mail_code(user).await?;
-            }
-            Ok(false)
-        };
-        self.guarded(Guard::Recovery, &account, client, work)
-            .await?;
-        Ok(())
+        let started = Instant::now();
+        self.mail_enabled()?;
+        let outcome = async {
+            let user = self.find_login(login).await?;
+            let account = login_account(user.as_ref(), login);
+            let work = async {
+                match (what, &user) {
+                    (Mailing::RecoveryCode, Some(user)) => self.mail_code(user).await?,
+                    (Mailing::Verification, Some(user)) if !user.email_verified => {
+                        self.mail_verification(user).await?
+                    }
+                    _ => {}
+                }
+                Ok(false)
+            };
+            self.guarded(Guard::Recovery, &account, client, work)
+                .await
+                .map(drop)
+        }
+        .await;
+        tokio::time::sleep_until((started + ANSWER_FLOOR).into()).await;
+        outcome
     }
 
     async fn mail_code(&self, user: &UserRecord) -> Result<(), AuthError> {
@@ -319,7 +343,7 @@ fn link_key(secret: &str) -> Option<TicketKey> {
 
 /// What a login's requests count against: the account it names, or, for
 /// none, the login as typed (so unknown names are throttled alike).
-pub(super) fn login_account(user: Option<&UserRecord>, login: &str) -> String {
+fn login_account(user: Option<&UserRecord>, login: &str) -> String {
     user.map_or_else(
         || format!("login:{}", login.trim().to_lowercase()),
         |u| throttle_key(u.user_id()),

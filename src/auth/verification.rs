@@ -3,9 +3,9 @@
 //! `auth.require_verified_email`, a password sign-in of an unverified user
 //! is refused, saying so; they can ask for a new code without signing in.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use super::recovery::{login_account, six_digits, ANSWER_FLOOR};
+use super::recovery::{six_digits, Mailing};
 use super::{throttle_key, AuthError, ClientInfo, Guard};
 use crate::domain::UserId;
 use crate::mail::Letter;
@@ -60,24 +60,8 @@ impl super::Auth {
         login: &str,
         client: &ClientInfo,
     ) -> Result<(), AuthError> {
-        let started = Instant::now();
-        self.mail_enabled()?;
-        let outcome = async {
-            let user = self.find_login(login).await?;
-            let account = login_account(user.as_ref(), login);
-            let work = async {
-                if let Some(user) = user.as_ref().filter(|u| !u.email_verified) {
-                    self.mail_verification(user).await?;
-                }
-                Ok(false)
-            };
-            self.guarded(Guard::Recovery, &account, client, work)
-                .await?;
-            Ok(())
-        }
-        .await;
-        tokio::time::sleep_until((started + ANSWER_FLOOR).into()).await;
-        outcome
+        self.mail_to_login(login, client, Mailing::Verification)
+            .await
     }
 
     /// `verify_email` for the user `login` names (no session: a user

@@ -596,18 +596,7 @@ async fn a_person_who_forgot_their_password_recovers_it_in_the_page_with_the_mai
     );
 
     // An operator's link, on the same page: no code to type.
-    let (admin, _) = app.admin().await;
-    let lena = app.listed_user(&admin, "lena").await.unwrap();
-    let path = format!(
-        "/api/admin/users/{}/reset-link",
-        lena["id"].as_str().unwrap()
-    );
-    let made: Value = app
-        .post_json(&path, &json!({}), Some(&admin))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let made = app.reset_link("lena").await;
     page.sign_out().await;
     let link = made["link"].as_str().unwrap();
     page.client.goto(link).await.unwrap();

@@ -179,6 +179,20 @@ impl TestApp {
         cookie_of(&res)
     }
 
+    /// An admin's `POST /api/admin/users/{id}/reset-link` for `name`:
+    /// the answer (`{link, expiresIn}`), checked to be 200.
+    pub async fn reset_link(&self, name: &str) -> Value {
+        let (admin, _) = self.admin().await;
+        let user = self.listed_user(&admin, name).await.expect("a listed user");
+        let path = format!(
+            "/api/admin/users/{}/reset-link",
+            user["id"].as_str().unwrap()
+        );
+        let res = self.post_json(&path, &json!({}), Some(&admin)).await;
+        assert_eq!(res.status(), StatusCode::OK);
+        res.json().await.unwrap()
+    }
+
     /// Logs in a user registered already; the cookie.
     pub async fn login_cookie(&self, name: &str) -> String {
         let res = self.login(name, PASSWORD).await;

@@ -575,18 +575,7 @@ async fn a_password_recovered_with_a_link_still_needs_the_second_factor() {
     let app = spawn_app().await;
     let cookie = app.register_and_login("quinn").await;
     let totp = enrol_totp(&app, &cookie).await;
-    let (admin, _) = app.admin().await;
-    let quinn = app.listed_user(&admin, "quinn").await.unwrap();
-    let path = format!(
-        "/api/admin/users/{}/reset-link",
-        quinn["id"].as_str().unwrap()
-    );
-    let made: Value = app
-        .post_json(&path, &json!({}), Some(&admin))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let made = app.reset_link("quinn").await;
     let token = made["link"].as_str().unwrap().rsplit('/').next().unwrap();
     let res = app
         .post_json(

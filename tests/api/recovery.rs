@@ -221,15 +221,7 @@ async fn without_mail_recovery_says_so_and_an_operators_link_works_once() {
     let res = recover(&app, "kim", "123456", NEW_PASSWORD).await;
     expect_error(res, StatusCode::NOT_IMPLEMENTED, "mail_not_configured").await;
 
-    let (admin, _) = app.admin().await;
-    let kim = app.listed_user(&admin, "kim").await.unwrap();
-    let path = format!(
-        "/api/admin/users/{}/reset-link",
-        kim["id"].as_str().unwrap()
-    );
-    let res = app.post_json(&path, &json!({}), Some(&admin)).await;
-    assert_eq!(res.status(), StatusCode::OK);
-    let made: Value = res.json().await.unwrap();
+    let made = app.reset_link("kim").await;
     assert_eq!(made["expiresIn"], 3600);
     let link = made["link"].as_str().unwrap();
     let (page, token) = link.split_once("/#/reset/").expect(link);
