@@ -492,33 +492,36 @@ async fn a_redis_crash_under_logins_and_logouts_loses_nothing_acknowledged() {
         live.push(server.login_cookie(&format!("user{}", n % 4)).await);
     }
     let mut ended = Vec::new();
-    let mut answered = 0;
-    for round in 0..3u64 {
-        // Logins and logouts in flight when Redis dies.
-        let names: Vec<String> = (0..16).map(|i| format!("user{}", i % 4)).collect();
-        let logins = names.iter().map(|n| server.login(n, PASSWORD));
-        let logouts = live.iter().take(4).map(|c: &String| server.logout(c));
+    let mut in_flight_at_the_kill = 0;
+    for round in 0..3 {
+        let crash = Crash::default();
+        // Eight clients log in over and over; two log out at once and two
+        // once some logins have been answered; Redis is killed once the
+        // first logouts and a few more logins are answered, so the kill
+        // never rests on a guess about how fast a request is.
+        let logins = (0..8).map(|i| crash.keep_logging_in(&server, format!("user{}", i % 4)));
+        let going: Vec<String> = live.drain(..4).collect();
+        let logouts =
+            (going.iter().enumerate()).map(|(i, cookie)| crash.log_out(&server, cookie, i));
         let killer = async {
-            tokio::time::sleep(Duration::from_millis(10 + 10 * round)).await;
+            crash.wait_for_answers(4, round).await;
+            crash.wait_for_logouts(2, round).await;
             redis.kill();
+            crash.killed.set(true);
         };
-        let (logins, logouts, ()) = tokio::join!(
+        let (_, logouts, ()) = tokio::join!(
             futures_util::future::join_all(logins),
             futures_util::future::join_all(logouts),
             killer
         );
-        let out: Vec<String> = live.drain(..logouts.len()).collect();
-        for (cookie, status) in out.into_iter().zip(logouts) {
+        // A logout that was not answered may or may not have happened.
+        for (cookie, status) in going.into_iter().zip(logouts) {
             if status == StatusCode::NO_CONTENT {
-                answered += 1;
                 ended.push(cookie);
             }
         }
-        for res in logins.into_iter().filter(|r| r.status() == StatusCode::OK) {
-            answered += 1;
-            let set = res.headers()["set-cookie"].to_str().unwrap();
-            live.push(set.split(';').next().unwrap().to_owned());
-        }
+        live.extend(crash.born.take());
+        in_flight_at_the_kill += crash.in_flight_at_the_kill.get();
         redis.restart().unwrap();
         let deadline = Instant::now() + Duration::from_secs(10);
         while server
@@ -548,8 +551,82 @@ async fn a_redis_crash_under_logins_and_logouts_loses_nothing_acknowledged() {
             );
         }
     }
-    // Without answers in flight the test would prove nothing.
-    assert!(answered > 0, "nothing was answered while Redis died");
+    // Without requests in flight as Redis died, or with no answered
+    // logout, the test would prove less than it says.
+    assert!(
+        in_flight_at_the_kill > 0,
+        "no request was in flight at a kill"
+    );
+    assert!(!ended.is_empty(), "no logout was answered");
+}
+
+/// One round of [`a_redis_crash_under_logins_and_logouts_loses_nothing_acknowledged`]:
+/// the clients share one task, so plain cells are enough.
+#[derive(Default)]
+struct Crash {
+    killed: std::cell::Cell<bool>,
+    answered: std::cell::Cell<usize>,
+    logged_out: std::cell::Cell<usize>,
+    in_flight_at_the_kill: std::cell::Cell<usize>,
+    /// Cookies of logins answered 200.
+    born: std::cell::RefCell<Vec<String>>,
+}
+
+impl Crash {
+    /// Logs `name` in until a login fails after the kill; a failure before
+    /// it is a bug.
+    async fn keep_logging_in(&self, server: &Server, name: String) {
+        for _ in 0..1000 {
+            let sent_before_the_kill = !self.killed.get();
+            let res = server.login(&name, PASSWORD).await;
+            if sent_before_the_kill && self.killed.get() {
+                self.in_flight_at_the_kill
+                    .set(self.in_flight_at_the_kill.get() + 1);
+            }
+            if res.status() == StatusCode::OK {
+                let set = res.headers()["set-cookie"].to_str().unwrap();
+                self.born
+                    .borrow_mut()
+                    .push(set.split(';').next().unwrap().to_owned());
+                self.answered.set(self.answered.get() + 1);
+            } else if self.killed.get() {
+                return;
+            } else {
+                panic!("a login failed with Redis up: {}", res.status());
+            }
+        }
+        panic!("logins went on succeeding after Redis was killed");
+    }
+
+    /// Logs `cookie` out once `answers` logins have been answered.
+    async fn log_out(&self, server: &Server, cookie: &str, answers: usize) -> StatusCode {
+        self.wait_for_answers(answers, 0).await;
+        let status = server.logout(cookie).await;
+        self.logged_out.set(self.logged_out.get() + 1);
+        status
+    }
+
+    async fn wait_for_logouts(&self, n: usize, round: usize) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while self.logged_out.get() < n {
+            assert!(
+                Instant::now() < deadline,
+                "round {round}: no logouts answered"
+            );
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    }
+
+    async fn wait_for_answers(&self, n: usize, round: usize) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while self.answered.get() < n {
+            assert!(
+                Instant::now() < deadline,
+                "round {round}: no logins answered"
+            );
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    }
 }
 
 #[tokio::test]
