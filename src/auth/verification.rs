@@ -1,5 +1,7 @@
 //! Verified e-mail addresses: a code mailed at registration (and on
-//! request) proves the address is the user's. With
+//! request) proves the address is the user's. A new address is the same:
+//! it takes effect only once its code comes back, and the old one is told.
+//! The latest code asked for is the one that works. With
 //! `auth.require_verified_email`, a password sign-in of an unverified user
 //! is refused, saying so; they can ask for a new code without signing in.
 
@@ -7,7 +9,7 @@ use std::time::Duration;
 
 use super::recovery::{six_digits, Mailing};
 use super::{throttle_key, AuthError, ClientInfo, Guard};
-use crate::domain::UserId;
+use crate::domain::{Email, Password, UserId};
 use crate::mail::Letter;
 use crate::store::{TicketKey, TicketKind, UserRecord};
 
@@ -18,16 +20,21 @@ impl super::Auth {
     /// Mails `user` a code for their current address (replacing any
     /// earlier one), answered once the mail is queued durably.
     pub(super) async fn mail_verification(&self, user: &UserRecord) -> Result<(), AuthError> {
+        self.mail_code_to(user, &user.email).await
+    }
+
+    /// Mails `user` a code that proves `address` (theirs, or the one they
+    /// are moving to), replacing any earlier code.
+    async fn mail_code_to(&self, user: &UserRecord, address: &str) -> Result<(), AuthError> {
         let id = user.user_id();
         let code = six_digits();
         let mac = self.inner.factor_keys.verify_code_macs(id, &code)[0];
         let key = TicketKey::User(TicketKind::EmailVerify, id);
         // The address goes with it: a code for an address the user no
         // longer has verifies nothing.
-        self.put_mailed_code(&key, mac, &user.email, CODE_TTL)
-            .await?;
+        self.put_mailed_code(&key, mac, address, CODE_TTL).await?;
         let letter = Letter::verification_code(&user.username, &code, &self.inner.page_url);
-        self.inner.outbox.queue(&user.email, &letter).await?;
+        self.inner.outbox.queue(address, &letter).await?;
         self.inner.store.commit_durably().await?;
         Ok(())
     }
@@ -64,6 +71,40 @@ impl super::Auth {
             .await
     }
 
+    /// Starts moving the signed-in `user` to `email`: their password (if
+    /// they have one) proves it is them, and a code goes to the new
+    /// address; nothing changes until it comes back. Throttled as resends.
+    pub async fn request_email_change(
+        &self,
+        user: &UserRecord,
+        password: Option<&Password>,
+        email: &Email,
+        client: &ClientInfo,
+    ) -> Result<(), AuthError> {
+        self.mail_enabled()?;
+        let id = user.user_id();
+        if user.has_password() {
+            let password = password.ok_or(AuthError::CurrentPasswordRequired)?;
+            let stored = Some(user.password_hash.as_str());
+            self.check_password(&throttle_key(id), client, password, stored)
+                .await?;
+        }
+        if email.as_ref() == user.email && user.email_verified {
+            return Err(AuthError::AlreadyVerified);
+        }
+        let holder = self.inner.store.user_by_email(email.as_ref()).await?;
+        if holder.is_some_and(|h| h.id != user.id) {
+            return Err(AuthError::EmailTaken);
+        }
+        let work = async {
+            self.mail_code_to(user, email.as_ref()).await?;
+            Ok(false)
+        };
+        self.guarded(Guard::Recovery, &throttle_key(id), client, work)
+            .await?;
+        Ok(())
+    }
+
     /// `verify_email` for the user `login` names (no session: a user
     /// refused sign-in until verified); no such user is a wrong code.
     pub async fn verify_email_of(&self, login: &str, code: &str) -> Result<UserRecord, AuthError> {
@@ -75,18 +116,28 @@ impl super::Auth {
         self.verify_email(user.user_id(), code).await
     }
 
-    /// Marks the address verified if `code` is the one mailed to it; a
-    /// wrong code uses up one of its tries.
+    /// Marks the address verified if `code` is the one mailed to it, or,
+    /// if it went to a new address, moves the user there and tells the old
+    /// one. A wrong code uses up one of its tries.
     pub async fn verify_email(&self, id: UserId, code: &str) -> Result<UserRecord, AuthError> {
         self.mail_enabled()?;
         let store = &self.inner.store;
         let key = TicketKey::User(TicketKind::EmailVerify, id);
         let macs = |typed: &str| self.inner.factor_keys.verify_code_macs(id, typed);
         let body = self.take_mailed_code(&key, macs, code).await?;
+        let before = store.user(id).await?.ok_or(AuthError::RecoveryFailed)?;
+        if body.email == before.email {
+            let user = store.verify_email(id, &body.email).await?;
+            store.commit_durably().await?;
+            return user.ok_or(AuthError::RecoveryFailed);
+        }
         let user = store
-            .verify_email(id, &body.email)
+            .change_email(id, &before.email, &body.email)
             .await?
             .ok_or(AuthError::RecoveryFailed)?;
+        let page = &self.inner.page_url;
+        let notice = Letter::email_changed(&user.username, &user.email, page);
+        self.inner.outbox.queue(&before.email, &notice).await?;
         store.commit_durably().await?;
         Ok(user)
     }

@@ -1,5 +1,6 @@
 //! `/api/auth/recovery*`: a forgotten password, by a mailed code or an
-//! operator's link; `/api/auth/email/*`: proving an address is the user's.
+//! operator's link; `/api/auth/email*`: proving an address is the user's,
+//! and moving to a new one.
 
 use serde::Deserialize;
 use serde_json::json;
@@ -10,11 +11,13 @@ use warp::{Filter, Rejection};
 use super::auth_routes::signed_in;
 use super::error::ApiError;
 use super::filters::{
-    check_origin, client_info, json_body, optional_json_body, session_token, with_state,
+    check_origin, client_info, json_body, optional_json_body, session_token, with_session,
+    with_state,
 };
 use super::views::{json, UserView};
 use super::State;
-use crate::auth::{ClientInfo, RecoveryProof, SessionToken};
+use crate::auth::{ClientInfo, CurrentSession, RecoveryProof, SessionToken};
+use crate::domain::{Email, Password};
 
 /// Every route of this area, path filters first.
 pub fn routes(state: State) -> warp::filters::BoxedFilter<(Response,)> {
@@ -49,12 +52,22 @@ pub fn routes(state: State) -> warp::filters::BoxedFilter<(Response,)> {
         .and(session_token(state.clone()))
         .and(optional_json_body(limit))
         .and_then(email_resend);
+    let email_change = warp::path!("api" / "auth" / "email")
+        .and(warp::post())
+        .and(check_origin(state.clone()))
+        .and(with_state(state.clone()))
+        .and(client_info(state.clone()))
+        .and(with_session(state.clone()))
+        .and(json_body(limit))
+        .and_then(email_change);
     request
         .or(verify)
         .unify()
         .or(email_verify)
         .unify()
         .or(email_resend)
+        .unify()
+        .or(email_change)
         .unify()
         .boxed()
 }
@@ -115,6 +128,32 @@ async fn email_resend(
         };
         state.auth.resend_verification_to(&login, &client).await?;
     }
+    Ok(json(StatusCode::ACCEPTED, &json!({ "status": "sent" })))
+}
+
+#[derive(Deserialize)]
+struct EmailChangeBody {
+    email: String,
+    /// Required of a user who has one.
+    password: Option<String>,
+}
+
+/// 202 once a code is on its way to the new address; the account keeps
+/// the old one until the code comes back to `/api/auth/email/verify`.
+async fn email_change(
+    state: State,
+    client: ClientInfo,
+    current: CurrentSession,
+    body: EmailChangeBody,
+) -> Result<Response, Rejection> {
+    let email = Email::parse(&body.email)?;
+    let password = body.password.map(Password::unchecked);
+    if password.is_none() && current.user.has_password() {
+        return Err(ApiError::invalid_request("password: required.").into());
+    }
+    let auth = &state.auth;
+    auth.request_email_change(&current.user, password.as_ref(), &email, &client)
+        .await?;
     Ok(json(StatusCode::ACCEPTED, &json!({ "status": "sent" })))
 }
 

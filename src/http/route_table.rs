@@ -84,6 +84,10 @@ pub const ROUTES: &[Route] = &[
         methods: POST,
     },
     Route {
+        path: "/api/auth/email",
+        methods: POST,
+    },
+    Route {
         path: "/api/auth/reauth",
         methods: POST,
     },

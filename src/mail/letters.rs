@@ -63,6 +63,22 @@ impl Letter {
         }
     }
 
+    /// A notice to the address `username` left that their account moved
+    /// to `to` (shown masked: the old address may no longer be theirs).
+    pub fn email_changed(username: &str, to: &str, page: &str) -> Self {
+        Letter {
+            subject: "Your sessiond e-mail address was changed".into(),
+            to_name: username.into(),
+            lines: vec![format!(
+                "The e-mail address of your account was just changed to {}. Mail for the account now goes there.",
+                masked(to)
+            )],
+            code: None,
+            link: Some(format!("{page}/")),
+            footer: "If this was not you, tell your administrator at once.".into(),
+        }
+    }
+
     /// The plain-text and HTML bodies.
     pub fn render(&self) -> (String, String) {
         let mut text = format!("Hello {},\n\n", self.to_name);
@@ -104,6 +120,17 @@ fn escape(raw: &str) -> String {
         .replace('\'', "&#39;")
 }
 
+/// `alice@example.com` as `a***@example.com`.
+fn masked(address: &str) -> String {
+    match address.rsplit_once('@') {
+        Some((local, domain)) => {
+            let first: String = local.chars().take(1).collect();
+            format!("{first}***@{domain}")
+        }
+        None => "***".into(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -115,5 +142,12 @@ mod tests {
         assert!(text.contains("Hello <b>eve</b>"));
         assert!(html.contains("&lt;b&gt;eve&lt;/b&gt;") && !html.contains("<b>eve"));
         assert!(text.contains("http://x/#/recover"));
+    }
+
+    #[test]
+    fn the_old_address_is_told_where_the_account_went_but_not_in_full() {
+        let (text, _) = Letter::email_changed("bob", "bobby@new.example", "http://x").render();
+        assert!(text.contains("b***@new.example"), "{text}");
+        assert!(!text.contains("bobby"), "{text}");
     }
 }

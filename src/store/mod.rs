@@ -385,6 +385,18 @@ impl Store {
         dispatch!(self.verify_email(id, email))
     }
 
+    /// Moves the user's e-mail from `from` to `to` (verified: the code
+    /// mailed to `to` proved it), the index with it; `None` if the address
+    /// is no longer `from`, `EmailTaken` if another user has `to`.
+    pub async fn change_email(
+        &self,
+        id: UserId,
+        from: &str,
+        to: &str,
+    ) -> Result<Option<UserRecord>, StoreError> {
+        dispatch!(self.change_email(id, from, to))
+    }
+
     /// Stores a ticket (ceremony state), replacing one under the same key.
     pub async fn put_ticket(
         &self,

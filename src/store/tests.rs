@@ -75,6 +75,44 @@ on_every_backend! {
         assert!(store.user_by_email("alice@example.com").await.unwrap().is_some());
     }
 
+    async fn a_changed_email_moves_its_index_and_frees_the_old_one(store: &Store) {
+        let alice = add_user(store, "alice").await.user_id();
+        add_user(store, "bob").await;
+        let taken = store.change_email(alice, "alice@example.com", "BOB@example.com").await;
+        assert!(matches!(taken, Err(StoreError::EmailTaken)), "{taken:?}");
+        // A change made for an address the user no longer has does nothing.
+        let stale = store.change_email(alice, "old@example.com", "new@example.com").await;
+        assert!(stale.unwrap().is_none());
+        assert!(store.user_by_email("new@example.com").await.unwrap().is_none());
+        let moved = store
+            .change_email(alice, "alice@example.com", "Alice@New.example")
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(moved.email, "Alice@New.example");
+        assert!(moved.email_verified);
+        let found = store.user_by_email("alice@new.example").await.unwrap().unwrap();
+        assert_eq!(found.id, moved.id);
+        assert!(store.user_by_email("alice@example.com").await.unwrap().is_none());
+        assert!(store.user_by_email("bob@example.com").await.unwrap().is_some());
+        // Only the spelling changes: the same index entry stays.
+        store
+            .change_email(alice, "alice@new.example", "alice@new.example")
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(store.user_by_email("ALICE@new.example").await.unwrap().is_some());
+        let freed = store.create_user(NewUser {
+            username: &Username::parse("carol").unwrap(),
+            email: &Email::parse("alice@example.com").unwrap(),
+            role: Role::User,
+            password_hash: "x".into(),
+            now_ms: 1,
+        }).await;
+        assert!(freed.is_ok(), "{freed:?}");
+        assert!(store.check().await.unwrap().problems.is_empty());
+    }
+
     async fn user_ids_only_grow(store: &Store) {
         let a = add_user(store, "aaa").await;
         let b = add_user(store, "bbb").await;

@@ -689,7 +689,7 @@ async fn the_sign_in_page_offers_passkeys_in_the_name_fields_autofill() {
 }
 
 #[tokio::test]
-async fn a_person_refused_until_their_address_is_verified_types_the_mailed_code() {
+async fn a_person_refused_until_their_address_is_verified_types_the_mailed_code_then_moves() {
     let Some(driver) = Driver::start() else {
         return;
     };
@@ -725,5 +725,27 @@ async fn a_person_refused_until_their_address_is_verified_types_the_mailed_code(
     page.click("#signin-submit").await;
     page.text_of("#me-name", "nina").await;
     page.hidden("#verify-form").await;
+    // Later she moves to a new address: it counts once its code is typed.
+    page.fill("#email-new", "nina@new.example").await;
+    page.fill("#email-password", PASSWORD).await;
+    page.click("#email-submit").await;
+    page.text_of("#verify-notice", "nina@new.example").await;
+    page.text_of("#me-email", "nina@example.com").await;
+    let mails = mailbox
+        .wait_for_subject("Confirm your e-mail address", 2)
+        .await;
+    let to_new = mails
+        .iter()
+        .find(|m| crate::mailbox::to_of(m).contains("new.example"))
+        .expect("a code for the new address");
+    page.fill("#verify-code", &crate::mailbox::code_in(to_new))
+        .await;
+    page.click("#verify-submit").await;
+    page.text_of("#me-email", "nina@new.example").await;
+    page.hidden("#verify-form").await;
+    let told = mailbox
+        .wait_for_subject("Your sessiond e-mail address was changed", 1)
+        .await;
+    assert!(crate::mailbox::to_of(&told[0]).contains("nina@example.com"));
     assert!(page.severe_console_entries().await.is_empty());
 }

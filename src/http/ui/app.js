@@ -168,12 +168,20 @@ function openRoom(name) {
   chat.join(room);
 }
 
+// The address a code was just mailed to for a change of e-mail.
+let pendingEmail = null;
+
 async function loadAccount() {
   if (!current) return;
   $("me-name").textContent = current.user.username;
   $("me-email").textContent = current.user.email;
   $("me-role").textContent = current.user.role;
-  $("verify-form").hidden = current.user.emailVerified !== false;
+  $("verify-form").hidden = current.user.emailVerified !== false && !pendingEmail;
+  $("verify-notice").textContent = pendingEmail
+    ? `Type the code we mailed to ${pendingEmail}: your address changes once it is confirmed.`
+    : "Your e-mail address is not verified yet: type the code we mailed to it.";
+  // A new code for the current address would replace the change's.
+  $("verify-resend").hidden = Boolean(pendingEmail);
   await loadFactors();
   if ($("account-rest").hidden) return;
   try {
@@ -495,8 +503,9 @@ function wire() {
     try {
       const answer = await api.verifyEmail($("verify-code").value.trim());
       current.user = answer.user;
+      pendingEmail = null;
       $("verify-code").value = "";
-      $("verify-form").hidden = true;
+      loadAccount();
     } catch (err) {
       show($("verify-error"), errorText(err));
     }
@@ -609,6 +618,21 @@ function wire() {
       loadAccount();
     } catch (err) {
       show($("password-error"), errorText(err));
+    }
+  });
+  $("email-form").addEventListener("submit", async (e) => {
+    e.preventDefault();
+    show($("email-error"), "");
+    const email = $("email-new").value.trim();
+    if (!email) return show($("email-error"), "Enter the new address.");
+    try {
+      await api.changeEmail(email, $("email-password").value);
+      $("email-new").value = "";
+      $("email-password").value = "";
+      pendingEmail = email;
+      loadAccount();
+    } catch (err) {
+      show($("email-error"), errorText(err));
     }
   });
   $("users-more").addEventListener("click", () => loadAdmin(false));

@@ -96,6 +96,11 @@ export const verifyEmail = (code, login) =>
 /** Mails a new verification code: to the signed-in user, or to whoever `login` names. */
 export const resendVerification = (login) =>
   call("POST", "/api/auth/email/resend", login ? { login } : {}, open);
+/** Starts moving the signed-in account to `email` (the password proves it
+ * is the user): a code goes to the new address, and the account keeps its
+ * address until `verifyEmail` gets that code. */
+export const changeEmail = (email, password) =>
+  call("POST", "/api/auth/email", password ? { email, password } : { email }, open);
 export const register = (username, email, password) =>
   call("POST", "/api/auth/register", { username, email, password }, open);
 export const signOut = () => call("POST", "/api/auth/logout", undefined, open);

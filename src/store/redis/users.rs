@@ -12,6 +12,9 @@
 //!   index whose user does not have it is taken over;
 //! - a removal gives up the indexes first, then removes the record with
 //!   every session in one script, then unlists;
+//! - an e-mail change claims the new address's entry, then rewrites the
+//!   record if it still has the old address, then gives the old entry up
+//!   (an entry whose user no longer has it is one a reader ignores);
 //! - the admin count is taken before a demotion or removal and added after
 //!   a promotion, so it is never above the admins there are: the last
 //!   admin stays, whichever instances race.
@@ -346,6 +349,42 @@ impl RedisStore {
         }))
         .await?;
         Ok(done.map(|((), user)| user))
+    }
+
+    /// Moves the e-mail: the steps in the module doc.
+    pub async fn change_email(
+        &self,
+        id: UserId,
+        from: &str,
+        to: &str,
+    ) -> Result<Option<UserRecord>, StoreError> {
+        let (old, new) = (email_key(from), email_key(to));
+        if !Box::pin(self.claim(&Index::Email(new.clone()), id.as_u64())).await? {
+            return Err(StoreError::EmailTaken);
+        }
+        let changed = Box::pin(self.replace_user_if(id, "changing a user's e-mail", |u| {
+            (email_key(&u.email) == old).then(|| {
+                u.email = to.to_owned();
+                u.email_verified = true;
+            })
+        }))
+        .await?;
+        if old != new {
+            // Changed: the old entry goes. Not changed: the claimed one
+            // goes back, unless a racing change gave the user that address.
+            let entry = match &changed {
+                Some(_) => Some(old),
+                None => {
+                    let now = self.user(id).await?;
+                    now.is_none_or(|u| email_key(&u.email) != new).then_some(new)
+                }
+            };
+            if let Some(entry) = entry {
+                self.give_up(self.index_key(&Index::Email(entry)), id.as_u64())
+                    .await?;
+            }
+        }
+        Ok(changed.map(|((), user)| user))
     }
 
     /// Applies `change` to the user and writes it back if nobody changed

@@ -2,7 +2,9 @@
 
 use std::collections::{HashMap, HashSet};
 
-use super::records::{expiry_key, identity_key, user_session_key, IdentityRecord};
+use super::records::{
+    expiry_key, identity_key, ticket_expiry_key, user_session_key, IdentityRecord,
+};
 use super::users::{ADMIN_COUNT, NEXT_USER_ID};
 use super::{decode, CheckReport, SessionRecord, SledStore, StoreError, UserRecord};
 use crate::domain::{email_key, name_key, Role, TokenHash, UserId};
@@ -96,6 +98,26 @@ impl SledStore {
             &expected_by_user,
         )?;
         self.check_identities(&mut report, &users)?;
+        // Tickets (mailed codes, links, ceremonies): each decodes and has
+        // its one expiry entry, or the pruner would never reach it.
+        let mut expected_tickets = HashSet::new();
+        for item in s.tickets.iter() {
+            let (key, value) = item?;
+            match decode::<crate::store::TicketRecord>("tickets", &value) {
+                Ok(t) => {
+                    expected_tickets.insert(ticket_expiry_key(t.deadline_ms, &key));
+                }
+                Err(e) => report
+                    .problems
+                    .push(format!("tickets: key {}: {e}", hex_key(&key))),
+            }
+        }
+        check_set(
+            &mut report,
+            "ticket_expiry",
+            &s.ticket_expiry,
+            &expected_tickets,
+        )?;
         for item in s.outbox.iter() {
             let (key, value) = item?;
             if let Err(e) = decode::<crate::store::MailRecord>("outbox", &value) {
@@ -211,7 +233,7 @@ fn check_set(
         let key = key?.to_vec();
         if !expected.contains(&key) {
             report.problems.push(format!(
-                "{tree}: entry {} has no matching session",
+                "{tree}: entry {} has no matching record",
                 hex_key(&key)
             ));
         }

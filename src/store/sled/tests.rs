@@ -1,8 +1,10 @@
 //! What only the embedded backend promises: its user counter's upgrade,
-//! group commit, and the seal a clean close leaves.
+//! group commit, the seal a clean close leaves, and what `check` finds
+//! in its trees.
 
 use super::*;
 use crate::domain::{Email, Role, Username};
+use crate::store::TicketKind;
 
 fn open(dir: &tempfile::TempDir) -> SledStore {
     SledStore::open(&StorageConfig {
@@ -80,4 +82,38 @@ async fn only_the_last_handle_seals_and_a_seal_lasts_until_the_next_open() {
     assert!(reopened.user_by_name("alice").unwrap().is_some());
     reopened.close().await.unwrap();
     assert!(sealed());
+}
+
+/// A mailed code whose expiry entry went missing would never be pruned;
+/// `check` names it, and a damaged ticket.
+#[tokio::test]
+async fn check_names_a_ticket_the_pruner_cannot_reach() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    let user = add_user(&store, "alice");
+    let key = TicketKey::User(TicketKind::EmailVerify, user.user_id());
+    let ticket = TicketRecord {
+        deadline_ms: 5_000,
+        body: vec![1, 2, 3],
+    };
+    store.put_ticket(&key, &ticket).unwrap();
+    assert!(store.check().unwrap().problems.is_empty());
+    let entry = records::ticket_expiry_key(5_000, &key.bytes());
+    store.shared.ticket_expiry.remove(entry).unwrap();
+    let problems = store.check().unwrap().problems;
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    assert!(
+        problems[0].starts_with("ticket_expiry: missing entry"),
+        "{problems:?}"
+    );
+    store
+        .shared
+        .tickets
+        .insert(key.bytes(), &[0xff][..])
+        .unwrap();
+    let problems = store.check().unwrap().problems;
+    assert!(
+        problems.iter().any(|p| p.starts_with("tickets: key")),
+        "{problems:?}"
+    );
 }

@@ -210,6 +210,35 @@ impl SledStore {
         Ok(done.map(|((), user)| user))
     }
 
+    /// Moves the e-mail and its index in one transaction.
+    pub fn change_email(
+        &self,
+        id: UserId,
+        from: &str,
+        to: &str,
+    ) -> Result<Option<UserRecord>, StoreError> {
+        let s = &self.shared;
+        let (old, new) = (email_key(from), email_key(to));
+        tx((&s.users, &s.user_emails).transaction(|(users, emails)| {
+            let mut user = read_user(users, id)?;
+            if email_key(&user.email) != old {
+                return Ok(None);
+            }
+            if emails
+                .get(new.as_bytes())?
+                .is_some_and(|owner| *owner != id.to_be_bytes())
+            {
+                return Err(Tx::Abort(StoreError::EmailTaken));
+            }
+            emails.remove(old.as_bytes())?;
+            emails.insert(new.as_bytes(), &id.to_be_bytes())?;
+            user.email = to.to_owned();
+            user.email_verified = true;
+            users.insert(&id.to_be_bytes(), codec::encode(&user))?;
+            Ok(Some(user))
+        }))
+    }
+
     /// Applies `change` to the user in one transaction; `change` answers
     /// `None` to write nothing. For changes that touch no index.
     fn replace_user_if<T>(
