@@ -249,3 +249,41 @@ async fn without_mail_recovery_says_so_and_an_operators_link_works_once() {
         StatusCode::OK
     );
 }
+
+#[tokio::test]
+async fn a_code_lasts_fifteen_minutes_and_a_get_of_what_a_mail_links_changes_nothing() {
+    use sessiond::domain::UserId;
+    use sessiond::store::{now_ms, TicketKey, TicketKind, TicketRecord};
+    let Some(mailbox) = Mailbox::start() else {
+        return;
+    };
+    let app = with_mail(&mailbox).await;
+    let cookie = app.register_and_login("erin").await;
+    let id = UserId::parse(&app.id_of(&cookie).await).unwrap();
+    assert_eq!(ask(&app, "erin").await.status(), StatusCode::ACCEPTED);
+    let mail = mailbox.wait_for_subject(RECOVERY, 1).await.remove(0);
+    // A mail scanner follows every link in the mail (here on this server,
+    // whatever host the link names): the code survives.
+    let paths: Vec<&str> = mail
+        .split(|c: char| c.is_whitespace() || c == '"' || c == '<' || c == '>')
+        .filter_map(|w| w.strip_prefix("http://"))
+        .map(|rest| rest.find('/').map_or("/", |at| &rest[at..]))
+        .collect();
+    assert!(!paths.is_empty(), "{mail}");
+    for path in paths {
+        assert_eq!(app.get(path, None).await.status(), StatusCode::OK, "{path}");
+    }
+    let key = TicketKey::User(TicketKind::Recovery, id);
+    let held = app.store.ticket(&key).await.unwrap().expect("the code");
+    let left = held.deadline_ms.saturating_sub(now_ms());
+    assert!((895_000..=900_000).contains(&left), "{left} ms left");
+    // Fifteen minutes on (ended, not yet pruned): the right code is refused.
+    let ended = TicketRecord {
+        deadline_ms: now_ms() - 1,
+        ..held
+    };
+    app.store.put_ticket(&key, &ended).await.unwrap();
+    let res = recover(&app, "erin", &code_in(&mail), NEW_PASSWORD).await;
+    expect_error(res, StatusCode::UNAUTHORIZED, "invalid_code").await;
+    assert_eq!(app.login("erin", PASSWORD).await.status(), StatusCode::OK);
+}

@@ -376,7 +376,8 @@ impl RedisStore {
                 Some(_) => Some(old),
                 None => {
                     let now = self.user(id).await?;
-                    now.is_none_or(|u| email_key(&u.email) != new).then_some(new)
+                    now.is_none_or(|u| email_key(&u.email) != new)
+                        .then_some(new)
                 }
             };
             if let Some(entry) = entry {
