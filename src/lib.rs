@@ -24,6 +24,7 @@
 //! for the tests and the bench.
 
 pub mod auth;
+pub mod backups;
 pub mod cli;
 pub mod config;
 pub mod domain;

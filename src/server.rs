@@ -10,6 +10,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::auth::{Auth, AuthError};
+use crate::backups::Backups;
 use crate::config::Config;
 use crate::http::{self, Shared, State};
 use crate::listener;
@@ -75,6 +76,7 @@ impl Application {
         };
         let ws_connections = Arc::new(AtomicU64::new(0));
         let hub = Hub::new(config.chat.max_sockets_per_user, ws_connections.clone());
+        let backups = Arc::new(Backups::new(&config, store));
         Ok(Self {
             listener,
             addr,
@@ -82,6 +84,7 @@ impl Application {
                 auth,
                 config,
                 ws_connections,
+                backups,
             }),
             hub,
         })
@@ -128,6 +131,16 @@ impl Application {
                 None
             }
         };
+        let backups = self.state.backups.clone();
+        if let Err(e) = backups.publish_access(self.addr) {
+            // `sessiond backup` cannot reach this server; nothing else is lost.
+            tracing::warn!(error = %e, "cannot write the backup access file");
+        }
+        let scheduled = self.state.config.backup.clone();
+        let scheduler = scheduled.scheduled().then(|| {
+            let (backups, stop) = (backups.clone(), stopped(stop_rx.clone()));
+            tokio::spawn(async move { backups.run_scheduled(scheduled, stop).await })
+        });
         let endings = self.hub.follow_store(store.clone());
         let chat = ws::routes(self.state.clone(), self.hub.clone());
         let max_connections = self.state.config.server.max_connections;
@@ -149,6 +162,12 @@ impl Application {
         if let Some(sender) = sender {
             let _ = sender.await;
         }
+        if let Some(scheduler) = scheduler {
+            let _ = scheduler.await;
+        }
+        backups.withdraw_access();
+        // It holds a store handle too; the last one closed seals sled.
+        drop(backups);
         endings.abort();
         // It holds a store handle: wait until it is dropped.
         let _ = endings.await;

@@ -10,8 +10,10 @@ use std::time::Duration;
 
 use serde::{Deserialize, Deserializer};
 
+mod backup;
 mod mail;
 
+pub use backup::BackupConfig;
 pub use mail::{MailConfig, SmtpServer, SmtpTls};
 
 /// A setting that cannot be used, named the way the operator wrote it.
@@ -59,6 +61,8 @@ pub struct Config {
     pub webauthn: WebauthnConfig,
     /// `[mail]`: the SMTP server for recovery codes and notices.
     pub mail: MailConfig,
+    /// `[backup]`: backups the server takes by itself.
+    pub backup: BackupConfig,
     /// Secrets come only from the environment, never from the file.
     #[serde(skip)]
     pub secrets: Secrets,
@@ -817,6 +821,12 @@ impl Config {
         if self.mail.timeout.is_zero() {
             return bad("mail.timeout", "must be longer than zero");
         }
+        if self.backup.scheduled() && self.backup.every < std::time::Duration::from_secs(1) {
+            return bad("backup.every", "must be at least a second");
+        }
+        if self.backup.keep == 0 {
+            return bad("backup.keep", "must be at least 1");
+        }
         if self.storage.backend == Backend::Redis {
             if self.storage.redis_cluster && self.storage.redis_wait_replicas > 0 {
                 return bad(
@@ -1104,6 +1114,9 @@ mod tests {
             "smtp_url",
             "from",
             "timeout",
+            "dir",
+            "every",
+            "keep",
             "max_message_chars",
             "max_messages_per_second",
             "history_on_join",

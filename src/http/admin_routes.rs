@@ -11,10 +11,10 @@ use warp::{Filter, Rejection, Reply};
 
 use super::error::ApiError;
 use super::filters::get_or_head;
-use super::filters::{check_origin, json_body, require_admin, with_state};
+use super::filters::{check_origin, json_body, require_admin, session_token, with_state};
 use super::views::{json, UserView};
 use super::State;
-use crate::auth::{AuthError, CurrentSession};
+use crate::auth::{AuthError, CurrentSession, SessionToken};
 use crate::domain::{Role, UserId};
 
 /// Largest page of users.
@@ -79,6 +79,12 @@ pub fn routes(state: State) -> warp::filters::BoxedFilter<(Response,)> {
         .and(with_state(state.clone()))
         .and(admin())
         .and_then(stats);
+    let backup = warp::path!("api" / "admin" / "backup")
+        .and(warp::post())
+        .and(check_origin(state.clone()))
+        .and(with_state(state.clone()))
+        .and(backup_caller(state.clone()))
+        .and_then(backup);
     list.or(patch)
         .unify()
         .or(mfa)
@@ -94,6 +100,8 @@ pub fn routes(state: State) -> warp::filters::BoxedFilter<(Response,)> {
         .or(reset_link)
         .unify()
         .or(stats)
+        .unify()
+        .or(backup)
         .unify()
         .boxed()
 }
@@ -224,4 +232,53 @@ async fn stats(state: State, _admin: CurrentSession) -> Result<Response, Rejecti
             "wsConnections": state.ws_connections.load(std::sync::atomic::Ordering::Relaxed),
         }),
     ))
+}
+
+/// An admin's session, or the credential in the server's `backup-access`
+/// file (`sessiond backup`) as `Authorization: Bearer`.
+fn backup_caller(state: State) -> impl Filter<Extract = (), Error = Rejection> + Clone {
+    warp::header::optional::<String>("authorization")
+        .and(session_token(state.clone()))
+        .and_then(move |header: Option<String>, token: Option<SessionToken>| {
+            let state = state.clone();
+            async move {
+                if let Some(bearer) = header.as_deref().and_then(|h| h.strip_prefix("Bearer ")) {
+                    if state.backups.admits(bearer.trim()) {
+                        return Ok(());
+                    }
+                    return Err(Rejection::from(ApiError::unauthorized()));
+                }
+                let token = token.ok_or_else(ApiError::unauthorized)?;
+                let current = state.auth.authenticate(&token).await?;
+                let current = current.ok_or_else(ApiError::unauthorized)?;
+                if state.auth.must_enrol(&current) {
+                    return Err(ApiError::from(AuthError::EnrolmentRequired).into());
+                }
+                if current.user.role != Role::Admin {
+                    return Err(ApiError::forbidden().into());
+                }
+                Ok(())
+            }
+        })
+        .untuple_one()
+}
+
+/// The whole store as one backup file, read while the server serves.
+async fn backup(state: State) -> Result<Response, Rejection> {
+    let file = state
+        .backups
+        .take()
+        .await
+        .map_err(|e| ApiError::from(AuthError::from(e)))?;
+    let mut res = Response::new(file.into());
+    let headers = res.headers_mut();
+    headers.insert(
+        warp::http::header::CONTENT_TYPE,
+        warp::http::HeaderValue::from_static("application/octet-stream"),
+    );
+    headers.insert(
+        warp::http::header::CONTENT_DISPOSITION,
+        warp::http::HeaderValue::from_static("attachment; filename=\"sessiond.backup\""),
+    );
+    Ok(res)
 }

@@ -44,6 +44,8 @@ pub struct Shared {
     pub config: Config,
     /// Open WebSocket connections, kept by the chat hub.
     pub ws_connections: Arc<AtomicU64>,
+    /// Backups on request and on schedule.
+    pub backups: Arc<crate::backups::Backups>,
 }
 
 impl State {

@@ -154,6 +154,28 @@ fn metrics(state: &State, sessions: u64) -> Response {
             ),
         ],
     );
+    let backups = &state.backups;
+    metric(
+        "sessiond_backups_total",
+        "counter",
+        "Backups taken by this instance (on request and on schedule), and scheduled ones that failed.",
+        &[
+            ("{result=\"taken\"}", backups.taken.load(Ordering::Relaxed)),
+            ("{result=\"failed\"}", backups.failed.load(Ordering::Relaxed)),
+        ],
+    );
+    metric(
+        "sessiond_backup_last_timestamp_seconds",
+        "gauge",
+        "When this instance last took a backup (Unix seconds; 0: none yet).",
+        &[("", backups.last_at.load(Ordering::Relaxed))],
+    );
+    metric(
+        "sessiond_backup_last_bytes",
+        "gauge",
+        "The size of the last backup this instance took.",
+        &[("", backups.last_bytes.load(Ordering::Relaxed))],
+    );
     metric(
         "sessiond_session_touches_total",
         "counter",

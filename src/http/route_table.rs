@@ -168,6 +168,10 @@ pub const ROUTES: &[Route] = &[
         methods: GET,
     },
     Route {
+        path: "/api/admin/backup",
+        methods: POST,
+    },
+    Route {
         path: "/api/chat/rooms/{room}/messages",
         methods: GET,
     },

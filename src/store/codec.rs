@@ -121,6 +121,40 @@ fn decode_body<T: DeserializeOwned>(body: &[u8]) -> Result<T, CodecError> {
     Ok(value)
 }
 
+/// Appends one frame to `out`: a kind byte, the length as a big-endian
+/// u32, the bytes. A backup lays its records end to end this way, so its
+/// size is bounded by none of theirs.
+pub fn push_frame(out: &mut Vec<u8>, kind: u8, parts: &[&[u8]]) {
+    let len: usize = parts.iter().map(|p| p.len()).sum();
+    out.push(kind);
+    out.extend_from_slice(&(len as u32).to_be_bytes());
+    for part in parts {
+        out.extend_from_slice(part);
+    }
+}
+
+/// The frames `push_frame` wrote, in order; one cut short is `Truncated`.
+pub fn frames(mut bytes: &[u8]) -> impl Iterator<Item = Result<(u8, &[u8]), CodecError>> {
+    std::iter::from_fn(move || {
+        if bytes.is_empty() {
+            return None;
+        }
+        if bytes.len() < 5 {
+            bytes = &[];
+            return Some(Err(CodecError::Truncated));
+        }
+        let kind = bytes[0];
+        let len = u32::from_be_bytes([bytes[1], bytes[2], bytes[3], bytes[4]]) as usize;
+        let rest = &bytes[5..];
+        if rest.len() < len {
+            bytes = &[];
+            return Some(Err(CodecError::Truncated));
+        }
+        bytes = &rest[len..];
+        Some(Ok((kind, &rest[..len])))
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

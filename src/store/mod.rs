@@ -22,7 +22,6 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 
 pub use codec::CodecError;
-pub use migrate::MigrateReport;
 pub use records::{
     Factors, IdentityRecord, KeyFactor, MailRecord, MessageRecord, NewUser, RemovedUser,
     SessionRecord, TicketKey, TicketKind, TicketRecord, TotpFactor, UserRecord,
@@ -105,6 +104,12 @@ pub enum StoreError {
     /// The Redis server or prefix cannot be used as configured.
     #[error("{0}")]
     RedisRefused(String),
+    /// A restore (or migrate) found data where it would write.
+    #[error("the store already holds data; restore only into an empty data dir or Redis prefix")]
+    NotEmpty,
+    /// A backup file cannot be restored.
+    #[error("cannot restore: {0}")]
+    Backup(#[from] backup::BackupError),
 }
 
 /// What the store tells the server as it happens: on Redis, whichever
@@ -168,6 +173,10 @@ macro_rules! dispatch_sync {
         }
     };
 }
+
+// After the macros, which it uses.
+mod backup;
+pub use backup::{BackupError, RestoreReport, Snapshot};
 
 impl Store {
     /// Opens the configured backend for a server: a Redis that does not

@@ -596,3 +596,55 @@ on_every_backend! {
         assert!(report.problems[0].contains("a key repeats"));
     }
 }
+
+/// A backup of either backend restores into an empty store of either
+/// backend with every record, id and deadline, and passes `check`; a store
+/// that holds data is refused.
+#[tokio::test]
+async fn a_backup_restores_into_an_empty_store_of_either_backend() {
+    for source in TestStore::every_backend().await {
+        let from = &source.store;
+        let alice = add_user(from, "alice").await;
+        let link = identity("subject-1");
+        from.link_identity(alice.user_id(), &link).await.unwrap();
+        let bob = add_user(from, "bob").await;
+        from.create_session(&hash(1), &session(&alice, 9_000_000_000_000))
+            .await
+            .unwrap();
+        from.create_session(&hash(2), &session(&bob, 1))
+            .await
+            .unwrap();
+        let room = crate::domain::RoomName::parse("general").unwrap();
+        from.post_message(&room, alice.user_id(), "alice", "hello", 5)
+            .await
+            .unwrap();
+        let file = from.snapshot(Some("dev".into())).await.unwrap().to_file();
+        for target in TestStore::every_backend().await {
+            let into = &target.store;
+            let report = into
+                .restore(Snapshot::from_file(&file).unwrap())
+                .await
+                .unwrap();
+            assert_eq!((report.users, report.sessions, report.messages), (2, 2, 1));
+            let back = into
+                .user_by_email("ALICE@example.com")
+                .await
+                .unwrap()
+                .unwrap();
+            assert_eq!(back, alice);
+            assert_eq!(into.identities_of(alice.user_id()).await.unwrap().len(), 1);
+            let kept = into.session(&hash(1)).await.unwrap().unwrap();
+            assert_eq!(kept.deadline_ms(), 9_000_000_000_000);
+            let said = into.messages(&room, None, 10).await.unwrap();
+            assert_eq!(said.len(), 1);
+            assert_eq!(said[0].text, "hello");
+            assert!(into.check().await.unwrap().problems.is_empty());
+            // The next user gets a new id, not one of theirs.
+            assert!(add_user(into, "carol").await.id > bob.id);
+            let again = into.restore(Snapshot::from_file(&file).unwrap()).await;
+            assert!(matches!(again, Err(StoreError::NotEmpty)), "{again:?}");
+            target.close().await;
+        }
+        source.close().await;
+    }
+}

@@ -24,6 +24,7 @@ async fn admin_routes_are_401_without_a_session_and_403_for_a_user() {
             format!("/api/admin/users/{id}/sessions"),
             None,
         ),
+        (Method::POST, "/api/admin/backup".to_owned(), None),
     ];
     for path in ADMIN_READS {
         expect_error(
@@ -335,4 +336,77 @@ async fn two_admins_demoting_each_other_at_once_leave_one_admin() {
         }
     }
     assert_eq!(admins, 2 - ok, "exactly the demoted one lost the role");
+}
+
+#[tokio::test]
+async fn an_admin_downloads_a_backup_that_reads_back_and_a_forged_credential_gets_none() {
+    use sessiond::store::Snapshot;
+    let app = spawn_app().await;
+    let (admin, _) = app.admin().await;
+    app.register_and_login("alice").await;
+    assert_eq!(app.metric("sessiond_backup_last_bytes").await, 0);
+    let res = app
+        .send(Method::POST, "/api/admin/backup", &admin, None)
+        .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(res.headers()["content-type"], "application/octet-stream");
+    let file = res.bytes().await.unwrap();
+    assert!(file.starts_with(b"sessiond backup\n"));
+    let snapshot = Snapshot::from_file(&file).unwrap();
+    let mut names: Vec<_> = snapshot
+        .users
+        .iter()
+        .map(|(u, _)| u.username.clone())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["alice", "root"]);
+    // Both sessions (root's and alice's) are in it.
+    assert_eq!(snapshot.sessions.len(), 2);
+    assert_eq!(
+        app.metric("sessiond_backup_last_bytes").await,
+        file.len() as u64
+    );
+    assert_eq!(
+        app.metric("sessiond_backups_total{result=\"taken\"}").await,
+        1
+    );
+    let forged = app
+        .client
+        .post(app.url("/api/admin/backup"))
+        .bearer_auth("0".repeat(64))
+        .send()
+        .await
+        .unwrap();
+    expect_error(forged, StatusCode::UNAUTHORIZED, "unauthorized").await;
+}
+
+#[tokio::test]
+async fn the_server_writes_backups_on_its_schedule_and_keeps_the_newest() {
+    use sessiond::store::Snapshot;
+    let dir = tempfile::tempdir().unwrap();
+    let into = dir.path().to_owned();
+    let app = spawn_app_with(move |c| {
+        c.backup.dir = into;
+        c.backup.every = std::time::Duration::from_secs(1);
+        c.backup.keep = 2;
+    })
+    .await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while app.metric("sessiond_backups_total{result=\"taken\"}").await < 3 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "three backups in 20 s"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let kept: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(kept.len(), 2, "{kept:?}");
+    for path in kept {
+        let file = std::fs::read(&path).unwrap();
+        let snapshot = Snapshot::from_file(&file).unwrap();
+        assert_eq!(snapshot.users[0].0.username, "root");
+    }
 }

@@ -7,6 +7,7 @@ mod helpers;
 #[path = "../api/tools.rs"]
 mod tools;
 
+mod backup;
 mod chat;
 mod cli;
 mod config;

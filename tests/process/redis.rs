@@ -13,7 +13,7 @@ use sessiond::local_redis::{LocalCluster, LocalRedis};
 use crate::helpers::*;
 
 /// A redis-server of this test's own, or `None` (said) without one.
-fn redis() -> Option<LocalRedis> {
+pub(super) fn redis() -> Option<LocalRedis> {
     installed(LocalRedis::start().map(|started| started.map_err(|e| e.to_string())))
 }
 
@@ -44,7 +44,7 @@ fn installed<T>(started: Option<Result<T, String>>) -> Option<T> {
 struct Cluster(String);
 
 /// Where instances keep their data: one redis-server or a cluster.
-trait Backing {
+pub(super) trait Backing {
     /// The `[storage]` lines that point at it.
     fn storage(&self) -> String;
 }
@@ -88,7 +88,7 @@ fn two_instances(redis: &impl Backing, prefix: &str, extra: &str) -> (Site, Serv
 }
 
 /// A site on `redis` under `prefix`; `extra` is appended TOML.
-fn site_on(redis: &impl Backing, prefix: &str, extra: &str) -> Site {
+pub(super) fn site_on(redis: &impl Backing, prefix: &str, extra: &str) -> Site {
     Site::with_storage(
         &format!(
             "backend = \"redis\"\n{}\nredis_key_prefix = {prefix:?}\nredis_timeout = \"500ms\"",

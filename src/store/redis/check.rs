@@ -451,7 +451,7 @@ impl RedisStore {
 
     /// Every key `<prefix><pattern>` on every primary, sorted. `pattern`
     /// is a SCAN glob after the (escaped) prefix.
-    async fn scan(&self, pattern: &str) -> Result<Vec<String>, StoreError> {
+    pub(super) async fn scan(&self, pattern: &str) -> Result<Vec<String>, StoreError> {
         let pattern = format!("{}{pattern}", glob_escape(self.shared.keys.prefix()));
         let timeout = self.shared.timeout;
         let conn = &self.shared.conn;

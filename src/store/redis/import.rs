@@ -1,10 +1,9 @@
-//! Writes records as they are, ids included, for `migrate`: the same
+//! Writes records as they are, ids included, for `restore` and `migrate`: the same
 //! steps as a registration and a login (the prefix is empty and no server
 //! runs), and chat messages under their own ids.
 
 use super::{arg, RedisStore, StoreError};
-use crate::domain::TokenHash;
-use crate::store::{codec, IdentityRecord, MessageRecord, SessionRecord, UserRecord};
+use crate::store::{codec, IdentityRecord, MessageRecord, UserRecord};
 
 impl RedisStore {
     /// The key prefix, for messages that name it.
@@ -19,15 +18,6 @@ impl RedisStore {
         identities: &[IdentityRecord],
     ) -> Result<(), StoreError> {
         self.add_user(user, identities).await
-    }
-
-    /// A session as a login writes it (its user is imported first).
-    pub async fn import_session(
-        &self,
-        hash: &TokenHash,
-        session: &SessionRecord,
-    ) -> Result<(), StoreError> {
-        self.create_session(hash, session).await
     }
 
     /// A chat message under its own id, in its room's stream; the message

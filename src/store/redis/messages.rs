@@ -8,7 +8,7 @@ use crate::domain::{RoomName, UserId};
 use crate::store::codec;
 
 /// One XREVRANGE entry: its id and its field-value pairs.
-type StreamEntry = (String, Vec<(String, Vec<u8>)>);
+pub(super) type StreamEntry = (String, Vec<(String, Vec<u8>)>);
 
 /// Messages kept per room.
 const ROOM_CAP: u64 = 100_000;

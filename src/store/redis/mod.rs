@@ -9,6 +9,7 @@
 //! channel that every instance follows (`events.rs`). Every call waits at
 //! most `redis_timeout`, then fails as `Unavailable`.
 
+mod backup;
 mod check;
 mod conn;
 mod events;

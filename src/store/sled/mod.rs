@@ -5,6 +5,7 @@
 //! Every change that touches more than one tree is one transaction, so an
 //! index never disagrees with its record, even after a crash.
 
+mod backup;
 mod check;
 mod flush;
 mod identities;

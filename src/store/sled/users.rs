@@ -328,7 +328,7 @@ pub(super) fn read_count(raw: Option<&[u8]>) -> u64 {
 }
 
 /// Adds `delta` to the admin count; refuses to reach zero from one.
-fn adjust_admins(meta: &TransactionalTree, delta: i64) -> Result<(), Tx<StoreError>> {
+pub(super) fn adjust_admins(meta: &TransactionalTree, delta: i64) -> Result<(), Tx<StoreError>> {
     let count = read_count(meta.get(ADMIN_COUNT)?.as_deref());
     if delta < 0 && count <= 1 {
         return Err(Tx::Abort(StoreError::LastAdmin));

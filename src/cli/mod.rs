@@ -1,6 +1,8 @@
 //! The command line: `serve` (the default) and the offline commands, which
 //! open the database themselves and so refuse while a server holds it.
 
+mod backup;
+
 use std::io::BufRead;
 use std::path::PathBuf;
 
@@ -43,6 +45,20 @@ pub enum Command {
         /// change left (sled has nothing to repair), then check.
         #[arg(long)]
         repair: bool,
+    },
+    /// Write a backup of the whole store to FILE, while the server runs
+    /// (through it, on sled) or not.
+    Backup {
+        /// Where to write it (mode 0600: it holds password hashes).
+        #[arg(long, value_name = "FILE")]
+        to: PathBuf,
+    },
+    /// Restore a backup into an empty data dir or Redis prefix, then check
+    /// it (the server must be stopped).
+    Restore {
+        /// The backup file.
+        #[arg(long, value_name = "FILE")]
+        from: PathBuf,
     },
     /// Copy users, sessions and chat history from the sled data dir into
     /// an empty Redis prefix, then check it (the server must be stopped).
@@ -311,6 +327,8 @@ pub async fn run(config: &Config, command: Command) -> Result<(), CliError> {
             println!("revoked {ended} session(s)");
         }
         Command::Migrate { to, prefix } => migrate(config, to, prefix).await?,
+        Command::Backup { to } => backup::backup(config, &to).await?,
+        Command::Restore { from } => backup::restore(config, &from).await?,
         Command::Check { repair } => {
             let report = if repair {
                 let (repaired, report) =

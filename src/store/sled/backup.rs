@@ -1,0 +1,115 @@
+//! Reading every lasting record for a backup, and writing a backup's
+//! records into an empty database with their ids.
+
+use std::sync::atomic::Ordering;
+
+use sled::transaction::ConflictableTransactionError as Tx;
+use sled::Transactional;
+
+use super::records::{identity_key, message_key, user_identity_key};
+use super::users::{adjust_admins, read_count, NEXT_USER_ID};
+use super::{codec, tx, IdentityRecord, MessageRecord, SledStore, StoreError, UserRecord};
+use crate::domain::{email_key, name_key, Role};
+use crate::store::Snapshot;
+
+impl SledStore {
+    /// Every lasting record, tree by tree (see `store::backup`).
+    pub fn snapshot(&self) -> Result<Snapshot, StoreError> {
+        let mut users = Vec::new();
+        for user in self.list_users(None, usize::MAX)? {
+            let identities = self.identities_of(user.user_id())?;
+            users.push((user, identities));
+        }
+        Ok(Snapshot {
+            users,
+            sessions: self.all_sessions()?,
+            messages: self.all_messages()?,
+            mails: self.queued_mails()?.into_iter().map(|(_, m)| m).collect(),
+            next_user_id: self.next_user_id()?,
+            dev_secret: None,
+        })
+    }
+
+    /// Whether no user, session, message or mail is stored.
+    pub fn is_empty(&self) -> Result<bool, StoreError> {
+        let s = &self.shared;
+        Ok(s.users.is_empty()
+            && s.sessions.is_empty()
+            && s.messages.is_empty()
+            && s.outbox.is_empty())
+    }
+
+    /// Writes `user` under its own id with its indexes, admin count and
+    /// identities, in one transaction.
+    pub fn import_user(
+        &self,
+        user: &UserRecord,
+        identities: &[IdentityRecord],
+    ) -> Result<(), StoreError> {
+        let s = &self.shared;
+        let id = user.user_id().to_be_bytes();
+        let record = codec::encode(user);
+        let trees = (
+            &s.users,
+            &s.user_names,
+            &s.user_emails,
+            &s.meta,
+            &s.identities,
+            &s.user_identities,
+        );
+        tx(
+            trees.transaction(|(users, names, emails, meta, by_key, by_user)| {
+                let name = name_key(&user.username);
+                let email = email_key(&user.email);
+                if names.get(name.as_bytes())?.is_some() {
+                    return Err(Tx::Abort(StoreError::UsernameTaken));
+                }
+                if emails.get(email.as_bytes())?.is_some() {
+                    return Err(Tx::Abort(StoreError::EmailTaken));
+                }
+                users.insert(&id, record.as_slice())?;
+                names.insert(name.as_bytes(), &id)?;
+                emails.insert(email.as_bytes(), &id)?;
+                if user.role == Role::Admin {
+                    adjust_admins(meta, 1)?;
+                }
+                for i in identities {
+                    by_key.insert(identity_key(&i.issuer, &i.subject), &id)?;
+                    by_user.insert(
+                        user_identity_key(user.user_id(), &i.issuer, &i.subject),
+                        codec::encode(i),
+                    )?;
+                }
+                Ok(())
+            }),
+        )?;
+        s.user_count.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Stores a message under a new id (sled's id generator cannot be set
+    /// forward): messages imported in id order keep their order.
+    pub fn import_message(&self, message: &MessageRecord) -> Result<(), StoreError> {
+        let s = &self.shared;
+        let record = MessageRecord {
+            id: s.db.generate_id()? + 1,
+            ..message.clone()
+        };
+        s.messages
+            .insert(message_key(&record.room, record.id), codec::encode(&record))?;
+        Ok(())
+    }
+
+    /// Sets the user id counter forward to `next_user_id`. A development
+    /// secret lives beside the database, not in it: the caller writes it.
+    pub fn import_counters(
+        &self,
+        next_user_id: u64,
+        _dev_secret: Option<&str>,
+    ) -> Result<(), StoreError> {
+        let meta = &self.shared.meta;
+        let now = read_count(meta.get(NEXT_USER_ID)?.as_deref());
+        meta.insert(NEXT_USER_ID, &now.max(next_user_id).to_be_bytes())?;
+        Ok(())
+    }
+}
