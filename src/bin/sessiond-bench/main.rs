@@ -65,6 +65,9 @@ enum Group {
     Storm,
     /// Database writes from reads.
     Writes,
+    /// `/me` p99 while backups are taken back to back; a backup's size
+    /// and time.
+    Backup,
     /// Handshakes, 10,000 sockets, RSS per socket, fan-out (and on the
     /// chat floor).
     Websockets,
@@ -79,12 +82,13 @@ enum Group {
 
 impl Group {
     /// The groups that need a live server with users.
-    const LIVE: [Group; 6] = [
+    const LIVE: [Group; 7] = [
         Group::Me,
         Group::Verify,
         Group::Logins,
         Group::Storm,
         Group::Writes,
+        Group::Backup,
         Group::Websockets,
     ];
 }
@@ -238,6 +242,9 @@ async fn measure(scale: &Scale, wants: impl Fn(Group) -> bool) -> Vec<Row> {
     }
     if let (true, Some(live)) = (wants(Group::Writes), &live) {
         rows.push(reads_do_not_write(scale, live).await);
+    }
+    if let (true, Some(live)) = (wants(Group::Backup), &live) {
+        rows.extend(backups(scale, dir.path(), live).await);
     }
     if let (true, Some(live)) = (wants(Group::Websockets), &live) {
         rows.extend(websockets(scale, live).await);
@@ -431,6 +438,85 @@ async fn storm_windows(scale: &Scale, addr: SocketAddr, me: &[Vec<u8>], on: &str
         "<= 3x",
         Some(worst <= 3.0),
     )
+}
+
+/// `/me` p99 while backups are taken one after another (through the
+/// access file, as `sessiond backup` does) against a quiet window just
+/// before, over several windows; the worst is the figure.
+async fn backups(scale: &Scale, dir: &Path, live: &Live) -> Vec<Row> {
+    eprintln!("/me while backups run ...");
+    let access: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("data/backup-access")).unwrap())
+            .unwrap();
+    let url = format!("{}/api/admin/backup", access["url"].as_str().unwrap());
+    let token = access["token"].as_str().unwrap().to_owned();
+    let take = move || {
+        let (url, token) = (url.clone(), token.clone());
+        async move {
+            let started = std::time::Instant::now();
+            let res = reqwest::Client::new()
+                .post(&url)
+                .bearer_auth(&token)
+                .send()
+                .await
+                .unwrap();
+            assert!(res.status().is_success(), "backup: {}", res.status());
+            (res.bytes().await.unwrap().len(), started.elapsed())
+        }
+    };
+    let (bytes, alone) = take().await;
+    let windows = if scale.storm_secs <= 2 { 2 } else { 6 };
+    let window = Duration::from_secs(scale.storm_secs).div_f64(2.0);
+    let me = live.me_requests();
+    let (mut worst, mut figures, mut taken) = ((0.0f64, 0.0, 0.0), Vec::new(), 0);
+    for _ in 0..windows {
+        let mut quiet = http_load::run(live.server.addr, me.clone(), 4, window).await;
+        let until = std::time::Instant::now() + window + Duration::from_millis(500);
+        let take = take.clone();
+        let backing_up = tokio::spawn(async move {
+            let mut n = 0;
+            while std::time::Instant::now() < until {
+                take().await;
+                n += 1;
+            }
+            n
+        });
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        let mut busy = http_load::run(live.server.addr, me.clone(), 4, window).await;
+        taken += backing_up.await.unwrap();
+        let (q99, b99) = (quiet.quantile_ms(0.99), busy.quantile_ms(0.99));
+        figures.push(format!("{:.1}", b99 / q99));
+        if b99 / q99 > worst.0 {
+            worst = (b99 / q99, b99, q99);
+        }
+    }
+    let sessions = metric(live.server.addr, "sessiond_sessions_active ").await;
+    vec![
+        row(
+            "one backup: size and time",
+            format!(
+                "{bytes} bytes in {:.1} ms ({} users, {sessions} sessions)",
+                alone.as_secs_f64() * 1000.0,
+                live.cookies.len() + 1,
+            ),
+            "reported",
+            None,
+        ),
+        row(
+            &format!(
+                "/me p99 while backups run back to back vs quiet (worst of {windows} windows)"
+            ),
+            format!(
+                "{:.1}x ({:.2} ms vs {:.2} ms; {taken} backups; every window: {})",
+                worst.0,
+                worst.1,
+                worst.2,
+                figures.join(", ")
+            ),
+            "reported",
+            None,
+        ),
+    ]
 }
 
 /// 100 sessions made now, read at full rate: a session is written at most
