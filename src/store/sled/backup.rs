@@ -3,13 +3,11 @@
 
 use std::sync::atomic::Ordering;
 
-use sled::transaction::ConflictableTransactionError as Tx;
 use sled::Transactional;
 
-use super::records::{identity_key, message_key, user_identity_key};
-use super::users::{adjust_admins, read_count, NEXT_USER_ID};
+use super::records::message_key;
+use super::users::{insert_user, read_count, NEXT_USER_ID};
 use super::{codec, tx, IdentityRecord, MessageRecord, SledStore, StoreError, UserRecord};
-use crate::domain::{email_key, name_key, Role};
 use crate::store::Snapshot;
 
 impl SledStore {
@@ -40,50 +38,16 @@ impl SledStore {
     }
 
     /// Writes `user` under its own id with its indexes, admin count and
-    /// identities, in one transaction.
+    /// identities, in one transaction, as a registration does.
     pub fn import_user(
         &self,
         user: &UserRecord,
         identities: &[IdentityRecord],
     ) -> Result<(), StoreError> {
-        let s = &self.shared;
-        let id = user.user_id().to_be_bytes();
-        let record = codec::encode(user);
-        let trees = (
-            &s.users,
-            &s.user_names,
-            &s.user_emails,
-            &s.meta,
-            &s.identities,
-            &s.user_identities,
-        );
-        tx(
-            trees.transaction(|(users, names, emails, meta, by_key, by_user)| {
-                let name = name_key(&user.username);
-                let email = email_key(&user.email);
-                if names.get(name.as_bytes())?.is_some() {
-                    return Err(Tx::Abort(StoreError::UsernameTaken));
-                }
-                if emails.get(email.as_bytes())?.is_some() {
-                    return Err(Tx::Abort(StoreError::EmailTaken));
-                }
-                users.insert(&id, record.as_slice())?;
-                names.insert(name.as_bytes(), &id)?;
-                emails.insert(email.as_bytes(), &id)?;
-                if user.role == Role::Admin {
-                    adjust_admins(meta, 1)?;
-                }
-                for i in identities {
-                    by_key.insert(identity_key(&i.issuer, &i.subject), &id)?;
-                    by_user.insert(
-                        user_identity_key(user.user_id(), &i.issuer, &i.subject),
-                        codec::encode(i),
-                    )?;
-                }
-                Ok(())
-            }),
-        )?;
-        s.user_count.fetch_add(1, Ordering::Relaxed);
+        tx(self
+            .user_trees()
+            .transaction(|trees| insert_user(trees, user, identities)))?;
+        self.shared.user_count.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }
 

@@ -33,58 +33,39 @@ impl SledStore {
         identity: Option<&IdentityRecord>,
     ) -> Result<UserRecord, StoreError> {
         let s = &self.shared;
-        let (name, email) = (new.username.key(), new.email.key());
-        let linked = identity.map(|i| (identity_key(&i.issuer, &i.subject), codec::encode(i)));
-        let trees = (
+        let identities = identity.map(std::slice::from_ref).unwrap_or_default();
+        let record = tx(self.user_trees().transaction(|trees| {
+            let (_, _, _, meta, _, _) = trees;
+            let next = read_count(meta.get(NEXT_USER_ID)?.as_deref()).max(1);
+            meta.insert(NEXT_USER_ID, &(next + 1).to_be_bytes())?;
+            let record = UserRecord {
+                id: next,
+                username: new.username.as_ref().to_owned(),
+                email: new.email.as_ref().to_owned(),
+                role: new.role,
+                password_hash: new.password_hash.clone(),
+                created_at_ms: new.now_ms,
+                factors: Default::default(),
+                email_verified: false,
+            };
+            insert_user(trees, &record, identities)?;
+            Ok(record)
+        }))?;
+        s.user_count.fetch_add(1, Ordering::Relaxed);
+        Ok(record)
+    }
+
+    /// The trees a new user is written to, in `insert_user`'s order.
+    pub(super) fn user_trees(&self) -> UserTrees<'_> {
+        let s = &self.shared;
+        (
             &s.users,
             &s.user_names,
             &s.user_emails,
             &s.meta,
             &s.identities,
             &s.user_identities,
-        );
-        let record = tx(
-            trees.transaction(|(users, names, emails, meta, identities, by_user)| {
-                if names.get(name.as_bytes())?.is_some() {
-                    return Err(Tx::Abort(StoreError::UsernameTaken));
-                }
-                if emails.get(email.as_bytes())?.is_some() {
-                    return Err(Tx::Abort(StoreError::EmailTaken));
-                }
-                let next = read_count(meta.get(NEXT_USER_ID)?.as_deref()).max(1);
-                meta.insert(NEXT_USER_ID, &(next + 1).to_be_bytes())?;
-                let record = UserRecord {
-                    id: next,
-                    username: new.username.as_ref().to_owned(),
-                    email: new.email.as_ref().to_owned(),
-                    role: new.role,
-                    password_hash: new.password_hash.clone(),
-                    created_at_ms: new.now_ms,
-                    factors: Default::default(),
-                    email_verified: false,
-                };
-                let id = record.user_id().to_be_bytes();
-                users.insert(&id, codec::encode(&record))?;
-                names.insert(name.as_bytes(), &id)?;
-                emails.insert(email.as_bytes(), &id)?;
-                if record.role == Role::Admin {
-                    adjust_admins(meta, 1)?;
-                }
-                if let (Some((key, value)), Some(i)) = (&linked, identity) {
-                    if identities.get(key)?.is_some() {
-                        return Err(Tx::Abort(StoreError::IdentityTaken));
-                    }
-                    identities.insert(key.as_slice(), &id)?;
-                    by_user.insert(
-                        user_identity_key(record.user_id(), &i.issuer, &i.subject),
-                        value.as_slice(),
-                    )?;
-                }
-                Ok(record)
-            }),
-        )?;
-        s.user_count.fetch_add(1, Ordering::Relaxed);
-        Ok(record)
+        )
     }
 
     /// Starts the user id counter of a database written before it existed
@@ -328,7 +309,61 @@ pub(super) fn read_count(raw: Option<&[u8]>) -> u64 {
 }
 
 /// Adds `delta` to the admin count; refuses to reach zero from one.
-pub(super) fn adjust_admins(meta: &TransactionalTree, delta: i64) -> Result<(), Tx<StoreError>> {
+/// `users`, `user_names`, `user_emails`, `meta`, `identities`,
+/// `user_identities`.
+pub(super) type UserTrees<'a> = (
+    &'a sled::Tree,
+    &'a sled::Tree,
+    &'a sled::Tree,
+    &'a sled::Tree,
+    &'a sled::Tree,
+    &'a sled::Tree,
+);
+
+/// Writes a new user's record, name and e-mail entries, admin count and
+/// identities inside a transaction over `UserTrees`; a name, e-mail or
+/// identity someone has is refused.
+pub(super) fn insert_user(
+    (users, names, emails, meta, by_key, by_user): &(
+        TransactionalTree,
+        TransactionalTree,
+        TransactionalTree,
+        TransactionalTree,
+        TransactionalTree,
+        TransactionalTree,
+    ),
+    user: &UserRecord,
+    identities: &[IdentityRecord],
+) -> Result<(), Tx<StoreError>> {
+    let (name, email) = (name_key(&user.username), email_key(&user.email));
+    if names.get(name.as_bytes())?.is_some() {
+        return Err(Tx::Abort(StoreError::UsernameTaken));
+    }
+    if emails.get(email.as_bytes())?.is_some() {
+        return Err(Tx::Abort(StoreError::EmailTaken));
+    }
+    let id = user.user_id().to_be_bytes();
+    users.insert(&id, codec::encode(user))?;
+    names.insert(name.as_bytes(), &id)?;
+    emails.insert(email.as_bytes(), &id)?;
+    if user.role == Role::Admin {
+        adjust_admins(meta, 1)?;
+    }
+    for i in identities {
+        let key = identity_key(&i.issuer, &i.subject);
+        if by_key.get(&key)?.is_some() {
+            return Err(Tx::Abort(StoreError::IdentityTaken));
+        }
+        by_key.insert(key, &id)?;
+        by_user.insert(
+            user_identity_key(user.user_id(), &i.issuer, &i.subject),
+            codec::encode(i),
+        )?;
+    }
+    Ok(())
+}
+
+fn adjust_admins(meta: &TransactionalTree, delta: i64) -> Result<(), Tx<StoreError>> {
     let count = read_count(meta.get(ADMIN_COUNT)?.as_deref());
     if delta < 0 && count <= 1 {
         return Err(Tx::Abort(StoreError::LastAdmin));
