@@ -206,13 +206,18 @@ pub fn write_into(dir: &Path, file: &[u8], keep: usize) -> std::io::Result<PathB
 }
 
 /// Writes `bytes` to `path` readable by this user only, fsynced (a
-/// backup holds password hashes and may hold a signing secret).
+/// backup holds password hashes and may hold a signing secret). Whatever
+/// was at `path` (a file with a looser mode, a symlink) is removed first,
+/// and the new file made afresh, so the mode is always 0600.
 pub fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::os::unix::fs::OpenOptionsExt;
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+        _ => {}
+    }
     let mut out = std::fs::OpenOptions::new()
         .write(true)
-        .create(true)
-        .truncate(true)
+        .create_new(true)
         .mode(0o600)
         .open(path)?;
     out.write_all(bytes)?;
@@ -247,5 +252,30 @@ mod tests {
         use std::os::unix::fs::PermissionsExt;
         let mode = std::fs::metadata(&left[1]).unwrap().permissions().mode();
         assert_eq!(mode & 0o077, 0, "a backup holds secrets: {mode:o}");
+    }
+
+    #[test]
+    fn a_private_file_replaces_a_looser_one_or_a_symlink_and_not_its_target() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let (path, target) = (
+            dir.path().join("backup-access"),
+            dir.path().join("elsewhere"),
+        );
+        std::fs::write(&path, "old").unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        write_private(&path, b"new").unwrap();
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        std::fs::remove_file(&path).unwrap();
+        std::fs::write(&target, "someone else's").unwrap();
+        std::os::unix::fs::symlink(&target, &path).unwrap();
+        write_private(&path, b"ours").unwrap();
+        assert_eq!(std::fs::read_to_string(&target).unwrap(), "someone else's");
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "ours");
+        assert!(!std::fs::symlink_metadata(&path)
+            .unwrap()
+            .file_type()
+            .is_symlink());
     }
 }

@@ -8,7 +8,7 @@
 use std::time::Duration;
 
 use super::recovery::{six_digits, Mailing};
-use super::{throttle_key, AuthError, ClientInfo, Guard};
+use super::{throttle_key, AuthError, ClientInfo, CurrentSession, Guard};
 use crate::domain::{Email, Password, UserId};
 use crate::mail::Letter;
 use crate::store::{TicketKey, TicketKind, UserRecord};
@@ -71,23 +71,27 @@ impl super::Auth {
             .await
     }
 
-    /// Starts moving the signed-in `user` to `email`: their password (if
-    /// they have one) proves it is them, and a code goes to the new
-    /// address; nothing changes until it comes back. Throttled as resends.
+    /// Starts moving the signed-in user to `email`: their password proves
+    /// it is them (a user without one needs a fresh proof, as for factor
+    /// changes), and a code goes to the new address; nothing changes until
+    /// it comes back. Throttled as resends.
     pub async fn request_email_change(
         &self,
-        user: &UserRecord,
+        current: &CurrentSession,
         password: Option<&Password>,
         email: &Email,
         client: &ClientInfo,
     ) -> Result<(), AuthError> {
         self.mail_enabled()?;
+        let user = &current.user;
         let id = user.user_id();
         if user.has_password() {
             let password = password.ok_or(AuthError::CurrentPasswordRequired)?;
             let stored = Some(user.password_hash.as_str());
             self.check_password(&throttle_key(id), client, password, stored)
                 .await?;
+        } else {
+            self.require_fresh(current).await?;
         }
         if email.as_ref() == user.email && user.email_verified {
             return Err(AuthError::AlreadyVerified);

@@ -152,7 +152,7 @@ async fn email_change(
         return Err(ApiError::invalid_request("password: required.").into());
     }
     let auth = &state.auth;
-    auth.request_email_change(&current.user, password.as_ref(), &email, &client)
+    auth.request_email_change(&current, password.as_ref(), &email, &client)
         .await?;
     Ok(json(StatusCode::ACCEPTED, &json!({ "status": "sent" })))
 }

@@ -643,6 +643,15 @@ async fn a_backup_restores_into_an_empty_store_of_either_backend() {
             assert!(add_user(into, "carol").await.id > bob.id);
             let again = into.restore(Snapshot::from_file(&file).unwrap()).await;
             assert!(matches!(again, Err(StoreError::NotEmpty)), "{again:?}");
+            // Two users with one address (a change ran through the read):
+            // refused before a record is written.
+            let mut torn = Snapshot::from_file(&file).unwrap();
+            torn.users[1].0.email = torn.users[0].0.email.to_uppercase();
+            let empty = TestStore::every_backend().await.remove(0);
+            let refused = empty.store.restore(torn).await;
+            assert!(matches!(refused, Err(StoreError::Backup(_))), "{refused:?}");
+            assert!(empty.store.is_empty().await.unwrap());
+            empty.close().await;
             target.close().await;
         }
         source.close().await;

@@ -460,3 +460,40 @@ async fn the_last_way_to_sign_in_cannot_be_unlinked() {
     expect_error(res, StatusCode::CONFLICT, "last_identity").await;
     assert_eq!(sign_in(&app, &token).await.status(), StatusCode::OK);
 }
+
+#[tokio::test]
+async fn a_user_without_a_password_changes_address_only_with_a_fresh_proof() {
+    let Some(mailbox) = crate::mailbox::Mailbox::start() else {
+        return;
+    };
+    let key = rsa_signer(0);
+    let (addr, _jwks) = jwks_server(&[&key]).await;
+    let provider = firebase_provider(PROJECT, addr);
+    let url = mailbox.url();
+    let app = spawn_app_with(move |c| {
+        c.oidc.providers = vec![provider];
+        c.mail.smtp_url = url;
+        c.auth.reauth_window = Duration::from_millis(500);
+    })
+    .await;
+    let token = key.sign(&firebase_claims(
+        PROJECT,
+        "uid-nia",
+        Some("nia@example.com"),
+    ));
+    let res = sign_in(&app, &token).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let cookie = cookie_of(&res);
+    // No password to give: the sign-in just made is the proof.
+    let change = json!({"email": "nia@new.example"});
+    let res = app
+        .post_json("/api/auth/email", &change, Some(&cookie))
+        .await;
+    assert_eq!(res.status(), StatusCode::ACCEPTED);
+    // Later, a session alone (a stolen cookie, say) moves nothing.
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let res = app
+        .post_json("/api/auth/email", &change, Some(&cookie))
+        .await;
+    expect_error(res, StatusCode::FORBIDDEN, "reauth_required").await;
+}

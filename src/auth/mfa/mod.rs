@@ -363,7 +363,10 @@ impl Auth {
 
     /// Refuses with `ReauthRequired` unless the session proved something
     /// within `auth.reauth_window`: its sign-in, or a `reauth`.
-    async fn require_fresh(&self, current: &CurrentSession) -> Result<(), AuthError> {
+    pub(in crate::auth) async fn require_fresh(
+        &self,
+        current: &CurrentSession,
+    ) -> Result<(), AuthError> {
         let window = millis(self.inner.auth.reauth_window);
         if now_ms().saturating_sub(current.session.created_at_ms) < window {
             return Ok(());

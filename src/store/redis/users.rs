@@ -13,8 +13,10 @@
 //! - a removal gives up the indexes first, then removes the record with
 //!   every session in one script, then unlists;
 //! - an e-mail change claims the new address's entry, then rewrites the
-//!   record if it still has the old address, then gives the old entry up
-//!   (an entry whose user no longer has it is one a reader ignores);
+//!   record if it still has the old address, claims the entry again (a
+//!   registration may have taken it over while the record did not say so
+//!   yet: then the record goes back), then gives the old entry up (an
+//!   entry whose user no longer has it is one a reader ignores);
 //! - the admin count is taken before a demotion or removal and added after
 //!   a promotion, so it is never above the admins there are: the last
 //!   admin stays, whichever instances race.
@@ -359,33 +361,46 @@ impl RedisStore {
         to: &str,
     ) -> Result<Option<UserRecord>, StoreError> {
         let (old, new) = (email_key(from), email_key(to));
-        if !Box::pin(self.claim(&Index::Email(new.clone()), id.as_u64())).await? {
+        let entry = Index::Email(new.clone());
+        if !Box::pin(self.claim(&entry, id.as_u64())).await? {
             return Err(StoreError::EmailTaken);
         }
         let changed = Box::pin(self.replace_user_if(id, "changing a user's e-mail", |u| {
             (email_key(&u.email) == old).then(|| {
+                let was_verified = u.email_verified;
                 u.email = to.to_owned();
                 u.email_verified = true;
+                was_verified
             })
         }))
         .await?;
-        if old != new {
-            // Changed: the old entry goes. Not changed: the claimed one
-            // goes back, unless a racing change gave the user that address.
-            let entry = match &changed {
-                Some(_) => Some(old),
-                None => {
-                    let now = self.user(id).await?;
-                    now.is_none_or(|u| email_key(&u.email) != new)
-                        .then_some(new)
-                }
-            };
-            if let Some(entry) = entry {
-                self.give_up(self.index_key(&Index::Email(entry)), id.as_u64())
-                    .await?;
-            }
+        if old == new {
+            return Ok(changed.map(|(_, user)| user));
         }
-        Ok(changed.map(|((), user)| user))
+        let Some((was_verified, user)) = changed else {
+            // The record kept its address: the claimed entry goes back,
+            // unless a racing change gave the user that address.
+            let now = self.user(id).await?;
+            if now.is_none_or(|u| email_key(&u.email) != new) {
+                self.give_up(self.index_key(&entry), id.as_u64()).await?;
+            }
+            return Ok(None);
+        };
+        // Until the record said `to`, a registration could take the entry
+        // over as stale: claimed again, it is ours or that user's.
+        if !Box::pin(self.claim(&entry, id.as_u64())).await? {
+            Box::pin(self.replace_user_if(id, "undoing an e-mail change", |u| {
+                (email_key(&u.email) == new).then(|| {
+                    u.email = from.to_owned();
+                    u.email_verified = was_verified;
+                })
+            }))
+            .await?;
+            return Err(StoreError::EmailTaken);
+        }
+        self.give_up(self.index_key(&Index::Email(old)), id.as_u64())
+            .await?;
+        Ok(Some(user))
     }
 
     /// Applies `change` to the user and writes it back if nobody changed
