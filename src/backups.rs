@@ -181,12 +181,8 @@ pub fn write_into(dir: &Path, file: &[u8], keep: usize) -> std::io::Result<PathB
         .duration_since(UNIX_EPOCH)
         .unwrap_or(Duration::ZERO)
         .as_millis();
-    let name = format!("sessiond-{millis:015}.backup");
-    let temp = dir.join(format!(".{name}.partial"));
-    let path = dir.join(&name);
-    write_private(&temp, file)?;
-    std::fs::rename(&temp, &path)?;
-    std::fs::File::open(dir)?.sync_all()?;
+    let path = dir.join(format!("sessiond-{millis:015}.backup"));
+    write_whole(&path, file)?;
     let mut ours: Vec<PathBuf> = std::fs::read_dir(dir)?
         .filter_map(Result::ok)
         .map(|e| e.path())
@@ -205,11 +201,26 @@ pub fn write_into(dir: &Path, file: &[u8], keep: usize) -> std::io::Result<PathB
     Ok(path)
 }
 
+/// Writes `bytes` to `path` as a whole file or not at all: under a
+/// temporary name first (private, fsynced), then renamed, and the
+/// directory fsynced so the rename lasts.
+pub fn write_whole(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
+    let temp = path.with_file_name(format!(".{name}.partial"));
+    write_private(&temp, bytes)?;
+    std::fs::rename(&temp, path)?;
+    let dir = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    };
+    std::fs::File::open(dir)?.sync_all()
+}
+
 /// Writes `bytes` to `path` readable by this user only, fsynced (a
 /// backup holds password hashes and may hold a signing secret). Whatever
 /// was at `path` (a file with a looser mode, a symlink) is removed first,
 /// and the new file made afresh, so the mode is always 0600.
-pub fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::os::unix::fs::OpenOptionsExt;
     match std::fs::remove_file(path) {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),

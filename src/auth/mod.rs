@@ -721,7 +721,8 @@ async fn new_account(
     if new.verified {
         // Boxed: on Redis this is a read-compare-write loop whose state
         // would otherwise sit inline in every caller's future.
-        let verified = Box::pin(store.verify_email(user.user_id(), &user.email)).await?;
+        let email = &user.email;
+        let verified = Box::pin(store.verify_email(user.user_id(), email, email)).await?;
         user = verified.unwrap_or(user);
     }
     store.commit_durably().await?;

@@ -200,7 +200,10 @@ impl super::Auth {
                     .ok_or(AuthError::RecoveryFailed)?;
                 self.use_code(user.user_id(), &code).await?;
                 // The code came to the address: it is the user's.
-                store.verify_email(user.user_id(), &user.email).await?;
+                if !user.email_verified {
+                    let email = &user.email;
+                    store.verify_email(user.user_id(), email, email).await?;
+                }
                 user
             }
             RecoveryProof::Link(secret) => {

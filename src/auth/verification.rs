@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use super::recovery::{six_digits, Mailing};
 use super::{throttle_key, AuthError, ClientInfo, CurrentSession, Guard};
-use crate::domain::{Email, Password, UserId};
+use crate::domain::{email_key, Email, Password};
 use crate::mail::Letter;
 use crate::store::{TicketKey, TicketKind, UserRecord};
 
@@ -117,31 +117,33 @@ impl super::Auth {
             .find_login(login)
             .await?
             .ok_or(AuthError::RecoveryFailed)?;
-        self.verify_email(user.user_id(), code).await
+        self.verify_email(&user, code).await
     }
 
     /// Marks the address verified if `code` is the one mailed to it, or,
     /// if it went to a new address, moves the user there and tells the old
     /// one. A wrong code uses up one of its tries.
-    pub async fn verify_email(&self, id: UserId, code: &str) -> Result<UserRecord, AuthError> {
+    pub async fn verify_email(
+        &self,
+        before: &UserRecord,
+        code: &str,
+    ) -> Result<UserRecord, AuthError> {
         self.mail_enabled()?;
         let store = &self.inner.store;
+        let id = before.user_id();
         let key = TicketKey::User(TicketKind::EmailVerify, id);
         let macs = |typed: &str| self.inner.factor_keys.verify_code_macs(id, typed);
         let body = self.take_mailed_code(&key, macs, code).await?;
-        let before = store.user(id).await?.ok_or(AuthError::RecoveryFailed)?;
-        if body.email == before.email {
-            let user = store.verify_email(id, &body.email).await?;
-            store.commit_durably().await?;
-            return user.ok_or(AuthError::RecoveryFailed);
-        }
+        // The store refuses if the address changed since `before` was read.
         let user = store
-            .change_email(id, &before.email, &body.email)
+            .verify_email(id, &before.email, &body.email)
             .await?
             .ok_or(AuthError::RecoveryFailed)?;
-        let page = &self.inner.page_url;
-        let notice = Letter::email_changed(&user.username, &user.email, page);
-        self.inner.outbox.queue(&before.email, &notice).await?;
+        if email_key(&before.email) != email_key(&user.email) {
+            let page = &self.inner.page_url;
+            let notice = Letter::email_changed(&user.username, &user.email, page);
+            self.inner.outbox.queue(&before.email, &notice).await?;
+        }
         store.commit_durably().await?;
         Ok(user)
     }

@@ -7,10 +7,10 @@
 //! offline, into an empty data dir or Redis prefix, and reads the whole
 //! file before it writes anything.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use super::{where_stored, with_store, CliError};
-use crate::backups::{Access, ACCESS_FILE};
+use crate::backups::{write_whole, Access, ACCESS_FILE};
 use crate::config::{Backend, Config};
 use crate::store::{Snapshot, Store, StoreError};
 
@@ -135,18 +135,4 @@ async fn from_server(config: &Config) -> Result<Vec<u8>, CliError> {
         .await
         .map_err(|e| CliError(format!("the backup from {} broke off: {e}", access.url)))?;
     Ok(body.to_vec())
-}
-
-/// Writes `bytes` to `path` under a temporary name, fsynced, then renamed:
-/// `path` is a whole file or untouched.
-fn write_whole(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let mut temp = PathBuf::from(path);
-    temp.set_file_name(format!(
-        ".{}.partial",
-        path.file_name()
-            .and_then(|n| n.to_str())
-            .unwrap_or("backup")
-    ));
-    crate::backups::write_private(&temp, bytes)?;
-    std::fs::rename(&temp, path)
 }

@@ -95,7 +95,7 @@ async fn email_verify(
     body: EmailVerifyBody,
 ) -> Result<Response, Rejection> {
     let user = match (signed_in_user(&state, token).await?, body.login) {
-        (Some(user), _) => state.auth.verify_email(user.user_id(), &body.code).await?,
+        (Some(user), _) => state.auth.verify_email(&user, &body.code).await?,
         (None, Some(login)) => state.auth.verify_email_of(&login, &body.code).await?,
         // Neither a session nor a name: nobody to verify for.
         (None, None) => return Err(ApiError::unauthorized().into()),

@@ -383,27 +383,18 @@ impl Store {
         dispatch!(self.change_factors(id, change))
     }
 
-    /// Marks the user's e-mail verified if it is still `email` (ignoring
-    /// case), atomically against every other write to the user; `None` if
-    /// the address changed since the code was sent. `NoSuchUser` if gone.
+    /// Makes `to` the user's verified address (a code mailed to it came
+    /// back, or an operator vouched) if their address is still `from`
+    /// (ignoring case), moving the index when the two differ; atomically
+    /// against every other write to the user. `None` if the address is no
+    /// longer `from`, `EmailTaken` if another user has `to`.
     pub async fn verify_email(
-        &self,
-        id: UserId,
-        email: &str,
-    ) -> Result<Option<UserRecord>, StoreError> {
-        dispatch!(self.verify_email(id, email))
-    }
-
-    /// Moves the user's e-mail from `from` to `to` (verified: the code
-    /// mailed to `to` proved it), the index with it; `None` if the address
-    /// is no longer `from`, `EmailTaken` if another user has `to`.
-    pub async fn change_email(
         &self,
         id: UserId,
         from: &str,
         to: &str,
     ) -> Result<Option<UserRecord>, StoreError> {
-        dispatch!(self.change_email(id, from, to))
+        dispatch!(self.verify_email(id, from, to))
     }
 
     /// Stores a ticket (ceremony state), replacing one under the same key.

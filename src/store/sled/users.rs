@@ -182,17 +182,8 @@ impl SledStore {
         self.replace_user_if(id, |u| change(&mut u.factors))
     }
 
-    /// Marks the user's e-mail verified if it is still `email` (ignoring
-    /// case); `None` if it is not (changed since the code was sent).
-    pub fn verify_email(&self, id: UserId, email: &str) -> Result<Option<UserRecord>, StoreError> {
-        let done = self.replace_user_if(id, |u| {
-            (email_key(&u.email) == email_key(email)).then(|| u.email_verified = true)
-        })?;
-        Ok(done.map(|((), user)| user))
-    }
-
-    /// Moves the e-mail and its index in one transaction.
-    pub fn change_email(
+    /// Verifies (and moves) the e-mail and its index in one transaction.
+    pub fn verify_email(
         &self,
         id: UserId,
         from: &str,
@@ -211,8 +202,10 @@ impl SledStore {
             {
                 return Err(Tx::Abort(StoreError::EmailTaken));
             }
-            emails.remove(old.as_bytes())?;
-            emails.insert(new.as_bytes(), &id.to_be_bytes())?;
+            if old != new {
+                emails.remove(old.as_bytes())?;
+                emails.insert(new.as_bytes(), &id.to_be_bytes())?;
+            }
             user.email = to.to_owned();
             user.email_verified = true;
             users.insert(&id.to_be_bytes(), codec::encode(&user))?;
