@@ -345,6 +345,10 @@ async fn an_admin_downloads_a_backup_that_reads_back_and_a_forged_credential_get
     let (admin, _) = app.admin().await;
     app.register_and_login("alice").await;
     assert_eq!(app.metric("sessiond_backup_last_bytes").await, 0);
+    assert_eq!(
+        app.metric("sessiond_backup_last_timestamp_seconds").await,
+        0
+    );
     let res = app
         .send(Method::POST, "/api/admin/backup", &admin, None)
         .await;
@@ -366,6 +370,9 @@ async fn an_admin_downloads_a_backup_that_reads_back_and_a_forged_credential_get
         app.metric("sessiond_backup_last_bytes").await,
         file.len() as u64
     );
+    let at = app.metric("sessiond_backup_last_timestamp_seconds").await;
+    let now = sessiond::store::now_ms() / 1000;
+    assert!(now.abs_diff(at) <= 5, "the last backup at {at}, now {now}");
     assert_eq!(
         app.metric("sessiond_backups_total{result=\"taken\"}").await,
         1
@@ -399,9 +406,11 @@ async fn the_server_writes_backups_on_its_schedule_and_keeps_the_newest() {
         );
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
+    // Not a `.partial` of the next one, which may be being written.
     let kept: Vec<_> = std::fs::read_dir(dir.path())
         .unwrap()
         .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "backup"))
         .collect();
     assert_eq!(kept.len(), 2, "{kept:?}");
     for path in kept {
