@@ -115,6 +115,7 @@ impl Application {
         let store = self.state.auth.store().clone();
         let pruner = store.spawn_pruner(
             self.state.config.session.prune_interval,
+            self.state.config.audit.retention(),
             stopped(stop_rx.clone()),
         );
         let sender = match crate::mail::SmtpMailer::new(&self.state.config.mail) {

@@ -155,6 +155,7 @@ async fn apply(auth: &Auth, tokens: &mut Vec<SessionToken>, codes: &mut Vec<Stri
                     Email::parse(&format!("{}@example.com", name(n))).unwrap(),
                     Password::unchecked(PASSWORD.into()),
                     if n == 0 { Role::Admin } else { Role::User },
+                    &sessiond::auth::By::operator(),
                 )
                 .await;
         }
@@ -175,7 +176,7 @@ async fn apply(auth: &Auth, tokens: &mut Vec<SessionToken>, codes: &mut Vec<Stri
         }
         Op::Logout(i) => {
             if let Some(token) = tokens.get(i % tokens.len().max(1)) {
-                let _ = auth.end(&token.hash()).await;
+                let _ = auth.end(&token.hash(), &[]).await;
             }
         }
         Op::RevokeOthers(i) => {
@@ -194,18 +195,26 @@ async fn apply(auth: &Auth, tokens: &mut Vec<SessionToken>, codes: &mut Vec<Stri
         Op::SetRole(n, admin) => {
             if let Ok(Some(u)) = store.user_by_name(&name(n)).await {
                 let _ = auth
-                    .set_role(u.user_id(), if admin { Role::Admin } else { Role::User })
+                    .set_role(
+                        u.user_id(),
+                        if admin { Role::Admin } else { Role::User },
+                        &sessiond::auth::By::operator(),
+                    )
                     .await;
             }
         }
         Op::RemoveUser(n) => {
             if let Ok(Some(u)) = store.user_by_name(&name(n)).await {
-                let _ = auth.remove_user(u.user_id()).await;
+                let _ = auth
+                    .remove_user(u.user_id(), &sessiond::auth::By::operator())
+                    .await;
             }
         }
         Op::AdminRevoke(n) => {
             if let Ok(Some(u)) = store.user_by_name(&name(n)).await {
-                let _ = auth.end_sessions_of(u.user_id()).await;
+                let _ = auth
+                    .end_sessions_of(u.user_id(), &sessiond::auth::By::operator())
+                    .await;
             }
         }
         Op::Prune(hours) => {
@@ -226,18 +235,19 @@ async fn apply(auth: &Auth, tokens: &mut Vec<SessionToken>, codes: &mut Vec<Stri
                         now_ms: now_ms(),
                     },
                     Some(&identity(s)),
+                    &[],
                 )
                 .await;
         }
         Op::Link(n, s) => {
             if let Ok(Some(u)) = store.user_by_name(&name(n)).await {
-                let _ = store.link_identity(u.user_id(), &identity(s)).await;
+                let _ = store.link_identity(u.user_id(), &identity(s), &[]).await;
             }
         }
         Op::Unlink(n, s) => {
             if let Ok(Some(u)) = store.user_by_name(&name(n)).await {
                 let _ = store
-                    .unlink_identity(u.user_id(), &identity(s).public_id())
+                    .unlink_identity(u.user_id(), &identity(s).public_id(), &[])
                     .await;
             }
         }
@@ -291,7 +301,7 @@ async fn apply(auth: &Auth, tokens: &mut Vec<SessionToken>, codes: &mut Vec<Stri
                     last_used_at_ms: 0,
                 };
                 let _ = store
-                    .change_factors(u.user_id(), |f| {
+                    .change_factors(u.user_id(), &[], |f| {
                         if f.keys.iter().any(|old| old.id == key.id) {
                             return None;
                         }
@@ -312,7 +322,9 @@ async fn apply(auth: &Auth, tokens: &mut Vec<SessionToken>, codes: &mut Vec<Stri
         }
         Op::ResetFactors(n) => {
             if let Ok(Some(u)) = store.user_by_name(&name(n)).await {
-                let _ = auth.reset_factors(u.user_id()).await;
+                let _ = auth
+                    .reset_factors(u.user_id(), &sessiond::auth::By::operator())
+                    .await;
             }
         }
     }

@@ -7,9 +7,11 @@ use std::sync::atomic::Ordering;
 use rand_core::{OsRng, RngCore};
 
 use super::idtoken::{IdTokenError, VerifiedToken};
-use super::{Auth, AuthError, ClientInfo, CurrentSession, SessionToken, SignIn};
+use super::{Auth, AuthError, By, ClientInfo, CurrentSession, SessionToken, SignIn};
 use crate::domain::{Email, Role, UserId, Username};
-use crate::store::{now_ms, IdentityRecord, NewUser, StoreError, UserRecord};
+use crate::store::{
+    emit_audit, now_ms, AuditKind, IdentityRecord, NewUser, StoreError, UserRecord,
+};
 
 /// Name candidates tried before a random suffix.
 const NUMBERED_NAMES: u32 = 50;
@@ -35,9 +37,9 @@ impl Auth {
         remember: bool,
     ) -> Result<SignIn, AuthError> {
         let verified = self.inner.idtokens.verify(token).await?;
-        let user = self.user_for(&verified).await?;
+        let user = self.user_for(&verified, client).await?;
         if let Some(previous) = previous {
-            self.inner.store.end_session(&previous.hash()).await?;
+            self.end_replaced(previous).await?;
         }
         // The provider's proof is not one of RFC 8176's values; a second
         // factor of this server's still applies.
@@ -52,7 +54,11 @@ impl Auth {
 
     /// The user linked to a verified identity, created if allowed. Two
     /// first sign-ins at once: one creates, the other finds its link.
-    async fn user_for(&self, verified: &VerifiedToken) -> Result<UserRecord, AuthError> {
+    async fn user_for(
+        &self,
+        verified: &VerifiedToken,
+        client: &ClientInfo,
+    ) -> Result<UserRecord, AuthError> {
         let store = &self.inner.store;
         for _ in 0..3 {
             if let Some(id) = store
@@ -66,7 +72,7 @@ impl Auth {
             if !verified.auto_register {
                 return Err(AuthError::NotLinked);
             }
-            match self.register_from_token(verified).await {
+            match self.register_from_token(verified, client).await {
                 Err(AuthError::IdentityTaken) => continue,
                 other => return other,
             }
@@ -82,10 +88,22 @@ impl Auth {
     /// `EmailTaken`: that person signs in with their password and links
     /// the identity, so no token can take over an account), or, without
     /// one, a placeholder under `.invalid`.
-    async fn register_from_token(&self, v: &VerifiedToken) -> Result<UserRecord, AuthError> {
+    async fn register_from_token(
+        &self,
+        v: &VerifiedToken,
+        client: &ClientInfo,
+    ) -> Result<UserRecord, AuthError> {
         let store = &self.inner.store;
         let base = base_name(v);
         let identity = identity_record(v);
+        // The store puts the new id in each.
+        let by = By::client(UserId::from_u64(0), client);
+        let entries = [
+            by.entry(AuditKind::UserCreated, UserId::from_u64(0))
+                .detail(format!("{} sign-in", v.provider)),
+            by.entry(AuditKind::IdentityLinked, UserId::from_u64(0))
+                .detail(v.provider.clone()),
+        ];
         for n in 1..=NUMBERED_NAMES + 1 {
             let candidate = match n {
                 1 => base.clone(),
@@ -110,6 +128,7 @@ impl Auth {
                     now_ms: now_ms(),
                 },
                 Some(&identity),
+                &entries,
             );
             match created.await {
                 Err(StoreError::UsernameTaken) => continue,
@@ -117,6 +136,7 @@ impl Auth {
                 other => {
                     let user = other?;
                     store.commit_durably().await?;
+                    emit_audit(&entries.map(|e| e.of_new_user(user.id)));
                     return Ok(user);
                 }
             }
@@ -132,11 +152,23 @@ impl Auth {
     ) -> Result<IdentityRecord, AuthError> {
         let verified = self.inner.idtokens.verify(token).await?;
         let record = identity_record(&verified);
+        let id = current.user.user_id();
+        let entries = [By::user(current)
+            .entry(AuditKind::IdentityLinked, id)
+            .detail(verified.provider.clone())];
+        let linked_before = self
+            .inner
+            .store
+            .identity_owner(&record.issuer, &record.subject)
+            .await?;
         self.inner
             .store
-            .link_identity(current.user.user_id(), &record)
+            .link_identity(id, &record, &entries)
             .await?;
         self.inner.store.commit_durably().await?;
+        if linked_before != Some(id) {
+            emit_audit(&entries);
+        }
         Ok(record)
     }
 
@@ -152,14 +184,18 @@ impl Auth {
         current: &CurrentSession,
         public_id: &str,
     ) -> Result<(), AuthError> {
+        let id = current.user.user_id();
+        let entry = By::user(current).entry(AuditKind::IdentityUnlinked, id);
+        let entries = [entry.detail(public_id.to_owned())];
         match self
             .inner
             .store
-            .unlink_identity(current.user.user_id(), public_id)
+            .unlink_identity(id, public_id, &entries)
             .await?
         {
             Some(_) => {
                 self.inner.store.commit_durably().await?;
+                emit_audit(&entries);
                 Ok(())
             }
             None => Err(AuthError::NotFound),

@@ -1,9 +1,11 @@
 //! Seeing and ending sessions, changing passwords and roles, removing
 //! users: what express-session leaves every application to write.
 
-use super::{Auth, AuthError, ClientInfo, CurrentSession, NewSession};
+use super::{Auth, AuthError, By, ClientInfo, CurrentSession, NewSession};
 use crate::domain::{Password, Role, TokenHash, UserId};
-use crate::store::{now_ms, SessionRecord, UserRecord};
+use crate::store::{
+    emit_audit, now_ms, AuditKind, AuditRecord, RemovedUser, SessionRecord, UserRecord,
+};
 
 /// Counts for `/api/admin/stats`.
 #[derive(Debug, Clone, Copy)]
@@ -48,17 +50,46 @@ impl Auth {
         let Some((hash, _)) = found else {
             return Ok(None);
         };
-        Ok(self.end(&hash).await?.then_some(hash))
+        let id = current.user.user_id();
+        let kind = if hash == current.hash {
+            AuditKind::Logout
+        } else {
+            AuditKind::SessionRevoked
+        };
+        let entry = By::user(current)
+            .entry(kind, id)
+            .session(public_id.to_owned());
+        Ok(self.end(&hash, &[entry]).await?.then_some(hash))
     }
 
     /// Ends every session of the caller's but the current one.
     pub async fn end_other_sessions(&self, current: &CurrentSession) -> Result<u64, AuthError> {
+        let id = current.user.user_id();
+        let entry = By::user(current)
+            .entry(AuditKind::SessionsRevoked, id)
+            .detail("other_sessions");
+        self.end_sessions_logged(id, Some(&current.hash), entry)
+            .await
+    }
+
+    /// Ends every session of `id` but `except`, writing `entry` if any
+    /// ended; answers how many did, once durable.
+    pub(super) async fn end_sessions_logged(
+        &self,
+        id: UserId,
+        except: Option<&TokenHash>,
+        entry: AuditRecord,
+    ) -> Result<u64, AuthError> {
+        let entries = [entry];
         let ended = self
             .inner
             .store
-            .end_sessions_of(current.user.user_id(), Some(&current.hash))
+            .end_sessions_of(id, except, &entries)
             .await?;
         self.durable_if(!ended.is_empty()).await?;
+        if !ended.is_empty() {
+            emit_audit(&entries);
+        }
         Ok(ended.len() as u64)
     }
 
@@ -77,18 +108,31 @@ impl Auth {
         if current.user.has_password() {
             let old = old.ok_or(AuthError::CurrentPasswordRequired)?;
             let account = super::throttle_key(id);
-            self.check_password(&account, client, old, Some(&current.user.password_hash))
+            let stored = Some(current.user.password_hash.as_str());
+            self.check_password(&account, Some(id), client, old, stored)
                 .await?;
         }
         let hash = self.inner.passwords.hash(new).await?;
-        let user = self.inner.store.set_password_hash(id, &hash).await?;
-        self.inner.store.end_sessions_of(id, None).await?;
-        // The same person, the same proofs: the new session keeps them.
-        self.open_session(
+        let by = By::user(current);
+        let changed = [by.entry(AuditKind::PasswordChanged, id)];
+        let user = self
+            .inner
+            .store
+            .set_password_hash(id, &hash, &changed)
+            .await?;
+        emit_audit(&changed);
+        let revoked = by
+            .entry(AuditKind::SessionsRevoked, id)
+            .detail("password_changed");
+        self.end_sessions_logged(id, None, revoked).await?;
+        // The same person, the same proofs: the new session keeps them;
+        // not a sign-in, so not logged as one.
+        self.open_session_logged(
             user,
             client,
             current.session.remember,
             current.session.amr.clone(),
+            |_| Vec::new(),
         )
         .await
     }
@@ -127,28 +171,25 @@ impl Auth {
         self.inner.store.user(id).await?.ok_or(AuthError::NotFound)
     }
 
-    /// Changes a role; it holds from that user's next request, since every
-    /// request reads the user afresh. The last admin cannot be demoted.
-    pub async fn set_role(&self, id: UserId, role: Role) -> Result<UserRecord, AuthError> {
-        let user = self.inner.store.set_role(id, role).await?;
-        self.inner.store.commit_durably().await?;
-        Ok(user)
+    /// Changes a role (`by` an admin); it holds from that user's next
+    /// request, since every request reads the user afresh. The last admin
+    /// cannot be demoted.
+    pub async fn set_role(&self, id: UserId, role: Role, by: &By) -> Result<UserRecord, AuthError> {
+        set_role(&self.inner.store, id, role, by).await
     }
 
-    /// Removes a user with their sessions and indexes. The last admin
-    /// cannot be removed.
-    pub async fn remove_user(&self, id: UserId) -> Result<UserRecord, AuthError> {
-        let removed = self.inner.store.remove_user(id).await?;
-        self.inner.store.commit_durably().await?;
-        Ok(removed.user)
+    /// Removes a user (`by` an admin) with their sessions and indexes. The
+    /// last admin cannot be removed.
+    pub async fn remove_user(&self, id: UserId, by: &By) -> Result<UserRecord, AuthError> {
+        Ok(remove_user(&self.inner.store, id, by).await?.user)
     }
 
-    /// Ends every session of a user; `NotFound` if there is no such user.
-    pub async fn end_sessions_of(&self, id: UserId) -> Result<u64, AuthError> {
+    /// Ends every session of a user (`by` an admin); `NotFound` if there
+    /// is no such user.
+    pub async fn end_sessions_of(&self, id: UserId, by: &By) -> Result<u64, AuthError> {
         self.user(id).await?;
-        let ended = self.inner.store.end_sessions_of(id, None).await?;
-        self.durable_if(!ended.is_empty()).await?;
-        Ok(ended.len() as u64)
+        let entry = by.entry(AuditKind::SessionsRevoked, id).detail("admin");
+        self.end_sessions_logged(id, None, entry).await
     }
 
     /// Users and sessions stored.
@@ -165,4 +206,56 @@ impl Auth {
         }
         Ok(())
     }
+}
+
+/// Changes a role, logging the move if there was one; answered once
+/// durable. For the service and the offline CLI alike.
+pub async fn set_role(
+    store: &crate::store::Store,
+    id: UserId,
+    role: Role,
+    by: &By,
+) -> Result<UserRecord, AuthError> {
+    let before = store.user(id).await?.ok_or(AuthError::NotFound)?;
+    let entries = [by.entry(AuditKind::RoleChanged, id).detail(format!(
+        "{} -> {}",
+        before.role.as_str(),
+        role.as_str()
+    ))];
+    let user = store.set_role(id, role, &entries).await?;
+    store.commit_durably().await?;
+    if before.role != role {
+        emit_audit(&entries);
+    }
+    Ok(user)
+}
+
+/// Removes a user, logging who did; answered once durable. For the
+/// service and the offline CLI alike.
+pub async fn remove_user(
+    store: &crate::store::Store,
+    id: UserId,
+    by: &By,
+) -> Result<RemovedUser, AuthError> {
+    let entries = [by.entry(AuditKind::UserRemoved, id)];
+    let removed = store.remove_user(id, &entries).await?;
+    store.commit_durably().await?;
+    emit_audit(&entries);
+    Ok(removed)
+}
+
+/// Ends every session of a user, logging who did; answered once durable.
+/// For the offline CLI.
+pub async fn end_sessions_of(
+    store: &crate::store::Store,
+    id: UserId,
+    by: &By,
+) -> Result<usize, AuthError> {
+    let entries = [by.entry(AuditKind::SessionsRevoked, id).detail("admin")];
+    let ended = store.end_sessions_of(id, None, &entries).await?;
+    store.commit_durably().await?;
+    if !ended.is_empty() {
+        emit_audit(&entries);
+    }
+    Ok(ended.len())
 }

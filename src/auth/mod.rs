@@ -1,6 +1,7 @@
 //! Who someone is: passwords, the signed cookie, login throttling and the
 //! session service (login, lookup, touch, end). Knows no HTTP.
 
+mod audit;
 mod cookies;
 mod identities;
 pub mod idtoken;
@@ -18,8 +19,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+pub use audit::{summary as user_agent_summary, ActivityPage, By};
 pub use cookies::SessionCookies;
-pub use manage::Stats;
+pub use manage::{end_sessions_of, remove_user, set_role, Stats};
 pub use mfa::{MfaCounts, PendingSignIn, Proof, SignIn};
 pub use password::{verify_blocking, Passwords};
 pub use recovery::{RecoveryCounts, RecoveryProof};
@@ -30,7 +32,9 @@ use crate::config::{AuthConfig, Config, Registration, SessionConfig};
 use crate::domain::{
     email_key, name_key, Amr, Email, InvalidField, Password, Role, TokenHash, UserId, Username,
 };
-use crate::store::{now_ms, SessionRecord, Store, StoreError, UserRecord};
+use crate::store::{
+    emit_audit, now_ms, AuditKind, AuditRecord, SessionRecord, Store, StoreError, UserRecord,
+};
 
 /// What can go wrong when authenticating.
 #[derive(Debug, thiserror::Error)]
@@ -339,6 +343,7 @@ impl Auth {
         username: Username,
         email: Email,
         password: Password,
+        client: &ClientInfo,
     ) -> Result<UserRecord, AuthError> {
         if self.inner.auth.registration == Registration::Closed {
             return Err(AuthError::RegistrationClosed);
@@ -349,6 +354,8 @@ impl Auth {
             password,
             role: Role::User,
             verified: false,
+            // The store puts the new id in the entry.
+            by: By::client(UserId::from_u64(0), client),
         };
         // Boxed, these two: a debug build's request future would otherwise
         // hold both state machines inline (deep enough to overflow a test
@@ -366,23 +373,24 @@ impl Auth {
         Ok(user)
     }
 
-    /// Creates an account with any role.
+    /// Creates an account with any role (an admin's, `by`).
     pub async fn create_user(
         &self,
         username: Username,
         email: Email,
         password: Password,
         role: Role,
+        by: &By,
     ) -> Result<UserRecord, AuthError> {
-        create_account(
-            &self.inner.store,
-            &self.inner.passwords,
+        let account = NewAccount {
             username,
             email,
             password,
             role,
-        )
-        .await
+            verified: true,
+            by: by.clone(),
+        };
+        new_account(&self.inner.store, &self.inner.passwords, account).await
     }
 
     /// Checks the password and opens a new session. Any session the client
@@ -415,15 +423,19 @@ impl Auth {
             .as_ref()
             .filter(|u| u.has_password())
             .map(|u| u.password_hash.as_str());
-        self.check_password(&account, client, password, stored)
+        let known = user.as_ref().map(UserRecord::user_id);
+        self.check_password(&account, known, client, password, stored)
             .await?;
         let user = user.ok_or(AuthError::InvalidCredentials)?;
         // Told only after the right password, so it reveals nothing.
         if self.inner.auth.require_verified_email && !user.email_verified {
+            let by = By::client(user.user_id(), client);
+            let refused = by.entry(AuditKind::LoginFailed, user.user_id());
+            self.record(&[refused.detail("email_unverified")]).await?;
             return Err(AuthError::EmailUnverified);
         }
         if let Some(previous) = previous {
-            store.end_session(&previous.hash()).await?;
+            self.end_replaced(previous).await?;
         }
         let signed = self
             .after_first_factor(user, client, remember, vec![Amr::Pwd])
@@ -435,25 +447,34 @@ impl Auth {
     }
 
     /// Checks a password against a stored hash (or the dummy hash when
-    /// there is none) under login throttling, counting the outcome: the one
-    /// gate for login and for a password change.
+    /// there is none) under login throttling, counting the outcome, and
+    /// logging a refusal in the log of `user` (when the name is someone's):
+    /// the one gate for login and for a password change.
     async fn check_password(
         &self,
         account: &str,
+        user: Option<UserId>,
         client: &ClientInfo,
         password: &Password,
         stored: Option<&str>,
     ) -> Result<(), AuthError> {
         let check = self.inner.passwords.verify(password, stored);
+        let refused = |kind: AuditKind| user.map(|id| By::client(id, client).entry(kind, id));
         match self.guarded(Guard::Password, account, client, check).await {
             Ok(true) => Ok(()),
             Ok(false) => {
                 self.inner.logins.failure.fetch_add(1, Ordering::Relaxed);
+                if let Some(entry) = refused(AuditKind::LoginFailed) {
+                    self.record(&[entry.detail("wrong_password")]).await?;
+                }
                 Err(AuthError::InvalidCredentials)
             }
             Err(e) => {
                 if matches!(e, AuthError::Throttled(_)) {
                     self.inner.logins.throttled.fetch_add(1, Ordering::Relaxed);
+                    if let Some(entry) = refused(AuditKind::LoginThrottled) {
+                        self.record(&[entry.detail("password")]).await?;
+                    }
                 }
                 Err(e)
             }
@@ -543,23 +564,54 @@ impl Auth {
         }
     }
 
-    /// Opens a new session for `user`, answered once durable. A user
-    /// removed meanwhile gets no session.
+    /// Opens a new session for `user` (a sign-in: logged as `login`, after
+    /// `before`), answered once durable. A user removed meanwhile gets no
+    /// session.
     async fn open_session(
         &self,
         user: UserRecord,
         client: &ClientInfo,
         remember: bool,
         amr: Vec<Amr>,
+        before: Vec<AuditRecord>,
+    ) -> Result<NewSession, AuthError> {
+        let by = By::client(user.user_id(), client);
+        let mut how = amr.iter().map(|a| a.as_str()).collect::<Vec<_>>().join(",");
+        if how.is_empty() {
+            // An ID token's proof is the provider's, not one of RFC 8176's.
+            how = "id_token".into();
+        }
+        self.open_session_logged(user, client, remember, amr, |id| {
+            let mut entries = before;
+            entries.push(by.entry(AuditKind::Login, id.0).session(id.1).detail(how));
+            entries
+        })
+        .await
+    }
+
+    /// Opens a new session, writing with it the entries `log` makes from
+    /// the user's id and the session's public id.
+    async fn open_session_logged(
+        &self,
+        user: UserRecord,
+        client: &ClientInfo,
+        remember: bool,
+        amr: Vec<Amr>,
+        log: impl FnOnce((UserId, String)) -> Vec<AuditRecord>,
     ) -> Result<NewSession, AuthError> {
         let store = &self.inner.store;
         let session = self.new_record(&user, client, remember, amr);
         let token = SessionToken::generate(session.created_at_ms);
-        match store.create_session(&token.hash(), &session).await {
+        let entries = log((user.user_id(), token.hash().public_id()));
+        match store
+            .create_session(&token.hash(), &session, &entries)
+            .await
+        {
             Err(StoreError::NoSuchUser) => return Err(AuthError::InvalidCredentials),
             other => other?,
         }
         store.commit_durably().await?;
+        emit_audit(&entries);
         Ok(NewSession {
             token,
             session,
@@ -651,11 +703,37 @@ impl Auth {
         }))
     }
 
-    /// Ends a session (logout); answered once durable.
-    pub async fn end(&self, hash: &TokenHash) -> Result<bool, AuthError> {
-        let ended = self.inner.store.end_session(hash).await?.is_some();
+    /// Ends a session, writing `entries` if it was there; answered once
+    /// durable.
+    pub async fn end(&self, hash: &TokenHash, entries: &[AuditRecord]) -> Result<bool, AuthError> {
+        let ended = self.inner.store.end_session(hash, entries).await?.is_some();
         self.durable_if(ended).await?;
+        if ended {
+            emit_audit(entries);
+        }
         Ok(ended)
+    }
+
+    /// Signs a session out (logout): logged in its user's log.
+    pub async fn logout(&self, hash: &TokenHash) -> Result<bool, AuthError> {
+        self.end_logged(hash, None).await
+    }
+
+    /// Ends the session a client came with to a sign-in, so a planted
+    /// session id is worth nothing: logged as its user's `logout`, with
+    /// why (the client may have held another user's session).
+    pub async fn end_replaced(&self, previous: &SessionToken) -> Result<bool, AuthError> {
+        self.end_logged(&previous.hash(), Some("replaced_by_sign_in"))
+            .await
+    }
+
+    async fn end_logged(&self, hash: &TokenHash, why: Option<&str>) -> Result<bool, AuthError> {
+        let Some(session) = self.inner.store.session(hash).await? else {
+            return Ok(false);
+        };
+        let mut entry = By::session(hash, &session).entry(AuditKind::Logout, session.owner());
+        entry.detail = why.map(str::to_owned);
+        self.end(hash, &[entry]).await
     }
 
     /// Seconds a fresh session's cookie should live: until the session's
@@ -689,6 +767,7 @@ pub async fn create_account(
         password,
         role,
         verified: true,
+        by: By::operator(),
     };
     new_account(store, passwords, account).await
 }
@@ -701,6 +780,8 @@ struct NewAccount {
     role: Role,
     /// Whether the address counts as proved.
     verified: bool,
+    /// Who makes it.
+    by: By,
 }
 
 async fn new_account(
@@ -709,23 +790,31 @@ async fn new_account(
     new: NewAccount,
 ) -> Result<UserRecord, AuthError> {
     let password_hash = passwords.hash(&new.password).await?;
+    let created = new
+        .by
+        .entry(AuditKind::UserCreated, UserId::from_u64(0))
+        .detail(new.role.as_str());
     let mut user = store
-        .create_user(crate::store::NewUser {
-            username: &new.username,
-            email: &new.email,
-            role: new.role,
-            password_hash,
-            now_ms: now_ms(),
-        })
+        .create_user(
+            crate::store::NewUser {
+                username: &new.username,
+                email: &new.email,
+                role: new.role,
+                password_hash,
+                now_ms: now_ms(),
+            },
+            std::slice::from_ref(&created),
+        )
         .await?;
     if new.verified {
         // Boxed: on Redis this is a read-compare-write loop whose state
         // would otherwise sit inline in every caller's future.
         let email = &user.email;
-        let verified = Box::pin(store.verify_email(user.user_id(), email, email)).await?;
+        let verified = Box::pin(store.verify_email(user.user_id(), email, email, &[])).await?;
         user = verified.unwrap_or(user);
     }
     store.commit_durably().await?;
+    emit_audit(&[created.of_new_user(user.id)]);
     Ok(user)
 }
 
@@ -739,9 +828,18 @@ pub async fn set_password(
     password: &Password,
 ) -> Result<(UserRecord, usize), AuthError> {
     let hash = passwords.hash(password).await?;
-    let user = store.set_password_hash(id, &hash).await?;
-    let ended = store.end_sessions_of(id, None).await?.len();
+    let by = By::operator();
+    let changed = [by.entry(AuditKind::PasswordChanged, id)];
+    let user = store.set_password_hash(id, &hash, &changed).await?;
+    let revoked = [by
+        .entry(AuditKind::SessionsRevoked, id)
+        .detail("password_changed")];
+    let ended = store.end_sessions_of(id, None, &revoked).await?.len();
     store.commit_durably().await?;
+    emit_audit(&changed);
+    if ended > 0 {
+        emit_audit(&revoked);
+    }
     Ok((user, ended))
 }
 

@@ -16,10 +16,12 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-use super::{millis, throttle_key, AuthError, ClientInfo, Guard, SignIn};
+use super::{millis, throttle_key, AuthError, By, ClientInfo, Guard, SignIn};
 use crate::domain::{hex, Amr, Password, UserId};
 use crate::mail::Letter;
-use crate::store::{codec, now_ms, Store, TicketKey, TicketKind, TicketRecord, UserRecord};
+use crate::store::{
+    codec, emit_audit, now_ms, AuditKind, Store, TicketKey, TicketKind, TicketRecord, UserRecord,
+};
 
 /// How long a mailed code works.
 pub const CODE_TTL: Duration = Duration::from_secs(15 * 60);
@@ -128,7 +130,7 @@ impl super::Auth {
             let account = login_account(user.as_ref(), login);
             let work = async {
                 match (what, &user) {
-                    (Mailing::RecoveryCode, Some(user)) => self.mail_code(user).await?,
+                    (Mailing::RecoveryCode, Some(user)) => self.mail_code(user, client).await?,
                     (Mailing::Verification, Some(user)) if !user.email_verified => {
                         self.mail_verification(user).await?
                     }
@@ -145,7 +147,7 @@ impl super::Auth {
         outcome
     }
 
-    async fn mail_code(&self, user: &UserRecord) -> Result<(), AuthError> {
+    async fn mail_code(&self, user: &UserRecord, client: &ClientInfo) -> Result<(), AuthError> {
         let id = user.user_id();
         let code = six_digits();
         let mac = self.inner.factor_keys.mailed_code_macs(id, &code)[0];
@@ -159,6 +161,8 @@ impl super::Auth {
             &self.inner.page_url,
         );
         self.inner.outbox.queue(&user.email, &letter).await?;
+        let asked = By::client(id, client).entry(AuditKind::RecoveryRequested, id);
+        self.record(&[asked.detail("mail")]).await?;
         self.inner.store.commit_durably().await?;
         Ok(())
     }
@@ -191,6 +195,10 @@ impl super::Auth {
         client: &ClientInfo,
     ) -> Result<SignIn, AuthError> {
         let store = &self.inner.store;
+        let how = match &proof {
+            RecoveryProof::Code { .. } => "code",
+            RecoveryProof::Link(_) => "link",
+        };
         let user = match proof {
             RecoveryProof::Code { login, code } => {
                 self.mail_enabled()?;
@@ -202,7 +210,9 @@ impl super::Auth {
                 // The code came to the address: it is the user's.
                 if !user.email_verified {
                     let email = &user.email;
-                    store.verify_email(user.user_id(), email, email).await?;
+                    store
+                        .verify_email(user.user_id(), email, email, &[])
+                        .await?;
                 }
                 user
             }
@@ -221,8 +231,20 @@ impl super::Auth {
         };
         let id = user.user_id();
         let hash = self.inner.passwords.hash(new).await?;
-        let user = store.set_password_hash(id, &hash).await?;
-        store.end_sessions_of(id, None).await?;
+        let by = By::client(id, client);
+        let used = [
+            by.entry(AuditKind::RecoveryUsed, id).detail(how),
+            by.entry(AuditKind::PasswordChanged, id).detail("recovery"),
+        ];
+        let user = store.set_password_hash(id, &hash, &used).await?;
+        let revoked = [by
+            .entry(AuditKind::SessionsRevoked, id)
+            .detail("password_changed")];
+        let ended = store.end_sessions_of(id, None, &revoked).await?;
+        emit_audit(&used);
+        if !ended.is_empty() {
+            emit_audit(&revoked);
+        }
         if self.inner.mail_enabled {
             let letter = Letter::password_changed(&user.username, &self.inner.page_url);
             self.inner.outbox.queue(&user.email, &letter).await?;

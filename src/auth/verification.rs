@@ -11,7 +11,9 @@ use super::recovery::{six_digits, Mailing};
 use super::{throttle_key, AuthError, ClientInfo, CurrentSession, Guard};
 use crate::domain::{email_key, Email, Password};
 use crate::mail::Letter;
-use crate::store::{TicketKey, TicketKind, UserRecord};
+use crate::store::{
+    emit_audit, now_ms, Actor, AuditKind, AuditRecord, TicketKey, TicketKind, UserRecord,
+};
 
 /// How long a verification code works.
 pub const CODE_TTL: Duration = Duration::from_secs(24 * 60 * 60);
@@ -88,7 +90,7 @@ impl super::Auth {
         if user.has_password() {
             let password = password.ok_or(AuthError::CurrentPasswordRequired)?;
             let stored = Some(user.password_hash.as_str());
-            self.check_password(&throttle_key(id), client, password, stored)
+            self.check_password(&throttle_key(id), Some(id), client, password, stored)
                 .await?;
         } else {
             self.require_fresh(current).await?;
@@ -134,12 +136,24 @@ impl super::Auth {
         let key = TicketKey::User(TicketKind::EmailVerify, id);
         let macs = |typed: &str| self.inner.factor_keys.verify_code_macs(id, typed);
         let body = self.take_mailed_code(&key, macs, code).await?;
+        let moves = email_key(&before.email) != email_key(&body.email);
+        let changed = moves.then(|| {
+            AuditRecord::new(
+                AuditKind::EmailChanged,
+                id,
+                Actor::User(id.as_u64()),
+                now_ms(),
+            )
+            .detail(format!("{} -> {}", before.email, body.email))
+        });
+        let entries: Vec<AuditRecord> = changed.into_iter().collect();
         // The store refuses if the address changed since `before` was read.
         let user = store
-            .verify_email(id, &before.email, &body.email)
+            .verify_email(id, &before.email, &body.email, &entries)
             .await?
             .ok_or(AuthError::RecoveryFailed)?;
-        if email_key(&before.email) != email_key(&user.email) {
+        emit_audit(&entries);
+        if moves {
             let page = &self.inner.page_url;
             let notice = Letter::email_changed(&user.username, &user.email, page);
             self.inner.outbox.queue(&before.email, &notice).await?;

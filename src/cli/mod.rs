@@ -9,11 +9,14 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 use serde_json::json;
 
-use crate::auth::{create_account, set_password, Passwords};
+use crate::auth::{self, create_account, set_password, By, Passwords};
 use crate::config::{Backend, Config};
 use crate::domain::rfc3339;
-use crate::domain::{Email, Password, Role, TokenHash, Username};
-use crate::store::{now_ms, SessionRecord, Store, StoreError, UserRecord};
+use crate::domain::{Email, Password, Role, TokenHash, UserId, Username};
+use crate::http::views::ActivityView;
+use crate::store::{
+    now_ms, AuditId, AuditQuery, AuditRecord, SessionRecord, Store, StoreError, UserRecord,
+};
 
 /// sessiond: a self-hosted session and login server.
 #[derive(Debug, Parser)]
@@ -59,6 +62,19 @@ pub enum Command {
         /// The backup file.
         #[arg(long, value_name = "FILE")]
         from: PathBuf,
+    },
+    /// Print the security log, newest first: sign-ins, sign-outs,
+    /// revocations and every change to an account (the server must be
+    /// stopped on sled).
+    Activity {
+        /// Only this user's (a name, or the id of a removed user).
+        #[arg(long, value_name = "NAME")]
+        user: Option<String>,
+        /// At most this many entries.
+        #[arg(long, value_name = "N", default_value_t = 100)]
+        limit: usize,
+        #[command(flatten)]
+        output: Output,
     },
     /// Copy users, sessions and chat history from the sled data dir into
     /// an empty Redis prefix, then check it (the server must be stopped).
@@ -230,9 +246,10 @@ pub async fn run(config: &Config, command: Command) -> Result<(), CliError> {
         Command::User(UserCommand::SetRole { name, role }) => {
             let role = Role::parse(&role).map_err(CliError::from)?;
             let user = with_store(config, async move |store| {
-                Ok(store
-                    .set_role(find_user(store, &name).await?.user_id(), role)
-                    .await?)
+                let id = find_user(store, &name).await?.user_id();
+                auth::set_role(store, id, role, &By::operator())
+                    .await
+                    .map_err(CliError::from)
             })
             .await?;
             println!("{} is now {}", user.username, user.role);
@@ -258,9 +275,10 @@ pub async fn run(config: &Config, command: Command) -> Result<(), CliError> {
         }
         Command::User(UserCommand::Remove { name }) => {
             let removed = with_store(config, async move |store| {
-                Ok(store
-                    .remove_user(find_user(store, &name).await?.user_id())
-                    .await?)
+                let id = find_user(store, &name).await?.user_id();
+                auth::remove_user(store, id, &By::operator())
+                    .await
+                    .map_err(CliError::from)
             })
             .await?;
             println!(
@@ -288,7 +306,7 @@ pub async fn run(config: &Config, command: Command) -> Result<(), CliError> {
         Command::User(UserCommand::MfaReset { name }) => {
             let (user, ended) = with_store(config, async move |store| {
                 let user = find_user(store, &name).await?;
-                let ended = crate::auth::mfa::reset_factors(store, user.user_id())
+                let ended = crate::auth::mfa::reset_factors(store, user.user_id(), &By::operator())
                     .await
                     .map_err(CliError::from)?;
                 Ok((user, ended))
@@ -316,15 +334,40 @@ pub async fn run(config: &Config, command: Command) -> Result<(), CliError> {
         Command::Sessions(SessionsCommand::Revoke { user, all: _ }) => {
             let ended = with_store(config, async move |store| {
                 Ok(match user {
-                    Some(name) => store
-                        .end_sessions_of(find_user(store, &name).await?.user_id(), None)
-                        .await?
-                        .len(),
+                    Some(name) => {
+                        let id = find_user(store, &name).await?.user_id();
+                        auth::end_sessions_of(store, id, &By::operator())
+                            .await
+                            .map_err(CliError::from)?
+                    }
                     None => store.end_all_sessions().await?,
                 })
             })
             .await?;
             println!("revoked {ended} session(s)");
+        }
+        Command::Activity {
+            user,
+            limit,
+            output,
+        } => {
+            let entries = with_store(config, async move |store| {
+                let user = match user {
+                    Some(name) => Some(match UserId::parse(&name) {
+                        Some(id) => id,
+                        None => find_user(store, &name).await?.user_id(),
+                    }),
+                    None => None,
+                };
+                let query = AuditQuery {
+                    user,
+                    limit,
+                    ..AuditQuery::default()
+                };
+                Ok(store.activity(&query).await?)
+            })
+            .await?;
+            print_activity(&entries, &output);
         }
         Command::Migrate { to, prefix } => migrate(config, to, prefix).await?,
         Command::Backup { to } => backup::backup(config, &to).await?,
@@ -502,6 +545,32 @@ fn read_password(config: &Config) -> Result<Password, CliError> {
         config.auth.max_password_length,
     )
     .map_err(CliError::from)
+}
+
+fn print_activity(entries: &[(AuditId, AuditRecord)], output: &Output) {
+    if output.json {
+        let rows: Vec<_> = entries
+            .iter()
+            .map(|(id, e)| ActivityView::new(*id, e))
+            .collect();
+        println!("{}", json!({ "entries": rows }));
+        return;
+    }
+    let rows = entries.iter().map(|(_, e)| {
+        let actor = match e.actor.user_id() {
+            Some(id) => format!("{} {id}", e.actor.kind()),
+            None => e.actor.kind().to_owned(),
+        };
+        vec![
+            rfc3339(e.time_ms),
+            e.owner().to_string(),
+            e.kind.to_string(),
+            actor,
+            e.ip.clone().unwrap_or_default(),
+            e.detail.clone().unwrap_or_default(),
+        ]
+    });
+    print_table(&["TIME", "USER", "KIND", "ACTOR", "IP", "DETAIL"], rows);
 }
 
 fn print_users(users: &[UserRecord], output: &Output) {

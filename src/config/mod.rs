@@ -10,9 +10,11 @@ use std::time::Duration;
 
 use serde::{Deserialize, Deserializer};
 
+mod audit;
 mod backup;
 mod mail;
 
+pub use audit::AuditConfig;
 pub use backup::BackupConfig;
 pub use mail::{MailConfig, SmtpServer, SmtpTls};
 
@@ -63,6 +65,8 @@ pub struct Config {
     pub mail: MailConfig,
     /// `[backup]`: backups the server takes by itself.
     pub backup: BackupConfig,
+    /// `[audit]`: how long the security log keeps entries.
+    pub audit: AuditConfig,
     /// Secrets come only from the environment, never from the file.
     #[serde(skip)]
     pub secrets: Secrets,
@@ -826,6 +830,12 @@ impl Config {
         }
         if self.backup.keep == 0 {
             return bad("backup.keep", "must be at least 1");
+        }
+        if self.audit.keep < std::time::Duration::from_secs(1) {
+            return bad("audit.keep", "must be at least a second");
+        }
+        if self.audit.max_per_user == 0 {
+            return bad("audit.max_per_user", "must be at least 1");
         }
         if self.storage.backend == Backend::Redis {
             if self.storage.redis_cluster && self.storage.redis_wait_replicas > 0 {

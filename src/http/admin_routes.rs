@@ -11,10 +11,12 @@ use warp::{Filter, Rejection, Reply};
 
 use super::error::ApiError;
 use super::filters::get_or_head;
-use super::filters::{check_origin, json_body, require_admin, session_token, with_state};
+use super::filters::{
+    check_origin, json_body, page_limit, require_admin, session_token, with_state,
+};
 use super::views::{json, UserView};
 use super::State;
-use crate::auth::{AuthError, CurrentSession, SessionToken};
+use crate::auth::{AuthError, By, CurrentSession, SessionToken};
 use crate::domain::{Role, UserId};
 
 /// Largest page of users.
@@ -126,18 +128,7 @@ async fn list_users(
     _admin: CurrentSession,
     query: HashMap<String, String>,
 ) -> Result<Response, Rejection> {
-    let limit = match query.get("limit") {
-        None => DEFAULT_PAGE,
-        Some(raw) => match raw.parse::<usize>() {
-            Ok(n) if (1..=MAX_PAGE).contains(&n) => n,
-            _ => {
-                return Err(ApiError::invalid_request(format!(
-                    "limit: must be a whole number from 1 to {MAX_PAGE}."
-                ))
-                .into())
-            }
-        },
-    };
+    let limit = page_limit(&query, DEFAULT_PAGE, MAX_PAGE)?;
     let after = match query.get("after").filter(|a| !a.is_empty()) {
         None => None,
         Some(raw) => Some(UserId::parse(raw).ok_or_else(|| {
@@ -160,11 +151,12 @@ struct RoleBody {
 async fn set_role(
     id: String,
     state: State,
-    _admin: CurrentSession,
+    admin: CurrentSession,
     body: RoleBody,
 ) -> Result<Response, Rejection> {
     let role = Role::parse(&body.role)?;
-    let user = for_user(&id, state.auth.set_role(user_id(&id)?, role).await)?;
+    let by = By::admin(&admin);
+    let user = for_user(&id, state.auth.set_role(user_id(&id)?, role, &by).await)?;
     Ok(json(
         StatusCode::OK,
         &json!({ "user": UserView::from(&user) }),
@@ -174,18 +166,20 @@ async fn set_role(
 async fn remove_user(
     id: String,
     state: State,
-    _admin: CurrentSession,
+    admin: CurrentSession,
 ) -> Result<Response, Rejection> {
-    for_user(&id, state.auth.remove_user(user_id(&id)?).await)?;
+    let by = By::admin(&admin);
+    for_user(&id, state.auth.remove_user(user_id(&id)?, &by).await)?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
 async fn revoke_sessions(
     id: String,
     state: State,
-    _admin: CurrentSession,
+    admin: CurrentSession,
 ) -> Result<Response, Rejection> {
-    let revoked = for_user(&id, state.auth.end_sessions_of(user_id(&id)?).await)?;
+    let by = By::admin(&admin);
+    let revoked = for_user(&id, state.auth.end_sessions_of(user_id(&id)?, &by).await)?;
     Ok(json(StatusCode::OK, &json!({ "revoked": revoked })))
 }
 
@@ -194,12 +188,9 @@ async fn user_mfa(id: String, state: State, _admin: CurrentSession) -> Result<Re
     Ok(super::mfa_routes::factors(&state, &user))
 }
 
-async fn reset_mfa(
-    id: String,
-    state: State,
-    _admin: CurrentSession,
-) -> Result<Response, Rejection> {
-    let ended = for_user(&id, state.auth.reset_factors(user_id(&id)?).await)?;
+async fn reset_mfa(id: String, state: State, admin: CurrentSession) -> Result<Response, Rejection> {
+    let by = By::admin(&admin);
+    let ended = for_user(&id, state.auth.reset_factors(user_id(&id)?, &by).await)?;
     Ok(json(StatusCode::OK, &json!({ "revoked": ended })))
 }
 

@@ -23,6 +23,7 @@ pub fn routes(state: State) -> warp::filters::BoxedFilter<(Response,)> {
         .and(warp::post())
         .and(check_origin(state.clone()))
         .and(with_state(state.clone()))
+        .and(client_info(state.clone()))
         .and(json_body(limit))
         .and_then(register);
     let login = warp::path!("api" / "auth" / "login")
@@ -60,11 +61,18 @@ struct RegisterBody {
     password: String,
 }
 
-async fn register(state: State, body: RegisterBody) -> Result<Response, Rejection> {
+async fn register(
+    state: State,
+    client: ClientInfo,
+    body: RegisterBody,
+) -> Result<Response, Rejection> {
     let username = Username::parse(&body.username)?;
     let email = Email::parse(&body.email)?;
     let password = state.auth.new_password(body.password, "password")?;
-    let user = state.auth.register(username, email, password).await?;
+    let user = state
+        .auth
+        .register(username, email, password, &client)
+        .await?;
     Ok(json(
         StatusCode::CREATED,
         &json!({ "user": UserView::from(&user) }),
@@ -139,7 +147,7 @@ pub(super) fn signed_in(state: &State, signed: &SignIn) -> Response {
 
 async fn logout(state: State, token: Option<SessionToken>) -> Result<Response, Rejection> {
     if let Some(token) = token {
-        state.auth.end(&token.hash()).await?;
+        state.auth.logout(&token.hash()).await?;
     }
     let mut res = StatusCode::NO_CONTENT.into_response();
     set_cookie(&mut res, &state.auth.cookies().clear());

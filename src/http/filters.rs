@@ -162,6 +162,25 @@ fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
 /// whole document) and what was
 /// expected, in place of serde's wording ("invalid length 0, expected
 /// struct LoginBody with 3 elements", "expected ident at line 1 column 2").
+/// A listing's `limit` query parameter: `default` when absent, else a
+/// whole number from 1 to `max` (400 naming the range otherwise).
+pub fn page_limit(
+    query: &std::collections::HashMap<String, String>,
+    default: usize,
+    max: usize,
+) -> Result<usize, Rejection> {
+    match query.get("limit") {
+        None => Ok(default),
+        Some(raw) => match raw.parse::<usize>() {
+            Ok(n) if (1..=max).contains(&n) => Ok(n),
+            _ => Err(ApiError::invalid_request(format!(
+                "limit: must be a whole number from 1 to {max}."
+            ))
+            .into()),
+        },
+    }
+}
+
 pub fn describe_json_error(what: &str, field: &str, e: &serde_json::Error) -> String {
     use serde_json::error::Category;
     if matches!(

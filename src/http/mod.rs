@@ -1,6 +1,7 @@
 //! warp filters and handlers; the only layer that speaks HTTP, and the only
 //! one that turns errors into JSON answers (`error::handle_rejection`).
 
+mod activity_routes;
 mod admin_routes;
 mod auth_routes;
 mod error;
@@ -83,6 +84,8 @@ pub fn routes(state: State, chat: BoxedFilter<(Response,)>) -> BoxedFilter<(Resp
         .or(recovery_routes::routes(state.clone()))
         .unify()
         .or(admin_routes::routes(state.clone()))
+        .unify()
+        .or(activity_routes::routes(state.clone()))
         .unify()
         .or(chat)
         .unify()

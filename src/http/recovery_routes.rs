@@ -200,7 +200,7 @@ async fn verify(
     let password = state.auth.new_password(body.new_password, "newPassword")?;
     // A session the client came with goes, as at any sign-in.
     if let Some(previous) = previous {
-        state.auth.end(&previous.hash()).await?;
+        state.auth.end_replaced(&previous).await?;
     }
     let signed = state.auth.recover(proof, &password, &client).await?;
     Ok(signed_in(&state, &signed))

@@ -68,6 +68,10 @@ pub const ROUTES: &[Route] = &[
         methods: POST,
     },
     Route {
+        path: "/api/auth/activity",
+        methods: GET,
+    },
+    Route {
         path: "/api/auth/recovery",
         methods: POST,
     },
@@ -165,6 +169,10 @@ pub const ROUTES: &[Route] = &[
     },
     Route {
         path: "/api/admin/stats",
+        methods: GET,
+    },
+    Route {
+        path: "/api/admin/activity",
         methods: GET,
     },
     Route {

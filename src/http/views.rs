@@ -7,7 +7,7 @@ use warp::Reply;
 
 use crate::auth::mfa::FactorInfo;
 use crate::domain::{Amr, Rfc3339, Role, TokenHash, UserId};
-use crate::store::{IdentityRecord, SessionRecord, UserRecord};
+use crate::store::{AuditId, AuditRecord, IdentityRecord, SessionRecord, UserRecord};
 
 /// `User` in the contract, borrowed from its record: `/me` builds one per
 /// request, so it copies nothing.
@@ -117,6 +117,56 @@ impl<'a> From<&'a IdentityRecord> for IdentityView<'a> {
             subject: &i.subject,
             email: i.email.as_deref(),
             linked_at: Time(i.linked_at_ms),
+        }
+    }
+}
+
+/// A security-log entry as the API shows it.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ActivityView<'a> {
+    #[serde(serialize_with = "display")]
+    id: AuditId,
+    time: Time,
+    kind: &'static str,
+    #[serde(serialize_with = "display")]
+    user_id: UserId,
+    actor: ActorView,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    session_id: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ip: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    user_agent: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    detail: Option<&'a str>,
+}
+
+/// `actor`: its kind, and the acting user's id where there is one.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ActorView {
+    kind: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    user_id: Option<String>,
+}
+
+impl<'a> ActivityView<'a> {
+    /// The entry `id` names.
+    pub fn new(id: AuditId, e: &'a AuditRecord) -> Self {
+        Self {
+            id,
+            time: Time(e.time_ms),
+            kind: e.kind.as_str(),
+            user_id: e.owner(),
+            actor: ActorView {
+                kind: e.actor.kind(),
+                user_id: e.actor.user_id().map(|id| id.to_string()),
+            },
+            session_id: e.session_id.as_deref(),
+            ip: e.ip.as_deref(),
+            user_agent: e.user_agent.as_deref(),
+            detail: e.detail.as_deref(),
         }
     }
 }

@@ -1,6 +1,6 @@
 //! Backups: every lasting record of a store (users with their identities,
 //! sessions with their deadlines, chat history, mail still to send, the
-//! user id counter and a development secret) as one file, taken from a
+//! security log, the user id counter and a development secret) as one file, taken from a
 //! serving store and restored into an empty one of either backend.
 //!
 //! What a backup holds: every record written before it began and still
@@ -25,8 +25,8 @@ use sha2::{Digest, Sha256};
 use super::codec;
 use super::Backend;
 use super::{
-    IdentityRecord, MailRecord, MessageRecord, SessionRecord, Store, StoreError, UserRecord,
-    SCHEMA_VERSION,
+    AuditId, AuditRecord, IdentityRecord, MailRecord, MessageRecord, SessionRecord, Store,
+    StoreError, UserRecord, SCHEMA_VERSION,
 };
 use crate::domain::TokenHash;
 
@@ -42,6 +42,8 @@ const MESSAGE: u8 = 4;
 const MAIL: u8 = 5;
 const NEXT_USER_ID: u8 = 6;
 const DEV_SECRET: u8 = 7;
+/// The entry's id (ms, seq, user: 8 bytes each), then the entry.
+const AUDIT: u8 = 8;
 
 /// No backup this build writes comes near it; a crafted file that
 /// decompresses past it is refused instead of filling memory.
@@ -86,6 +88,8 @@ pub struct Snapshot {
     pub messages: Vec<MessageRecord>,
     /// Mail queued and not yet sent.
     pub mails: Vec<MailRecord>,
+    /// The security log, every user's, with each entry's id.
+    pub activity: Vec<(AuditId, AuditRecord)>,
     /// The id the next user gets.
     pub next_user_id: u64,
     /// The development secret cookies are signed with, if the server has
@@ -151,6 +155,14 @@ impl Snapshot {
         }
         for mail in &self.mails {
             codec::push_frame(&mut raw, MAIL, &[&codec::encode(mail)]);
+        }
+        for (id, entry) in &self.activity {
+            let (ms, seq, user) = (
+                id.ms.to_be_bytes(),
+                id.seq.to_be_bytes(),
+                id.user.to_be_bytes(),
+            );
+            codec::push_frame(&mut raw, AUDIT, &[&ms, &seq, &user, &codec::encode(entry)]);
         }
         codec::push_frame(&mut raw, NEXT_USER_ID, &[&self.next_user_id.to_be_bytes()]);
         if let Some(secret) = &self.dev_secret {
@@ -232,6 +244,16 @@ impl Snapshot {
             }
             MESSAGE => self.messages.push(decode(bytes)?),
             MAIL => self.mails.push(decode(bytes)?),
+            AUDIT => {
+                let (id, record) = split(24)?;
+                let word = |at: usize| u64::from_be_bytes(id[at..at + 8].try_into().unwrap());
+                let id = AuditId {
+                    ms: word(0),
+                    seq: word(8),
+                    user: word(16),
+                };
+                self.activity.push((id, decode(record)?));
+            }
             NEXT_USER_ID => {
                 let (next, _) = split(8)?;
                 self.next_user_id = u64::from_be_bytes(next.try_into().unwrap());
@@ -297,6 +319,8 @@ pub struct RestoreReport {
     pub messages: u64,
     /// Mails queued again.
     pub mails: u64,
+    /// Security-log entries written.
+    pub activity: u64,
     /// Sessions left out: their user was removed while the backup ran.
     pub orphans: u64,
 }
@@ -356,9 +380,11 @@ impl Store {
             report.identities += identities.len() as u64;
         }
         for (hash, session) in &snapshot.sessions {
-            self.create_session(hash, session).await?;
+            self.create_session(hash, session, &[]).await?;
             report.sessions += 1;
         }
+        dispatch!(self.import_activity(&snapshot.activity))?;
+        report.activity = snapshot.activity.len() as u64;
         // In id order: sled numbers them afresh, keeping that order.
         snapshot.messages.sort_by_key(|m| m.id);
         for message in &snapshot.messages {

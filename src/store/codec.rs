@@ -30,6 +30,7 @@ pub trait Record: Serialize + DeserializeOwned {
 }
 
 impl Record for MessageRecord {}
+impl Record for super::audit::AuditRecord {}
 impl Record for IdentityRecord {}
 impl Record for TicketRecord {}
 impl Record for MailRecord {}

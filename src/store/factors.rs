@@ -21,7 +21,7 @@ impl Store {
         now_ms: u64,
     ) -> Result<bool, StoreError> {
         let accepted = self
-            .change_factors(user, |f| {
+            .change_factors(user, &[], |f| {
                 let totp = f.totp.as_mut()?;
                 if step <= totp.last_step {
                     return None;
@@ -47,7 +47,7 @@ impl Store {
         now_ms: u64,
     ) -> Result<bool, StoreError> {
         let accepted = self
-            .change_factors(user, |f| {
+            .change_factors(user, &[], |f| {
                 let key = f.keys.iter_mut().find(|k| k.id == factor)?;
                 if (counter > 0 || key.counter > 0) && counter <= key.counter {
                     return None;
@@ -69,7 +69,7 @@ impl Store {
         mac: &[u8; 32],
     ) -> Result<Option<usize>, StoreError> {
         let used = self
-            .change_factors(user, |f| {
+            .change_factors(user, &[], |f| {
                 let at = f.recovery.iter().position(|m| bool::from(m.ct_eq(mac)))?;
                 f.recovery.swap_remove(at);
                 Some(f.recovery.len())

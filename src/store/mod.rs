@@ -7,6 +7,7 @@
 //! are exactly two, both always compiled in, and every call on the request
 //! path (`/me` is one) stays a direct call with no boxed future.
 
+mod audit;
 pub(crate) mod codec;
 mod events;
 mod factors;
@@ -21,6 +22,9 @@ use std::time::Duration;
 
 use tokio::sync::mpsc;
 
+pub use audit::{
+    emit as emit_audit, Actor, AuditId, AuditKind, AuditQuery, AuditRecord, AuditRetention,
+};
 pub use codec::CodecError;
 pub use records::{
     Factors, IdentityRecord, KeyFactor, MailRecord, MessageRecord, NewUser, RemovedUser,
@@ -299,9 +303,18 @@ impl Store {
     }
 
     /// Adds a user and both indexes at once; a name or e-mail already taken
-    /// (ignoring case) is refused, even by a racing registration.
-    pub async fn create_user(&self, new: NewUser<'_>) -> Result<UserRecord, StoreError> {
-        self.create_user_linked(new, None).await
+    /// (ignoring case) is refused, even by a racing registration. `audit`
+    /// goes to the new user's log with it (`AuditRecord::of_new_user`).
+    ///
+    /// Every change below takes the log entries that record it and writes
+    /// them with the change (sled: the same transaction; Redis: the same
+    /// script), and only if the change is made.
+    pub async fn create_user(
+        &self,
+        new: NewUser<'_>,
+        audit: &[AuditRecord],
+    ) -> Result<UserRecord, StoreError> {
+        self.create_user_linked(new, None, audit).await
     }
 
     /// Adds a user as `create_user` does, linked to `identity` at once (an
@@ -311,8 +324,9 @@ impl Store {
         &self,
         new: NewUser<'_>,
         identity: Option<&IdentityRecord>,
+        audit: &[AuditRecord],
     ) -> Result<UserRecord, StoreError> {
-        dispatch!(self.create_user_linked(new, identity))
+        dispatch!(self.create_user_linked(new, identity, audit))
     }
 
     /// The user with this id, if any.
@@ -349,9 +363,15 @@ impl Store {
         }
     }
 
-    /// Changes a role; refuses to demote the last admin.
-    pub async fn set_role(&self, id: UserId, role: Role) -> Result<UserRecord, StoreError> {
-        dispatch!(self.set_role(id, role))
+    /// Changes a role; refuses to demote the last admin. Setting the role
+    /// a user has writes nothing, `audit` included.
+    pub async fn set_role(
+        &self,
+        id: UserId,
+        role: Role,
+        audit: &[AuditRecord],
+    ) -> Result<UserRecord, StoreError> {
+        dispatch!(self.set_role(id, role, audit))
     }
 
     /// Replaces a password hash.
@@ -359,15 +379,20 @@ impl Store {
         &self,
         id: UserId,
         hash: &str,
+        audit: &[AuditRecord],
     ) -> Result<UserRecord, StoreError> {
-        dispatch!(self.set_password_hash(id, hash))
+        dispatch!(self.set_password_hash(id, hash, audit))
     }
 
     /// Removes a user, both indexes, their identities and every session at
     /// once, so the name and e-mail are free at once. Refuses the last
-    /// admin.
-    pub async fn remove_user(&self, id: UserId) -> Result<RemovedUser, StoreError> {
-        dispatch!(self.remove_user(id))
+    /// admin. The user's log stays (with `audit`) until pruned.
+    pub async fn remove_user(
+        &self,
+        id: UserId,
+        audit: &[AuditRecord],
+    ) -> Result<RemovedUser, StoreError> {
+        dispatch!(self.remove_user(id, audit))
     }
 
     /// Applies `change` to a user's second factors and writes the user back,
@@ -378,9 +403,10 @@ impl Store {
     pub async fn change_factors<T>(
         &self,
         id: UserId,
+        audit: &[AuditRecord],
         change: impl Fn(&mut Factors) -> Option<T>,
     ) -> Result<Option<(T, UserRecord)>, StoreError> {
-        dispatch!(self.change_factors(id, change))
+        dispatch!(self.change_factors(id, audit, change))
     }
 
     /// Makes `to` the user's verified address (a code mailed to it came
@@ -393,8 +419,9 @@ impl Store {
         id: UserId,
         from: &str,
         to: &str,
+        audit: &[AuditRecord],
     ) -> Result<Option<UserRecord>, StoreError> {
-        dispatch!(self.verify_email(id, from, to))
+        dispatch!(self.verify_email(id, from, to, audit))
     }
 
     /// Stores a ticket (ceremony state), replacing one under the same key.
@@ -458,8 +485,9 @@ impl Store {
         &self,
         hash: &TokenHash,
         record: &SessionRecord,
+        audit: &[AuditRecord],
     ) -> Result<(), StoreError> {
-        dispatch!(self.create_session(hash, record))
+        dispatch!(self.create_session(hash, record, audit))
     }
 
     /// The stored session, ended or not: deadlines are the caller's to check.
@@ -488,9 +516,14 @@ impl Store {
         dispatch!(self.touch_session(hash, now_ms, idle_timeout_ms))
     }
 
-    /// Removes a session and its index entries; returns it if it was there.
-    pub async fn end_session(&self, hash: &TokenHash) -> Result<Option<SessionRecord>, StoreError> {
-        dispatch!(self.end_session(hash))
+    /// Removes a session and its index entries; returns it if it was there
+    /// (and only then writes `audit`).
+    pub async fn end_session(
+        &self,
+        hash: &TokenHash,
+        audit: &[AuditRecord],
+    ) -> Result<Option<SessionRecord>, StoreError> {
+        dispatch!(self.end_session(hash, audit))
     }
 
     /// One user's stored sessions (ended ones included until pruned), at
@@ -502,13 +535,15 @@ impl Store {
         dispatch!(self.sessions_of(user))
     }
 
-    /// Ends every session of `user` but `except`; returns those ended.
+    /// Ends every session of `user` but `except`; returns those ended,
+    /// writing `audit` if there were any.
     pub async fn end_sessions_of(
         &self,
         user: UserId,
         except: Option<&TokenHash>,
+        audit: &[AuditRecord],
     ) -> Result<Vec<TokenHash>, StoreError> {
-        dispatch!(self.end_sessions_of(user, except))
+        dispatch!(self.end_sessions_of(user, except, audit))
     }
 
     /// Ends every stored session; returns how many.
@@ -544,8 +579,9 @@ impl Store {
         &self,
         user: UserId,
         identity: &IdentityRecord,
+        audit: &[AuditRecord],
     ) -> Result<(), StoreError> {
-        dispatch!(self.link_identity(user, identity))
+        dispatch!(self.link_identity(user, identity, audit))
     }
 
     /// A user's linked identities, oldest link first.
@@ -560,8 +596,48 @@ impl Store {
         &self,
         user: UserId,
         public_id: &str,
+        audit: &[AuditRecord],
     ) -> Result<Option<IdentityRecord>, StoreError> {
-        dispatch!(self.unlink_identity(user, public_id))
+        dispatch!(self.unlink_identity(user, public_id, audit))
+    }
+
+    /// Writes log entries that record no other change (a refused sign-in,
+    /// a recovery request).
+    pub async fn record(&self, audit: &[AuditRecord]) -> Result<(), StoreError> {
+        if audit.is_empty() {
+            return Ok(());
+        }
+        dispatch!(self.record(audit))
+    }
+
+    /// Log entries, newest first, as `query` asks.
+    pub async fn activity(
+        &self,
+        query: &AuditQuery,
+    ) -> Result<Vec<(AuditId, AuditRecord)>, StoreError> {
+        dispatch!(self.activity(query))
+    }
+
+    /// Removes log entries older than `keep.keep_ms` and each user's oldest
+    /// past `keep.per_user`; answers how many.
+    pub async fn prune_activity(
+        &self,
+        now_ms: u64,
+        keep: AuditRetention,
+    ) -> Result<u64, StoreError> {
+        match &self.backend {
+            Backend::Sled(s) => {
+                let s = s.clone();
+                // Tree walks: off the request threads.
+                tokio::task::spawn_blocking(move || s.prune_activity(now_ms, keep))
+                    .await
+                    .unwrap_or_else(|e| {
+                        let bug = format!("the pruning task failed: {e}");
+                        Err(StoreError::Sled(::sled::Error::ReportableBug(bug)))
+                    })
+            }
+            Backend::Redis(r) => r.prune_activity(now_ms, keep).await,
+        }
     }
 
     /// Stores a chat message and, once it is durable, hands it to every
@@ -645,6 +721,8 @@ pub fn now_ms() -> u64 {
         .unwrap_or(0)
 }
 
+#[cfg(test)]
+mod audit_tests;
 #[cfg(test)]
 mod test_support;
 #[cfg(test)]

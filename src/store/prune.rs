@@ -9,7 +9,7 @@ use std::time::Duration;
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
-use super::{now_ms, Backend, Store};
+use super::{now_ms, AuditRetention, Backend, Store};
 
 /// When the pruner next runs, and how to wake it sooner; each backend
 /// keeps one.
@@ -35,10 +35,12 @@ impl PruneSchedule {
 }
 
 impl Store {
-    /// Runs the pruner until `shutdown` completes.
+    /// Runs the pruner until `shutdown` completes: ended sessions, and
+    /// security-log entries past `retention`.
     pub fn spawn_pruner(
         &self,
         interval: Duration,
+        retention: AuditRetention,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> JoinHandle<()> {
         let store = self.clone();
@@ -49,6 +51,11 @@ impl Store {
                     Ok(0) => {}
                     Ok(n) => tracing::debug!(pruned = n, "pruned ended sessions"),
                     Err(e) => tracing::warn!(error = %e, "pruning failed"),
+                }
+                match store.prune_activity(now_ms(), retention).await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::debug!(pruned = n, "pruned security-log entries"),
+                    Err(e) => tracing::warn!(error = %e, "pruning the security log failed"),
                 }
                 let now = now_ms();
                 let mut wake_at = now.saturating_add(interval.as_millis() as u64);

@@ -9,6 +9,24 @@ use super::Store;
 use crate::config::{Backend, StorageConfig};
 use crate::local_redis::{LocalCluster, LocalRedis};
 
+/// Makes each `async fn name(store: &Store)` a test that runs its body on
+/// every backend in turn, each freshly opened and empty.
+macro_rules! on_every_backend {
+    ($(async fn $name:ident($store:ident: &Store) $body:block)*) => {
+        $(
+            #[tokio::test]
+            async fn $name() {
+                for backend in $crate::store::test_support::TestStore::every_backend().await {
+                    async fn run($store: &Store) $body
+                    run(&backend.store).await;
+                    backend.close().await;
+                }
+            }
+        )*
+    };
+}
+pub(crate) use on_every_backend;
+
 /// A store opened for one test, with what keeps it alive.
 pub struct TestStore {
     /// The store under test.
@@ -74,13 +92,16 @@ impl TestStore {
 pub async fn add_user(store: &Store, name: &str) -> crate::store::UserRecord {
     use crate::domain::{Email, Role, Username};
     store
-        .create_user(crate::store::NewUser {
-            username: &Username::parse(name).unwrap(),
-            email: &Email::parse(&format!("{name}@example.com")).unwrap(),
-            role: Role::User,
-            password_hash: "x".into(),
-            now_ms: 1,
-        })
+        .create_user(
+            crate::store::NewUser {
+                username: &Username::parse(name).unwrap(),
+                email: &Email::parse(&format!("{name}@example.com")).unwrap(),
+                role: Role::User,
+                password_hash: "x".into(),
+                now_ms: 1,
+            },
+            &[],
+        )
         .await
         .unwrap()
 }

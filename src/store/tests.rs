@@ -3,7 +3,7 @@
 //! three-node Redis Cluster when redis-server is installed (in CI it must
 //! be).
 
-use super::test_support::{add_user, TestStore};
+use super::test_support::{add_user, on_every_backend, TestStore};
 use super::*;
 use crate::domain::{Email, Role, TokenHash, Username};
 
@@ -35,23 +35,6 @@ fn identity(subject: &str) -> IdentityRecord {
     }
 }
 
-/// Makes each `async fn name(store: &Store)` a test that runs its body on
-/// every backend in turn, each freshly opened and empty.
-macro_rules! on_every_backend {
-    ($(async fn $name:ident($store:ident: &Store) $body:block)*) => {
-        $(
-            #[tokio::test]
-            async fn $name() {
-                for backend in TestStore::every_backend().await {
-                    async fn run($store: &Store) $body
-                    run(&backend.store).await;
-                    backend.close().await;
-                }
-            }
-        )*
-    };
-}
-
 on_every_backend! {
     async fn names_and_emails_are_unique_ignoring_case(store: &Store) {
         add_user(store, "alice").await;
@@ -61,7 +44,7 @@ on_every_backend! {
             role: Role::User,
             password_hash: "x".into(),
             now_ms: 1,
-        }).await;
+        }, &[]).await;
         assert!(matches!(again, Err(StoreError::UsernameTaken)));
         let again = store.create_user(NewUser {
             username: &Username::parse("bob").unwrap(),
@@ -69,7 +52,7 @@ on_every_backend! {
             role: Role::User,
             password_hash: "x".into(),
             now_ms: 1,
-        }).await;
+        }, &[]).await;
         assert!(matches!(again, Err(StoreError::EmailTaken)));
         assert!(store.user_by_name("alice").await.unwrap().is_some());
         assert!(store.user_by_email("alice@example.com").await.unwrap().is_some());
@@ -78,14 +61,14 @@ on_every_backend! {
     async fn a_verified_new_email_moves_its_index_and_frees_the_old_one(store: &Store) {
         let alice = add_user(store, "alice").await.user_id();
         add_user(store, "bob").await;
-        let taken = store.verify_email(alice, "alice@example.com", "BOB@example.com").await;
+        let taken = store.verify_email(alice, "alice@example.com", "BOB@example.com", &[]).await;
         assert!(matches!(taken, Err(StoreError::EmailTaken)), "{taken:?}");
         // A change made for an address the user no longer has does nothing.
-        let stale = store.verify_email(alice, "old@example.com", "new@example.com").await;
+        let stale = store.verify_email(alice, "old@example.com", "new@example.com", &[]).await;
         assert!(stale.unwrap().is_none());
         assert!(store.user_by_email("new@example.com").await.unwrap().is_none());
         let moved = store
-            .verify_email(alice, "alice@example.com", "Alice@New.example")
+            .verify_email(alice, "alice@example.com", "Alice@New.example", &[])
             .await
             .unwrap()
             .unwrap();
@@ -97,7 +80,7 @@ on_every_backend! {
         assert!(store.user_by_email("bob@example.com").await.unwrap().is_some());
         // Only the spelling changes: the same index entry stays.
         store
-            .verify_email(alice, "alice@new.example", "alice@new.example")
+            .verify_email(alice, "alice@new.example", "alice@new.example", &[])
             .await
             .unwrap()
             .unwrap();
@@ -108,7 +91,7 @@ on_every_backend! {
             role: Role::User,
             password_hash: "x".into(),
             now_ms: 1,
-        }).await;
+        }, &[]).await;
         assert!(freed.is_ok(), "{freed:?}");
         assert!(store.check().await.unwrap().problems.is_empty());
     }
@@ -128,7 +111,7 @@ on_every_backend! {
                 role: Role::Admin,
                 password_hash: "x".into(),
                 now_ms: 1,
-            })
+            }, &[])
             .await
             .unwrap();
         let alice = add_user(store, "alice").await.user_id();
@@ -136,8 +119,8 @@ on_every_backend! {
             let role = if round % 2 == 0 { Role::Admin } else { Role::User };
             let hash = format!("hash-{round}");
             let (r, p) = tokio::join!(
-                store.set_role(alice, role),
-                store.set_password_hash(alice, &hash)
+                store.set_role(alice, role, &[]),
+                store.set_password_hash(alice, &hash, &[])
             );
             r.unwrap();
             p.unwrap();
@@ -151,9 +134,9 @@ on_every_backend! {
     async fn a_touch_after_the_end_writes_nothing(store: &Store) {
         let user = add_user(store, "alice").await;
         store
-            .create_session(&hash(1), &session(&user, 10_000))
+            .create_session(&hash(1), &session(&user, 10_000), &[])
             .await.unwrap();
-        assert!(store.end_session(&hash(1)).await.unwrap().is_some());
+        assert!(store.end_session(&hash(1), &[]).await.unwrap().is_some());
         assert!(store.touch_session(&hash(1), 5, 100).await.unwrap().is_none());
         assert!(store.session(&hash(1)).await.unwrap().is_none());
         assert_eq!(
@@ -168,7 +151,7 @@ on_every_backend! {
         let user = add_user(store, "alice").await;
         let mut s = session(&user, 10_000);
         s.idle_expires_at_ms = 100;
-        store.create_session(&hash(1), &s).await.unwrap();
+        store.create_session(&hash(1), &s, &[]).await.unwrap();
         assert_eq!(store.next_deadline_ms().await.unwrap(), Some(100));
         let touched = store.touch_session(&hash(1), 50, 500).await.unwrap().unwrap();
         assert_eq!(touched.idle_expires_at_ms, 550);
@@ -197,7 +180,7 @@ on_every_backend! {
                 record.absolute_expires_at_ms = 10_000;
                 record.idle_expires_at_ms = deadline;
             }
-            store.create_session(&key(n), &record).await.unwrap();
+            store.create_session(&key(n), &record, &[]).await.unwrap();
         }
         store
             .touch_session(&key(touched), 1, 5000)
@@ -217,7 +200,7 @@ on_every_backend! {
         let user = add_user(store, "alice").await;
         for n in 0..10u8 {
             store
-                .create_session(&hash(n), &session(&user, 1000 + u64::from(n) * 100))
+                .create_session(&hash(n), &session(&user, 1000 + u64::from(n) * 100), &[])
                 .await.unwrap();
         }
         assert_eq!(store.prune_ended(1450).await.unwrap(), 5);
@@ -236,7 +219,7 @@ on_every_backend! {
     async fn a_session_for_a_missing_user_is_refused(store: &Store) {
         let mut ghost = add_user(store, "alice").await;
         ghost.id += 100;
-        let refused = store.create_session(&hash(1), &session(&ghost, 10)).await;
+        let refused = store.create_session(&hash(1), &session(&ghost, 10), &[]).await;
         assert!(matches!(refused, Err(StoreError::NoSuchUser)));
         assert_eq!(store.next_deadline_ms().await.unwrap(), None);
     }
@@ -253,13 +236,13 @@ on_every_backend! {
             (4, &bob, 50),
         ] {
             store
-                .create_session(&hash(n), &session(user, deadline))
+                .create_session(&hash(n), &session(user, deadline), &[])
                 .await.unwrap();
         }
-        store.end_session(&hash(1)).await.unwrap();
+        store.end_session(&hash(1), &[]).await.unwrap();
         store.prune_ended(100).await.unwrap();
-        store.end_sessions_of(alice.user_id(), None).await.unwrap();
-        store.remove_user(bob.user_id()).await.unwrap();
+        store.end_sessions_of(alice.user_id(), None, &[]).await.unwrap();
+        store.remove_user(bob.user_id(), &[]).await.unwrap();
         let mut seen = Vec::new();
         let wait = std::time::Duration::from_secs(2);
         while seen.len() < 4 {
@@ -275,9 +258,9 @@ on_every_backend! {
     async fn removing_a_user_frees_the_name_and_takes_the_sessions(store: &Store) {
         let alice = add_user(store, "alice").await;
         store
-            .create_session(&hash(1), &session(&alice, 10_000))
+            .create_session(&hash(1), &session(&alice, 10_000), &[])
             .await.unwrap();
-        let removed = store.remove_user(alice.user_id()).await.unwrap();
+        let removed = store.remove_user(alice.user_id(), &[]).await.unwrap();
         assert_eq!(removed.sessions, vec![hash(1)]);
         assert!(store.user_by_name("alice").await.unwrap().is_none());
         assert!(store.session(&hash(1)).await.unwrap().is_none());
@@ -291,10 +274,10 @@ on_every_backend! {
         let ann = add_user(store, "ann").await;
         let bob = add_user(store, "bob").await;
         let id = identity("uid-1");
-        store.link_identity(ann.user_id(), &id).await.unwrap();
-        store.link_identity(ann.user_id(), &id).await.unwrap();
+        store.link_identity(ann.user_id(), &id, &[]).await.unwrap();
+        store.link_identity(ann.user_id(), &id, &[]).await.unwrap();
         assert!(matches!(
-            store.link_identity(bob.user_id(), &id).await,
+            store.link_identity(bob.user_id(), &id, &[]).await,
             Err(StoreError::IdentityTaken)
         ));
         assert_eq!(
@@ -306,10 +289,10 @@ on_every_backend! {
             vec![id.clone()]
         );
         assert!(store.check().await.unwrap().problems.is_empty());
-        store.remove_user(ann.user_id()).await.unwrap();
+        store.remove_user(ann.user_id(), &[]).await.unwrap();
         assert_eq!(store.identity_owner(&id.issuer, &id.subject).await.unwrap(), None);
         assert!(store.check().await.unwrap().problems.is_empty());
-        store.link_identity(bob.user_id(), &id).await.unwrap();
+        store.link_identity(bob.user_id(), &id, &[]).await.unwrap();
         assert!(store.check().await.unwrap().problems.is_empty());
     }
 
@@ -324,23 +307,24 @@ on_every_backend! {
                     now_ms: 1,
                 },
                 Some(&identity("uid-c")),
+                &[],
             )
             .await.unwrap();
         assert!(!user.has_password());
         let only = identity("uid-c").public_id();
         assert!(matches!(
-            store.unlink_identity(user.user_id(), &only).await,
+            store.unlink_identity(user.user_id(), &only, &[]).await,
             Err(StoreError::LastIdentity)
         ));
         store
-            .link_identity(user.user_id(), &identity("uid-c2"))
+            .link_identity(user.user_id(), &identity("uid-c2"), &[])
             .await.unwrap();
         assert!(store
-            .unlink_identity(user.user_id(), &only)
+            .unlink_identity(user.user_id(), &only, &[])
             .await.unwrap()
             .is_some());
         assert!(store
-            .unlink_identity(user.user_id(), &only)
+            .unlink_identity(user.user_id(), &only, &[])
             .await.unwrap()
             .is_none());
         assert!(store.check().await.unwrap().problems.is_empty());
@@ -354,6 +338,7 @@ on_every_backend! {
                 now_ms: 1,
             },
             Some(&identity("uid-c2")),
+            &[],
         ).await;
         assert!(matches!(taken, Err(StoreError::IdentityTaken)));
     }
@@ -384,7 +369,7 @@ on_every_backend! {
         // No TOTP yet: nothing to accept.
         assert!(!store.accept_totp_step(id, 5, 1).await.unwrap());
         store
-            .change_factors(id, |f| {
+            .change_factors(id, &[], |f| {
                 f.totp = Some(TotpFactor {
                     id: "t".into(),
                     sealed_secret: vec![1, 2, 3],
@@ -410,8 +395,8 @@ on_every_backend! {
         let stored = store.user(id).await.unwrap().unwrap();
         assert_eq!(stored.factors.totp.unwrap().last_step, 12);
         // A change declined writes nothing; a user gone is named.
-        assert!(store.change_factors(id, |_| None::<()>).await.unwrap().is_none());
-        store.remove_user(id).await.unwrap();
+        assert!(store.change_factors(id, &[], |_| None::<()>).await.unwrap().is_none());
+        store.remove_user(id, &[]).await.unwrap();
         assert!(matches!(
             store.accept_totp_step(id, 13, 6).await,
             Err(StoreError::NoSuchUser)
@@ -422,7 +407,7 @@ on_every_backend! {
         let user = add_user(store, "rec").await;
         let id = user.user_id();
         store
-            .change_factors(id, |f| {
+            .change_factors(id, &[], |f| {
                 f.recovery = vec![[1; 32], [2; 32]];
                 Some(())
             })
@@ -453,7 +438,7 @@ on_every_backend! {
             last_used_at_ms: 0,
         };
         store
-            .change_factors(id, |f| {
+            .change_factors(id, &[], |f| {
                 f.keys = vec![key("hw", 1), key("synced", 2)];
                 Some(())
             })
@@ -558,7 +543,7 @@ on_every_backend! {
         let id = user.user_id();
         assert!(store.check().await.unwrap().problems.is_empty());
         store
-            .change_factors(id, |f| {
+            .change_factors(id, &[], |f| {
                 f.recovery = vec![[1; 32]];
                 Some(())
             })
@@ -568,7 +553,7 @@ on_every_backend! {
         assert_eq!(report.problems.len(), 1, "{:?}", report.problems);
         assert!(report.problems[0].contains("recovery codes without a second factor"));
         store
-            .change_factors(id, |f| {
+            .change_factors(id, &[], |f| {
                 f.recovery.clear();
                 Some(())
             })
@@ -585,7 +570,7 @@ on_every_backend! {
             last_used_at_ms: 0,
         };
         store
-            .change_factors(id, |f| {
+            .change_factors(id, &[], |f| {
                 f.keys = vec![key.clone(), KeyFactor { id: "j".into(), ..key.clone() }];
                 Some(())
             })
@@ -606,18 +591,23 @@ async fn a_backup_restores_into_an_empty_store_of_either_backend() {
         let from = &source.store;
         let alice = add_user(from, "alice").await;
         let link = identity("subject-1");
-        from.link_identity(alice.user_id(), &link).await.unwrap();
-        let bob = add_user(from, "bob").await;
-        from.create_session(&hash(1), &session(&alice, 9_000_000_000_000))
+        from.link_identity(alice.user_id(), &link, &[])
             .await
             .unwrap();
-        from.create_session(&hash(2), &session(&bob, 1))
+        let bob = add_user(from, "bob").await;
+        from.create_session(&hash(1), &session(&alice, 9_000_000_000_000), &[])
+            .await
+            .unwrap();
+        from.create_session(&hash(2), &session(&bob, 1), &[])
             .await
             .unwrap();
         let room = crate::domain::RoomName::parse("general").unwrap();
         from.post_message(&room, alice.user_id(), "alice", "hello", 5)
             .await
             .unwrap();
+        let signed_in =
+            AuditRecord::new(AuditKind::Login, alice.user_id(), Actor::User(alice.id), 7);
+        from.record(std::slice::from_ref(&signed_in)).await.unwrap();
         let file = from.snapshot(Some("dev".into())).await.unwrap().to_file();
         for target in TestStore::every_backend().await {
             let into = &target.store;
@@ -638,6 +628,14 @@ async fn a_backup_restores_into_an_empty_store_of_either_backend() {
             let said = into.messages(&room, None, 10).await.unwrap();
             assert_eq!(said.len(), 1);
             assert_eq!(said[0].text, "hello");
+            let log = AuditQuery {
+                user: Some(alice.user_id()),
+                limit: 10,
+                ..AuditQuery::default()
+            };
+            let kept: Vec<_> = into.activity(&log).await.unwrap();
+            assert_eq!(kept.len(), 1);
+            assert_eq!(kept[0].1, signed_in);
             assert!(into.check().await.unwrap().problems.is_empty());
             // The next user gets a new id, not one of theirs.
             assert!(add_user(into, "carol").await.id > bob.id);

@@ -230,6 +230,9 @@ async fn a_person_signs_in_manages_sessions_chats_and_loses_admin() {
         .await;
     first.sign_in(&app, "alice", PASSWORD).await;
     first.text_of("#sessions tbody", "(this device)").await;
+    // Her recent activity shows the refused attempt and the sign-in.
+    first.text_of("#activity tbody", "Sign-in refused").await;
+    first.text_of("#activity tbody", "Signed in").await;
     first.screenshot("account", 1440).await;
     first.screenshot("account", 360).await;
 
@@ -276,6 +279,8 @@ async fn a_person_signs_in_manages_sessions_chats_and_loses_admin() {
     second.visible("#view-admin").await;
     first.goto(&app, "#/admin").await;
     first.text_of("#users tbody", "alice").await;
+    // The admin's activity view has the promotion, by root.
+    first.text_of("#audit tbody", "Role changed").await;
     first.screenshot("admin", 1440).await;
     first.screenshot("admin", 360).await;
     first

@@ -89,6 +89,7 @@ pub async fn spawn_app_with(tweak: impl FnOnce(&mut Config)) -> TestApp {
             Email::parse("root@example.com").unwrap(),
             Password::unchecked(PASSWORD.into()),
             Role::Admin,
+            &sessiond::auth::By::operator(),
         )
         .await
         .unwrap();

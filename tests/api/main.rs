@@ -2,6 +2,7 @@
 
 mod helpers;
 
+mod activity;
 mod admin;
 mod browser;
 mod chat;

@@ -165,3 +165,52 @@ async fn a_session_not_remembered_stays_not_remembered_across_a_crash() {
         .unwrap();
     assert_eq!(me["session"]["remember"], false);
 }
+
+#[tokio::test]
+async fn a_revocation_answered_keeps_its_log_entry_after_a_crash() {
+    let site = Site::new("");
+    let server = site.start(&[]);
+    server.register("alice").await;
+    let laptop = server.login_cookie("alice").await;
+    let phone = server.login_cookie("alice").await;
+    let me: serde_json::Value = server
+        .client
+        .get(server.url("/api/auth/me"))
+        .header(reqwest::header::COOKIE, &phone)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let phone_id = me["session"]["id"].as_str().unwrap().to_owned();
+    let res = server
+        .client
+        .delete(server.url(&format!("/api/auth/sessions/{phone_id}")))
+        .header(reqwest::header::COOKIE, &laptop)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::NO_CONTENT);
+    server.crash();
+    // Read offline, as an operator would after the crash.
+    let out = site
+        .command(&["activity", "--user", "alice", "--json"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let log: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let entries = log["entries"].as_array().unwrap();
+    let revoked: Vec<_> = entries
+        .iter()
+        .filter(|e| e["kind"] == "session_revoked")
+        .collect();
+    assert_eq!(revoked.len(), 1, "{log:#}");
+    assert_eq!(revoked[0]["sessionId"], phone_id.as_str());
+    assert_eq!(revoked[0]["actor"]["kind"], "user");
+    let logins = entries.iter().filter(|e| e["kind"] == "login").count();
+    assert_eq!(logins, 2, "{log:#}");
+    // And the revocation itself held.
+    let server = site.start(&[]);
+    assert_eq!(server.me(&phone).await, StatusCode::UNAUTHORIZED);
+}

@@ -31,6 +31,41 @@ async fn no_password_cookie_or_token_reaches_the_log() {
     }
 }
 
+#[tokio::test]
+async fn each_security_event_is_one_line_for_log_shippers() {
+    let site = Site::new("");
+    let server = site.start(&[("RUST_LOG", "info")]);
+    server.register("alice").await;
+    let wrong = "a wrong password used once";
+    assert_eq!(
+        server.login("alice", wrong).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+    let cookie = server.login_cookie("alice").await;
+    assert_eq!(server.logout(&cookie).await, StatusCode::NO_CONTENT);
+    let (status, log) = server.stop_with("-TERM");
+    assert!(status.success());
+    // What a shipper would filter for: the audit target's lines.
+    let events: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("sessiond::audit"))
+        .collect();
+    let kinds: Vec<&str> = events
+        .iter()
+        .filter_map(|l| l.split("kind=").nth(1)?.split_whitespace().next())
+        .collect();
+    assert_eq!(
+        kinds,
+        ["user_created", "login_failed", "login", "logout"],
+        "{log}"
+    );
+    assert!(events.iter().all(|l| l.contains("actor=user")), "{log}");
+    let value = cookie.split_once('=').unwrap().1;
+    for secret in [PASSWORD, wrong, value] {
+        assert!(!log.contains(secret), "the log contains a secret: {secret}");
+    }
+}
+
 /// Every file under `dir`, concatenated.
 fn all_bytes(dir: &std::path::Path) -> Vec<u8> {
     let mut out = Vec::new();

@@ -26,10 +26,12 @@ use webauthn_rs::prelude::{
 use webauthn_rs::{Webauthn, WebauthnBuilder};
 
 use super::{decode_body, list_factors, new_factor_id, FactorInfo};
-use crate::auth::{Auth, AuthError, ClientInfo, CurrentSession, NewSession};
+use crate::auth::{Auth, AuthError, By, ClientInfo, CurrentSession, NewSession};
 use crate::config::RelyingParty;
 use crate::domain::{Amr, UserId};
-use crate::store::{now_ms, Factors, KeyFactor, TicketKey, TicketKind, UserRecord};
+use crate::store::{
+    emit_audit, now_ms, AuditKind, Factors, KeyFactor, TicketKey, TicketKind, UserRecord,
+};
 
 /// How long a ceremony waits for the authenticator.
 const CEREMONY_TTL: Duration = Duration::from_secs(5 * 60);
@@ -217,10 +219,13 @@ impl Auth {
             created_at_ms: now,
             last_used_at_ms: 0,
         };
+        let entries = [By::user(current)
+            .entry(AuditKind::MfaAdded, id)
+            .detail(format!("webauthn: {}", factor.name))];
         let added = self
             .inner
             .store
-            .change_factors(id, |f| {
+            .change_factors(id, &entries, |f| {
                 if f.keys
                     .iter()
                     .any(|k| k.credential_id == factor.credential_id)
@@ -235,6 +240,7 @@ impl Auth {
             return Err(AuthError::FactorExists);
         }
         self.inner.store.commit_durably().await?;
+        emit_audit(&entries);
         Ok(list_factors(&Factors {
             keys: vec![factor],
             ..Factors::default()
@@ -387,7 +393,9 @@ impl Auth {
             return Err(refused());
         }
         let amr = vec![key_amr(result.backup_eligible()), Amr::User];
-        let new = self.open_session(user, client, remember, amr).await?;
+        let new = self
+            .open_session(user, client, remember, amr, Vec::new())
+            .await?;
         self.inner.logins.success.fetch_add(1, Ordering::Relaxed);
         self.inner
             .mfa_counts

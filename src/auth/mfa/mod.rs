@@ -22,10 +22,11 @@ pub use codes::totp_code;
 pub(crate) use keys::Keys;
 pub(crate) use seal::FactorKeys;
 
-use super::{millis, Auth, AuthError, ClientInfo, CurrentSession, Guard, NewSession};
+use super::{millis, Auth, AuthError, By, ClientInfo, CurrentSession, Guard, NewSession};
 use crate::domain::{hex, Amr, Password, UserId};
 use crate::store::{
-    now_ms, Factors, Store, TicketKey, TicketKind, TicketRecord, TotpFactor, UserRecord,
+    emit_audit, now_ms, AuditKind, Factors, Store, TicketKey, TicketKind, TicketRecord, TotpFactor,
+    UserRecord,
 };
 
 /// How long the pending sign-in between the two steps lives.
@@ -62,6 +63,17 @@ pub enum Proof {
     Recovery(String),
     /// A key's answer to the challenge `Auth::key_step_start` gave.
     Key(Box<webauthn_rs::prelude::PublicKeyCredential>),
+}
+
+impl Proof {
+    /// The method's name in the contract (and the security log).
+    pub fn method(&self) -> &'static str {
+        match self {
+            Proof::Totp(_) => "totp",
+            Proof::Recovery(_) => "recovery",
+            Proof::Key(_) => "webauthn",
+        }
+    }
 }
 
 /// Second-step outcomes, for `/metrics`.
@@ -160,7 +172,9 @@ impl Auth {
         first: Vec<Amr>,
     ) -> Result<SignIn, AuthError> {
         if !user.factors.any() {
-            let new = self.open_session(user, client, remember, first).await?;
+            let new = self
+                .open_session(user, client, remember, first, Vec::new())
+                .await?;
             return Ok(SignIn::Session(Box::new(new)));
         }
         let mut secret = [0u8; 32];
@@ -207,8 +221,21 @@ impl Auth {
             None => return Err(self.mfa_failed()),
         };
         let id = user.user_id();
-        let Some(amr) = self.check_proof(&user, proof, client).await? else {
-            return Err(self.mfa_failed());
+        let by = By::client(id, client);
+        let method = proof.method();
+        let amr = match self.check_proof(&user, proof, client).await {
+            Ok(Some(amr)) => amr,
+            Ok(None) => {
+                let failed = by.entry(AuditKind::MfaFailed, id).detail(method);
+                self.record(&[failed]).await?;
+                return Err(self.mfa_failed());
+            }
+            Err(AuthError::Throttled(wait)) => {
+                let throttled = by.entry(AuditKind::LoginThrottled, id).detail("mfa");
+                self.record(&[throttled]).await?;
+                return Err(AuthError::Throttled(wait));
+            }
+            Err(e) => return Err(e),
         };
         // Single use: of two second steps racing, one takes it.
         let key = TicketKey::User(TicketKind::Pending, id);
@@ -219,7 +246,10 @@ impl Auth {
         }
         let mut all = body.first;
         all.extend(amr);
-        let new = self.open_session(user, client, body.remember, all).await?;
+        let passed = vec![by.entry(AuditKind::MfaPassed, id).detail(method)];
+        let new = self
+            .open_session(user, client, body.remember, all, passed)
+            .await?;
         self.inner
             .mfa_counts
             .success
@@ -342,7 +372,8 @@ impl Auth {
         let passed = match (password, code) {
             (Some(p), _) if user.has_password() => {
                 let account = super::throttle_key(user.user_id());
-                self.check_password(&account, client, p, Some(&user.password_hash))
+                let stored = Some(user.password_hash.as_str());
+                self.check_password(&account, Some(user.user_id()), client, p, stored)
                     .await?;
                 true
             }
@@ -439,10 +470,13 @@ impl Auth {
             last_used_at_ms: now,
             last_step: step,
         };
+        let entries = [By::user(current)
+            .entry(AuditKind::MfaAdded, id)
+            .detail("totp")];
         let added = self
             .inner
             .store
-            .change_factors(id, |f| {
+            .change_factors(id, &entries, |f| {
                 if f.totp.is_some() {
                     return None;
                 }
@@ -455,6 +489,7 @@ impl Auth {
         }
         self.inner.store.take_ticket(&key).await?;
         self.inner.store.commit_durably().await?;
+        emit_audit(&entries);
         Ok(list_factors(&Factors {
             totp: Some(factor),
             ..Factors::default()
@@ -480,10 +515,13 @@ impl Auth {
             })
             .collect();
         let now = now_ms();
+        let entries = [By::user(current)
+            .entry(AuditKind::MfaAdded, id)
+            .detail("recovery codes")];
         let made = self
             .inner
             .store
-            .change_factors(id, |f| {
+            .change_factors(id, &entries, |f| {
                 if !f.any() {
                     return None;
                 }
@@ -496,6 +534,7 @@ impl Auth {
             return Err(AuthError::NoFactor);
         }
         self.inner.store.commit_durably().await?;
+        emit_audit(&entries);
         Ok(plain)
     }
 
@@ -509,10 +548,17 @@ impl Auth {
     ) -> Result<bool, AuthError> {
         self.require_fresh(current).await?;
         let id = current.user.user_id();
+        let known = &current.user.factors;
+        let what = match known.keys.iter().find(|k| k.id == factor) {
+            Some(key) => format!("webauthn: {}", key.name),
+            None => "totp".to_owned(),
+        };
+        let by = By::user(current);
+        let entries = [by.entry(AuditKind::MfaRemoved, id).detail(what)];
         let removed = self
             .inner
             .store
-            .change_factors(id, |f| {
+            .change_factors(id, &entries, |f| {
                 let before = f.keys.len() + usize::from(f.totp.is_some());
                 if f.totp.as_ref().is_some_and(|t| t.id == factor) {
                     f.totp = None;
@@ -530,18 +576,20 @@ impl Auth {
         if removed.is_none() {
             return Ok(false);
         }
-        self.inner
-            .store
-            .end_sessions_of(id, Some(&current.hash))
+        emit_audit(&entries);
+        let revoked = by
+            .entry(AuditKind::SessionsRevoked, id)
+            .detail("mfa_removed");
+        self.end_sessions_logged(id, Some(&current.hash), revoked)
             .await?;
         self.inner.store.commit_durably().await?;
         Ok(true)
     }
 
     /// Removes every factor of a user and ends their sessions (an admin's
-    /// reset, for a user who lost every factor).
-    pub async fn reset_factors(&self, id: UserId) -> Result<usize, AuthError> {
-        reset_factors(&self.inner.store, id).await
+    /// reset, `by`, for a user who lost every factor).
+    pub async fn reset_factors(&self, id: UserId, by: &By) -> Result<usize, AuthError> {
+        reset_factors(&self.inner.store, id, by).await
     }
 
     pub(in crate::auth) async fn put_ticket<T: crate::store::codec::Record>(
@@ -561,15 +609,28 @@ impl Auth {
 /// Removes every factor of a user and ends all their sessions, answered
 /// once durable; returns how many sessions ended. Needs no keys, so the
 /// offline CLI can use it.
-pub async fn reset_factors(store: &Store, id: UserId) -> Result<usize, AuthError> {
-    store
-        .change_factors(id, |f| {
+pub async fn reset_factors(store: &Store, id: UserId, by: &By) -> Result<usize, AuthError> {
+    let removed = [by.entry(AuditKind::MfaRemoved, id).detail("all")];
+    let changed = store
+        .change_factors(id, &removed, |f| {
+            if *f == Factors::default() {
+                return None;
+            }
             *f = Factors::default();
             Some(())
         })
         .await?;
-    let ended = store.end_sessions_of(id, None).await?.len();
+    let revoked = [by
+        .entry(AuditKind::SessionsRevoked, id)
+        .detail("mfa_removed")];
+    let ended = store.end_sessions_of(id, None, &revoked).await?.len();
     store.commit_durably().await?;
+    if changed.is_some() {
+        emit_audit(&removed);
+    }
+    if ended > 0 {
+        emit_audit(&revoked);
+    }
     Ok(ended)
 }
 

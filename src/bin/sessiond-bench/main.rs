@@ -73,6 +73,9 @@ enum Group {
     Websockets,
     /// Pruning, start-up and disk with a million sessions.
     Store,
+    /// A login's store write with and without its security-log entry, on
+    /// sled and on Redis (starts its own redis-server).
+    Audit,
     /// The Redis backend vs sled: `/me`, logins, the storm, fan-out
     /// across two instances (starts its own redis-server).
     Redis,
@@ -109,6 +112,7 @@ struct Scale {
     prune_large: u64,
     prune_small: u64,
     prune_ended: u64,
+    audit_logins: u64,
 }
 
 impl Scale {
@@ -129,6 +133,7 @@ impl Scale {
                 prune_large: 50_000,
                 prune_small: 2_000,
                 prune_ended: 2_000,
+                audit_logins: 200,
             }
         } else {
             Scale {
@@ -146,6 +151,7 @@ impl Scale {
                 prune_large: 1_000_000,
                 prune_small: 10_000,
                 prune_ended: 10_000,
+                audit_logins: 2_000,
             }
         }
     }
@@ -254,6 +260,9 @@ async fn measure(scale: &Scale, wants: impl Fn(Group) -> bool) -> Vec<Row> {
     }
     if wants(Group::Store) {
         rows.extend(store_at_scale(scale).await);
+    }
+    if wants(Group::Audit) {
+        rows.extend(audit_cost(scale).await);
     }
     if wants(Group::Crates) {
         rows.extend(crates::rows());
@@ -724,6 +733,56 @@ const PRUNE_ROUNDS: u64 = 3;
 
 /// Pruning, start-up and disk use with a million stored sessions, on the
 /// store directly and then through a restarted server.
+/// What the security log adds to a login: the store's write of a session
+/// (with its durable commit) without and with the `login` entry written in
+/// the same transaction or script.
+async fn audit_cost(scale: &Scale) -> Vec<Row> {
+    eprintln!("the security log's cost on logins ...");
+    let n = scale.audit_logins;
+    let mut rows = Vec::new();
+    let dir = tempfile::tempdir().unwrap();
+    let store = store_bench::open(dir.path()).await;
+    let (plain, logged) = store_bench::login_write_costs(&store, n, 5).await;
+    store.close().await.unwrap();
+    rows.push(audit_row("sled, durability sync", plain, logged));
+    match sessiond::local_redis::LocalRedis::start() {
+        Some(Ok(redis)) => {
+            let store = sessiond::store::Store::open_now(&sessiond::config::StorageConfig {
+                data_dir: dir.path().to_owned(),
+                backend: sessiond::config::Backend::Redis,
+                redis_url: redis.url(),
+                redis_key_prefix: "bench-audit:".into(),
+                ..sessiond::config::StorageConfig::default()
+            })
+            .await
+            .unwrap();
+            let (plain, logged) = store_bench::login_write_costs(&store, n, 5).await;
+            store.close().await.unwrap();
+            rows.push(audit_row("Redis, appendfsync always", plain, logged));
+        }
+        Some(Err(e)) => panic!("{e}"),
+        None => rows.push(row(
+            "a login's store write on Redis",
+            "skipped: redis-server is not installed".into(),
+            "reported",
+            None,
+        )),
+    }
+    rows
+}
+
+fn audit_row(backend: &str, plain: f64, logged: f64) -> Row {
+    row(
+        &format!("a login's store write on {backend}: without / with its log entry (median of 5)"),
+        format!(
+            "{plain:.0} us / {logged:.0} us = {:+.0}%",
+            (logged / plain - 1.0) * 100.0
+        ),
+        "reported",
+        None,
+    )
+}
+
 async fn store_at_scale(scale: &Scale) -> Vec<Row> {
     let mut rows = Vec::new();
     eprintln!("pruning ...");

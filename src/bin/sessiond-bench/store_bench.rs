@@ -44,13 +44,16 @@ const HOUR: u64 = 3_600_000;
 pub async fn populate(data_dir: &Path, total: u64, ended: u64) -> (Store, u64) {
     let store = open(data_dir).await;
     let user = store
-        .create_user(NewUser {
-            username: &Username::parse("bench").unwrap(),
-            email: &Email::parse("bench@example.com").unwrap(),
-            role: Role::User,
-            password_hash: "unused".into(),
-            now_ms: now_ms(),
-        })
+        .create_user(
+            NewUser {
+                username: &Username::parse("bench").unwrap(),
+                email: &Email::parse("bench@example.com").unwrap(),
+                role: Role::User,
+                password_hash: "unused".into(),
+                now_ms: now_ms(),
+            },
+            &[],
+        )
         .await
         .unwrap();
     let now = now_ms();
@@ -76,7 +79,7 @@ pub async fn populate(data_dir: &Path, total: u64, ended: u64) -> (Store, u64) {
             amr: vec![sessiond::domain::Amr::Pwd],
         };
         let hash = SessionToken::generate(created).hash();
-        store.create_session(&hash, &record).await.unwrap();
+        store.create_session(&hash, &record, &[]).await.unwrap();
     }
     (store, now)
 }
@@ -117,4 +120,76 @@ pub fn disk_bytes(path: &Path) -> u64 {
             Err(_) => 0,
         })
         .sum()
+}
+
+/// Microseconds per login's store write (the session, then the durable
+/// commit a login waits for), `n` logins of one user, with and without the
+/// `login` entry the security log writes in the same transaction or
+/// script; alternated in `rounds` halves so drift weighs on both. Answers
+/// the medians (without, with).
+pub async fn login_write_costs(store: &Store, n: u64, rounds: usize) -> (f64, f64) {
+    use sessiond::store::{Actor, AuditKind, AuditRecord};
+    let name = format!("w{}", now_ms() % 1_000_000_000);
+    let user = store
+        .create_user(
+            NewUser {
+                username: &Username::parse(&name).unwrap(),
+                email: &Email::parse(&format!("{name}@example.com")).unwrap(),
+                role: Role::User,
+                password_hash: "unused".into(),
+                now_ms: now_ms(),
+            },
+            &[],
+        )
+        .await
+        .unwrap();
+    let mut plain = Vec::new();
+    let mut logged = Vec::new();
+    for round in 0..rounds * 2 {
+        let with_entry = round % 2 == 1;
+        let started = Instant::now();
+        for _ in 0..n {
+            let now = now_ms();
+            let record = SessionRecord {
+                user_id: user.id,
+                created_at_ms: now,
+                last_seen_at_ms: now,
+                absolute_expires_at_ms: now + 24 * HOUR,
+                idle_expires_at_ms: now + 2 * HOUR,
+                user_agent: "Mozilla/5.0 (X11; Linux x86_64) Firefox/128.0".into(),
+                ip: "127.0.0.1".into(),
+                remember: true,
+                amr: vec![sessiond::domain::Amr::Pwd],
+            };
+            let hash = SessionToken::generate(now).hash();
+            let entries = if with_entry {
+                let mut e =
+                    AuditRecord::new(AuditKind::Login, user.user_id(), Actor::User(user.id), now)
+                        .session(hash.public_id())
+                        .detail("pwd");
+                e.ip = Some("127.0.0.1".into());
+                e.user_agent = Some("Firefox on Linux".into());
+                vec![e]
+            } else {
+                Vec::new()
+            };
+            store
+                .create_session(&hash, &record, &entries)
+                .await
+                .unwrap();
+            store.commit_durably().await.unwrap();
+        }
+        let per = started.elapsed().as_secs_f64() * 1e6 / n as f64;
+        if with_entry {
+            logged.push(per);
+        } else {
+            plain.push(per);
+        }
+    }
+    (median(&mut plain), median(&mut logged))
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
 }

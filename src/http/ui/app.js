@@ -82,7 +82,10 @@ function route() {
   if (view === "signin" && !autofillOffered) offerPasskeys();
   else if (view !== "signin") stopOfferingPasskeys();
   if (view === "account") loadAccount();
-  if (view === "admin") loadAdmin(true);
+  if (view === "admin") {
+    loadAdmin(true);
+    loadAudit(true);
+  }
   if (view === "chat") openRoom(room);
   document.title = `sessiond: ${view}`;
 }
@@ -206,6 +209,85 @@ async function loadAccount() {
     }
   } catch {
     // a 401 has already sent the page to sign-in
+    return;
+  }
+  await loadActivity(true);
+}
+
+/** What a log entry says, in words. */
+const WHAT = {
+  login: "Signed in", login_failed: "Sign-in refused", login_throttled: "Sign-in throttled",
+  mfa_passed: "Second step passed", mfa_failed: "Second step failed", logout: "Signed out",
+  session_revoked: "Session revoked", sessions_revoked: "Sessions revoked",
+  session_expired: "Session expired", password_changed: "Password changed",
+  email_changed: "E-mail changed", role_changed: "Role changed", mfa_added: "Second factor added",
+  mfa_removed: "Second factor removed", identity_linked: "Identity linked",
+  identity_unlinked: "Identity unlinked", user_created: "Account created",
+  user_removed: "Account removed", recovery_requested: "Recovery asked for",
+  recovery_used: "Recovered", oidc_consent: "App allowed", oidc_tokens_revoked: "App's access revoked",
+};
+
+function byWhom(e, self) {
+  if (e.actor.kind === "system") return "the server";
+  if (e.actor.kind === "admin") return e.actor.userId ? `admin ${e.actor.userId}` : "an operator";
+  return e.actor.userId === self ? "you" : `user ${e.actor.userId}`;
+}
+
+let nextActivity = null;
+
+async function loadActivity(first) {
+  if (first) {
+    nextActivity = null;
+    $("activity").tBodies[0].replaceChildren();
+  }
+  try {
+    const page = await api.activity(nextActivity);
+    nextActivity = page.next;
+    $("activity-more").hidden = !nextActivity;
+    for (const e of page.entries) {
+      const row = document.createElement("tr");
+      row.dataset.kind = e.kind;
+      cell(row, time(e.time));
+      cell(row, (WHAT[e.kind] || e.kind) + (e.detail ? ` (${e.detail})` : ""));
+      cell(row, byWhom(e, current && current.user.id));
+      cell(row, e.ip || "");
+      cell(row, e.userAgent || "");
+      $("activity").tBodies[0].append(row);
+    }
+  } catch {
+    // a 401 has already sent the page to sign-in
+  }
+}
+
+let nextAudit = null;
+
+async function loadAudit(first) {
+  if (first) {
+    nextAudit = null;
+    $("audit").tBodies[0].replaceChildren();
+  }
+  show($("audit-error"), "");
+  try {
+    const page = await api.allActivity({
+      user: $("audit-user").value.trim(),
+      kind: $("audit-kind").value.trim(),
+      before: nextAudit,
+    });
+    nextAudit = page.next;
+    $("audit-more").hidden = !nextAudit;
+    for (const e of page.entries) {
+      const row = document.createElement("tr");
+      row.dataset.kind = e.kind;
+      cell(row, time(e.time));
+      cell(row, e.userId);
+      cell(row, WHAT[e.kind] || e.kind);
+      cell(row, byWhom(e, null));
+      cell(row, e.ip || "");
+      cell(row, e.detail || "");
+      $("audit").tBodies[0].append(row);
+    }
+  } catch (e) {
+    show($("audit-error"), errorText(e));
   }
 }
 
@@ -636,6 +718,12 @@ function wire() {
     }
   });
   $("users-more").addEventListener("click", () => loadAdmin(false));
+  $("activity-more").addEventListener("click", () => loadActivity(false));
+  $("audit-more").addEventListener("click", () => loadAudit(false));
+  $("audit-form").addEventListener("submit", (ev) => {
+    ev.preventDefault();
+    loadAudit(true);
+  });
   $("room-form").addEventListener("submit", (e) => {
     e.preventDefault();
     show($("chat-error"), "");

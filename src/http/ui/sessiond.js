@@ -109,6 +109,9 @@ export const me = () => call("GET", "/api/auth/me", undefined, open);
 export const sessions = async () => (await call("GET", "/api/auth/sessions")).sessions;
 export const revokeSession = (id) => call("DELETE", `/api/auth/sessions/${encodeURIComponent(id)}`);
 export const revokeOtherSessions = () => call("DELETE", "/api/auth/sessions");
+/** One page of the caller's security log, newest first: `{entries, next}`. */
+export const activity = (before) =>
+  call("GET", `/api/auth/activity?limit=20${before ? `&before=${encodeURIComponent(before)}` : ""}`);
 /** `currentPassword` may be omitted by a user who has none yet. */
 export const changePassword = (currentPassword, newPassword) =>
   call("POST", "/api/auth/password", currentPassword ? { currentPassword, newPassword } : { newPassword });
@@ -208,6 +211,14 @@ export const setRole = (id, role) => call("PATCH", `/api/admin/users/${encodeURI
 export const removeUser = (id) => call("DELETE", `/api/admin/users/${encodeURIComponent(id)}`);
 export const revokeUserSessions = (id) => call("DELETE", `/api/admin/users/${encodeURIComponent(id)}/sessions`);
 export const stats = () => call("GET", "/api/admin/stats");
+/** One page of everyone's security log (or one user's, one kind's), newest first. */
+export function allActivity({ user, kind, before } = {}) {
+  const q = new URLSearchParams({ limit: "50" });
+  if (user) q.set("user", user);
+  if (kind) q.set("kind", kind);
+  if (before) q.set("before", before);
+  return call("GET", `/api/admin/activity?${q}`);
+}
 /** The newest messages older than `before` (a message id), oldest first. */
 export const history = async (room, before, limit = 50) =>
   (await call("GET", `/api/chat/rooms/${encodeURIComponent(room)}/messages?limit=${limit}${before ? `&before=${encodeURIComponent(before)}` : ""}`)).messages;

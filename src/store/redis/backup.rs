@@ -40,6 +40,7 @@ impl RedisStore {
                 .into_iter()
                 .map(|(_, m)| m)
                 .collect(),
+            activity: self.all_activity().await?,
             next_user_id: last.unwrap_or(0) + 1,
             dev_secret: self
                 .run(redis::cmd("GET").arg(keys.plain("dev_secret")))

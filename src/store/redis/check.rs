@@ -94,7 +94,7 @@ impl RedisStore {
         let id = crate::domain::UserId::from_u64(id);
         let dropped = self
             .with_user(id, "repairing a user", |raw, user| async move {
-                self.remove_as_read(&user, raw).await
+                self.remove_as_read(&user, raw, &[]).await
             })
             .await;
         match dropped {

@@ -7,8 +7,9 @@
 
 use redis::Value;
 
+use super::audit::blob;
 use super::users::Index;
-use super::{arg, decode, Answer, IdentityRecord, RedisStore, StoreError};
+use super::{arg, decode, Answer, AuditRecord, IdentityRecord, RedisStore, StoreError};
 use crate::domain::{hex, UserId};
 use crate::store::codec;
 use crate::store::records::identity_key;
@@ -36,14 +37,16 @@ impl RedisStore {
         &self,
         user: UserId,
         identity: &IdentityRecord,
+        audit: &[AuditRecord],
     ) -> Result<(), StoreError> {
         let uid = user.as_u64();
         let k = hex(&identity_key(&identity.issuer, &identity.subject));
+        self.list_logs(audit).await?;
         let reply: Vec<Value> = self
             .script(
                 &self.shared.scripts.identity_link,
                 &[&self.shared.keys.user(uid)],
-                &[arg(&k), arg(codec::encode(identity))],
+                &[arg(&k), arg(codec::encode(identity)), blob(audit)],
             )
             .await?;
         let Answer::Done(added) = Answer::of(reply)? else {
@@ -54,6 +57,9 @@ impl RedisStore {
             .next()
             .and_then(|v| redis::from_redis_value::<i64>(v).ok())
             == Some(1);
+        if added {
+            self.audit_grew(audit);
+        }
         if self.claim(&Index::Ident(k.clone()), uid).await? {
             return Ok(());
         }
@@ -88,6 +94,7 @@ impl RedisStore {
         &self,
         user: UserId,
         public_id: &str,
+        audit: &[AuditRecord],
     ) -> Result<Option<IdentityRecord>, StoreError> {
         let Some(target) = self
             .identities_of(user)
@@ -100,10 +107,12 @@ impl RedisStore {
         let key = hex(&identity_key(&target.issuer, &target.subject));
         let user_key = self.shared.keys.user(user.as_u64());
         let (key, target, user_key) = (&key, &target, &user_key);
+        self.list_logs(audit).await?;
+        let entries = &blob(audit);
         let unlinked = self
             .with_user(user, "unlinking an identity", |raw, record| async move {
                 let has_password = if record.has_password() { "1" } else { "0" };
-                let args = [arg(raw), arg(key), arg(has_password)];
+                let args = [arg(raw), arg(key), arg(has_password), entries.clone()];
                 let reply = self
                     .script(&self.shared.scripts.identity_unlink, &[user_key], &args)
                     .await?;
@@ -115,6 +124,7 @@ impl RedisStore {
             })
             .await?;
         if unlinked.is_some() {
+            self.audit_grew(audit);
             self.release(&[Index::Ident(key.clone())], user.as_u64())
                 .await?;
         }

@@ -17,7 +17,7 @@ impl RedisStore {
         user: &UserRecord,
         identities: &[IdentityRecord],
     ) -> Result<(), StoreError> {
-        self.add_user(user, identities).await
+        self.add_user(user, identities, &[]).await
     }
 
     /// A chat message under its own id, in its room's stream; the message

@@ -3,7 +3,8 @@
 //! only, so
 //! - all of one user's keys share the tag `{<id>}`: `user:{<id>}` (the
 //!   record), `user:{<id>}:sessions` (their session hashes by deadline),
-//!   `user:{<id>}:session:<hash>` (one session), `user:{<id>}:identities`;
+//!   `user:{<id>}:session:<hash>` (one session), `user:{<id>}:identities`,
+//!   `user:{<id>}:audit` (their security log, kept after they are removed);
 //! - the deployment-wide keys share the tag `{all}`: the user list, the
 //!   admin count, the id counters and `expiry` (every session by deadline,
 //!   for the pruner);
@@ -60,6 +61,11 @@ impl Keys {
         format!("{}:identities", self.user(user))
     }
 
+    /// A user's security log (a stream).
+    pub fn user_audit(&self, user: u64) -> String {
+        format!("{}:audit", self.user(user))
+    }
+
     /// Which user a session token belongs to.
     pub fn token(&self, hash: &TokenHash) -> String {
         format!(
@@ -85,7 +91,7 @@ impl Keys {
     }
 
     /// A deployment-wide key: `users`, `admin_count`, `next_user_id`,
-    /// `next_message_id`, `expiry`.
+    /// `next_message_id`, `expiry`, `audit_users`.
     pub fn all(&self, name: &str) -> String {
         format!("{}{{all}}:{name}", self.prefix)
     }

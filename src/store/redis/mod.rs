@@ -9,6 +9,7 @@
 //! channel that every instance follows (`events.rs`). Every call waits at
 //! most `redis_timeout`, then fails as `Unavailable`.
 
+mod audit;
 mod backup;
 mod check;
 mod conn;
@@ -35,8 +36,9 @@ use tokio::task::JoinHandle;
 use super::events::Subscribers;
 use super::prune::PruneSchedule;
 use super::{
-    codec, CheckReport, Factors, IdentityRecord, MessageRecord, NewUser, RemovedUser,
-    SessionRecord, StoreError, StoreEvent, TicketKey, TicketRecord, UserRecord, SCHEMA_VERSION,
+    audit::AuditRecord, codec, CheckReport, Factors, IdentityRecord, MessageRecord, NewUser,
+    RemovedUser, SessionRecord, StoreError, StoreEvent, TicketKey, TicketRecord, UserRecord,
+    SCHEMA_VERSION,
 };
 use crate::config::{Durability, StorageConfig};
 use conn::Conn;
@@ -75,6 +77,10 @@ struct Shared {
     pruned_total: AtomicU64,
     /// Names this process in the pruning lease.
     instance: String,
+    /// Users whose logs this process has listed in `{all}:audit_users`.
+    audit_listed: Mutex<std::collections::HashSet<u64>>,
+    /// Users whose logs grew since the pruner last capped them.
+    audit_grown: Mutex<std::collections::HashSet<u64>>,
 }
 
 impl Shared {
@@ -123,6 +129,8 @@ impl RedisStore {
                 touches_total: AtomicU64::new(0),
                 pruned_total: AtomicU64::new(0),
                 instance: crate::domain::hex(&rand_bytes()),
+                audit_listed: Mutex::default(),
+                audit_grown: Mutex::default(),
             }),
         };
         store.wait_until_reachable(wait).await?;
@@ -374,6 +382,7 @@ impl RedisStore {
                     keys.all("users"),
                     keys.all("expiry"),
                     keys.all("next_message_id"),
+                    keys.all("audit_users"),
                     keys.plain("dev_secret"),
                 ]
                 .iter()

@@ -8,8 +8,11 @@
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 
+use super::audit::blob;
 use super::keys::{expiry_member, parse_expiry_member};
 use super::{arg, PruneSchedule, RedisStore, StoreError};
+use crate::domain::{TokenHash, UserId};
+use crate::store::audit::{Actor, AuditKind, AuditRecord};
 
 /// Expiry entries handled per batch.
 const BATCH: usize = 128;
@@ -42,7 +45,14 @@ impl RedisStore {
             }
             let passes = by_user.iter().map(|(uid, hashes)| async move {
                 let mut args = vec![arg(now_ms), arg(keys.events())];
-                args.extend(hashes.iter().map(arg));
+                let mut entries = Vec::new();
+                for h in hashes {
+                    let entry = expired(*uid, h, now_ms);
+                    args.push(arg(h));
+                    args.push(blob(std::slice::from_ref(&entry)));
+                    entries.push(entry);
+                }
+                self.list_logs(&entries).await?;
                 let outcome: Vec<i64> = self
                     .script(
                         &self.shared.scripts.sessions_prune,
@@ -68,6 +78,9 @@ impl RedisStore {
                     let _: u64 = self.run(&moved).await?;
                 }
                 self.forget_sessions(*uid, &gone).await?;
+                if !gone.is_empty() {
+                    self.audit_grew(&entries[..1]);
+                }
                 Ok::<u64, StoreError>(gone.len() as u64)
             });
             let n: u64 = futures_util::future::try_join_all(passes)
@@ -128,5 +141,19 @@ impl RedisStore {
 
     pub(in crate::store) fn schedule(&self) -> &PruneSchedule {
         &self.shared.prune_schedule
+    }
+}
+
+/// The log entry for a session the pruner ends at its deadline.
+fn expired(uid: u64, h: &str, now_ms: u64) -> AuditRecord {
+    let entry = AuditRecord::new(
+        AuditKind::SessionExpired,
+        UserId::from_u64(uid),
+        Actor::System,
+        now_ms,
+    );
+    match TokenHash::from_hex(h) {
+        Some(hash) => entry.session(hash.public_id()),
+        None => entry,
     }
 }

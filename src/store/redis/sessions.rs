@@ -10,10 +10,14 @@
 
 use std::sync::atomic::Ordering;
 
+use super::audit::blob;
 use super::conn::Conn;
 use super::keys::{expiry_member, parse_expiry_member};
 use super::users::stored_pairs;
-use super::{arg, decode, Answer, RedisStore, SessionRecord, StoreError, UserRecord, KEY_GRACE_MS};
+use super::{
+    arg, decode, Answer, AuditRecord, RedisStore, SessionRecord, StoreError, UserRecord,
+    KEY_GRACE_MS,
+};
 use crate::domain::{hex, TokenHash, UserId};
 use crate::store::{codec, now_ms};
 
@@ -24,10 +28,12 @@ impl RedisStore {
         &self,
         hash: &TokenHash,
         record: &SessionRecord,
+        audit: &[AuditRecord],
     ) -> Result<(), StoreError> {
         let keys = &self.shared.keys;
         let h = hex(hash.as_bytes());
         let uid = record.user_id;
+        self.list_logs(audit).await?;
         let _: Vec<redis::Value> = self
             .run_all(vec![
                 redis::cmd("SET")
@@ -43,10 +49,11 @@ impl RedisStore {
                     .clone(),
             ])
             .await?;
-        if let Err(e) = self.put_session("new", hash, record).await {
+        if let Err(e) = self.put_session("new", hash, record, audit).await {
             let _ = self.forget_sessions(uid, &[h]).await;
             return Err(e);
         }
+        self.audit_grew(audit);
         self.shared
             .prune_schedule
             .note_deadline(record.deadline_ms());
@@ -121,7 +128,7 @@ impl RedisStore {
         };
         session.last_seen_at_ms = now_ms;
         session.idle_expires_at_ms = now_ms.saturating_add(idle_timeout_ms);
-        if let Answer::Nothing = self.put_session("touch", hash, &session).await? {
+        if let Answer::Nothing = self.put_session("touch", hash, &session, &[]).await? {
             return Ok(None);
         }
         // XX: an ending that removed the entry meanwhile stays removed.
@@ -140,25 +147,38 @@ impl RedisStore {
     }
 
     /// Ends a session everywhere; returns it if it was there.
-    pub async fn end_session(&self, hash: &TokenHash) -> Result<Option<SessionRecord>, StoreError> {
+    pub async fn end_session(
+        &self,
+        hash: &TokenHash,
+        audit: &[AuditRecord],
+    ) -> Result<Option<SessionRecord>, StoreError> {
         let Some(uid) = self.owner_of(hash).await? else {
             return Ok(None);
         };
-        self.end_session_of(uid, &hex(hash.as_bytes())).await
+        self.end_session_of(uid, &hex(hash.as_bytes()), audit).await
     }
 
-    /// Ends user `uid`'s session `h` (its ending published), then its
-    /// token and pruner entries.
-    async fn end_session_of(&self, uid: u64, h: &str) -> Result<Option<SessionRecord>, StoreError> {
+    /// Ends user `uid`'s session `h` (its ending published, `audit`
+    /// written), then its token and pruner entries.
+    async fn end_session_of(
+        &self,
+        uid: u64,
+        h: &str,
+        audit: &[AuditRecord],
+    ) -> Result<Option<SessionRecord>, StoreError> {
         let keys = &self.shared.keys;
+        self.list_logs(audit).await?;
         let raw: Option<Vec<u8>> = self
             .script(
                 &self.shared.scripts.session_end,
                 &[&keys.user(uid)],
-                &[arg(h), arg(keys.events())],
+                &[arg(h), arg(keys.events()), blob(audit)],
             )
             .await?;
         self.forget_sessions(uid, &[h.to_owned()]).await?;
+        if raw.is_some() {
+            self.audit_grew(audit);
+        }
         raw.map(|r| decode("session", &r)).transpose()
     }
 
@@ -192,19 +212,24 @@ impl RedisStore {
         &self,
         user: UserId,
         except: Option<&TokenHash>,
+        audit: &[AuditRecord],
     ) -> Result<Vec<TokenHash>, StoreError> {
         let keys = &self.shared.keys;
         let uid = user.as_u64();
         let except = except.map(|h| hex(h.as_bytes())).unwrap_or_default();
+        self.list_logs(audit).await?;
         let reply: Vec<redis::Value> = self
             .script(
                 &self.shared.scripts.sessions_end,
                 &[&keys.user(uid)],
-                &[arg(except), arg(keys.events())],
+                &[arg(except), arg(keys.events()), blob(audit)],
             )
             .await?;
         let (all, ended) = stored_pairs(reply);
         self.forget_sessions(uid, &all).await?;
+        if !ended.is_empty() {
+            self.audit_grew(audit);
+        }
         Ok(ended)
     }
 
@@ -233,7 +258,7 @@ impl RedisStore {
     pub async fn end_all_sessions(&self) -> Result<usize, StoreError> {
         let mut ended = 0;
         for (uid, h) in self.expiry_members().await? {
-            ended += usize::from(self.end_session_of(uid, &h).await?.is_some());
+            ended += usize::from(self.end_session_of(uid, &h, &[]).await?.is_some());
         }
         Ok(ended)
     }
@@ -310,6 +335,7 @@ impl RedisStore {
         mode: &str,
         hash: &TokenHash,
         record: &SessionRecord,
+        audit: &[AuditRecord],
     ) -> Result<Answer, StoreError> {
         let args = [
             arg(mode),
@@ -317,6 +343,7 @@ impl RedisStore {
             arg(codec::encode(record)),
             arg(record.deadline_ms()),
             arg(expire_at(record.deadline_ms())),
+            blob(audit),
         ];
         let reply = self
             .script(

@@ -30,7 +30,10 @@ async fn session_keys_and_the_per_user_index_expire_after_the_last_deadline() {
             amr: vec![crate::domain::Amr::Pwd],
         };
         let hash = TokenHash::from_bytes([n; 32]);
-        test.store.create_session(&hash, &session).await.unwrap();
+        test.store
+            .create_session(&hash, &session, &[])
+            .await
+            .unwrap();
         let ttl: i64 = redis
             .run(
                 redis::cmd("PTTL").arg(

@@ -26,9 +26,10 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use super::audit::blob;
 use super::{
-    arg, decode, Answer, Factors, IdentityRecord, NewUser, RedisStore, RemovedUser, StoreError,
-    UserRecord, RETRIES,
+    arg, decode, Answer, AuditRecord, Factors, IdentityRecord, NewUser, RedisStore, RemovedUser,
+    StoreError, UserRecord, RETRIES,
 };
 use crate::domain::{email_key, hex, name_key, Role, TokenHash, UserId};
 use crate::store::codec;
@@ -62,6 +63,7 @@ impl RedisStore {
         &self,
         new: NewUser<'_>,
         identity: Option<&IdentityRecord>,
+        audit: &[AuditRecord],
     ) -> Result<UserRecord, StoreError> {
         let id: u64 = self
             .run(redis::cmd("INCR").arg(self.shared.keys.all("next_user_id")))
@@ -77,7 +79,8 @@ impl RedisStore {
             email_verified: false,
         };
         let identities = identity.map(std::slice::from_ref).unwrap_or_default();
-        self.add_user(&record, identities).await?;
+        let audit: Vec<AuditRecord> = audit.iter().map(|e| e.of_new_user(id)).collect();
+        self.add_user(&record, identities, &audit).await?;
         Ok(record)
     }
 
@@ -86,10 +89,12 @@ impl RedisStore {
         &self,
         user: &UserRecord,
         identities: &[IdentityRecord],
+        audit: &[AuditRecord],
     ) -> Result<(), StoreError> {
         let keys = &self.shared.keys;
         let user_key = keys.user(user.id);
-        let mut args = vec![arg(codec::encode(user))];
+        self.list_logs(audit).await?;
+        let mut args = vec![arg(codec::encode(user)), blob(audit)];
         let mut indexes = vec![
             Index::Name(name_key(&user.username)),
             Index::Email(email_key(&user.email)),
@@ -128,6 +133,7 @@ impl RedisStore {
                 .await?;
             return Err(refusal);
         }
+        self.audit_grew(audit);
         let admin = if user.role == Role::Admin { "1" } else { "0" };
         let reply = self
             .script(
@@ -297,8 +303,15 @@ impl RedisStore {
     }
 
     /// Changes a role; refuses to demote the last admin.
-    pub async fn set_role(&self, id: UserId, role: Role) -> Result<UserRecord, StoreError> {
-        self.change_user(id, |user| {
+    pub async fn set_role(
+        &self,
+        id: UserId,
+        role: Role,
+        audit: &[AuditRecord],
+    ) -> Result<UserRecord, StoreError> {
+        let unchanged = self.user(id).await?.is_some_and(|u| u.role == role);
+        let audit = if unchanged { &[][..] } else { audit };
+        self.change_user(id, audit, |user| {
             let delta = match (user.role, role) {
                 (Role::Admin, Role::User) => -1,
                 (Role::User, Role::Admin) => 1,
@@ -315,8 +328,9 @@ impl RedisStore {
         &self,
         id: UserId,
         hash: &str,
+        audit: &[AuditRecord],
     ) -> Result<UserRecord, StoreError> {
-        self.change_user(id, |user| {
+        self.change_user(id, audit, |user| {
             user.password_hash = hash.to_owned();
             0
         })
@@ -330,13 +344,18 @@ impl RedisStore {
     pub async fn change_factors<T>(
         &self,
         id: UserId,
+        audit: &[AuditRecord],
         change: impl Fn(&mut Factors) -> Option<T>,
     ) -> Result<Option<(T, UserRecord)>, StoreError> {
         // Boxed: the compare-and-write loop's state would otherwise sit
         // inline in `Store::change_factors` on either backend, and a key's
         // second step (webauthn-rs's checks) already runs deep.
-        Box::pin(self.replace_user_if(id, "changing a user's factors", |u| change(&mut u.factors)))
-            .await
+        Box::pin(
+            self.replace_user_if(id, "changing a user's factors", audit, |u| {
+                change(&mut u.factors)
+            }),
+        )
+        .await
     }
 
     /// Verifies the e-mail, moving it (the steps in the module doc) when
@@ -346,6 +365,7 @@ impl RedisStore {
         id: UserId,
         from: &str,
         to: &str,
+        audit: &[AuditRecord],
     ) -> Result<Option<UserRecord>, StoreError> {
         let (old, new) = (email_key(from), email_key(to));
         let entry = Index::Email(new.clone());
@@ -353,14 +373,16 @@ impl RedisStore {
         if old != new && !Box::pin(self.claim(&entry, id.as_u64())).await? {
             return Err(StoreError::EmailTaken);
         }
-        let changed = Box::pin(self.replace_user_if(id, "changing a user's e-mail", |u| {
-            (email_key(&u.email) == old).then(|| {
-                let was_verified = u.email_verified;
-                u.email = to.to_owned();
-                u.email_verified = true;
-                was_verified
-            })
-        }))
+        let changed = Box::pin(
+            self.replace_user_if(id, "changing a user's e-mail", audit, |u| {
+                (email_key(&u.email) == old).then(|| {
+                    let was_verified = u.email_verified;
+                    u.email = to.to_owned();
+                    u.email_verified = true;
+                    was_verified
+                })
+            }),
+        )
         .await?;
         if old == new {
             return Ok(changed.map(|(_, user)| user));
@@ -377,12 +399,14 @@ impl RedisStore {
         // Until the record said `to`, a registration could take the entry
         // over as stale: claimed again, it is ours or that user's.
         if !Box::pin(self.claim(&entry, id.as_u64())).await? {
-            Box::pin(self.replace_user_if(id, "undoing an e-mail change", |u| {
-                (email_key(&u.email) == new).then(|| {
-                    u.email = from.to_owned();
-                    u.email_verified = was_verified;
-                })
-            }))
+            Box::pin(
+                self.replace_user_if(id, "undoing an e-mail change", &[], |u| {
+                    (email_key(&u.email) == new).then(|| {
+                        u.email = from.to_owned();
+                        u.email_verified = was_verified;
+                    })
+                }),
+            )
             .await?;
             return Err(StoreError::EmailTaken);
         }
@@ -398,28 +422,37 @@ impl RedisStore {
         &self,
         id: UserId,
         what: &'static str,
+        audit: &[AuditRecord],
         change: impl Fn(&mut UserRecord) -> Option<T>,
     ) -> Result<Option<(T, UserRecord)>, StoreError> {
         let user_key = self.shared.keys.user(id.as_u64());
         let change = &change;
-        self.with_user(id, what, |raw, mut user| {
-            let user_key = &user_key;
-            async move {
-                let Some(done) = change(&mut user) else {
-                    return Ok(Some(None));
-                };
-                let args = [arg(raw), arg(codec::encode(&user))];
-                let written = self
-                    .script(&self.shared.scripts.user_replace, &[user_key], &args)
-                    .await
-                    .and_then(Answer::of)?;
-                Ok(match written {
-                    Answer::Done(_) => Some(Some((done, user))),
-                    _ => None,
-                })
-            }
-        })
-        .await
+        self.list_logs(audit).await?;
+        let entries = blob(audit);
+        let replaced = self
+            .with_user(id, what, |raw, mut user| {
+                let user_key = &user_key;
+                let entries = &entries;
+                async move {
+                    let Some(done) = change(&mut user) else {
+                        return Ok(Some(None));
+                    };
+                    let args = [arg(raw), arg(codec::encode(&user)), entries.clone()];
+                    let written = self
+                        .script(&self.shared.scripts.user_replace, &[user_key], &args)
+                        .await
+                        .and_then(Answer::of)?;
+                    Ok(match written {
+                        Answer::Done(_) => Some(Some((done, user))),
+                        _ => None,
+                    })
+                }
+            })
+            .await?;
+        if replaced.is_some() {
+            self.audit_grew(audit);
+        }
+        Ok(replaced)
     }
 
     /// Reads the user, applies `change` (which returns the admin count's
@@ -428,37 +461,43 @@ impl RedisStore {
     async fn change_user(
         &self,
         id: UserId,
+        audit: &[AuditRecord],
         change: impl Fn(&mut UserRecord) -> i64,
     ) -> Result<UserRecord, StoreError> {
-        self.with_user(id, "changing a user", |raw, mut user| {
-            let delta = change(&mut user);
-            let user_key = self.shared.keys.user(id.as_u64());
-            let args = [arg(raw), arg(codec::encode(&user))];
-            async move {
-                if delta < 0 {
-                    self.admin_delta(-1).await?;
-                }
-                let written = self
-                    .script(&self.shared.scripts.user_replace, &[&user_key], &args)
-                    .await
-                    .and_then(Answer::of);
-                match written {
-                    Ok(Answer::Done(_)) => {
-                        if delta > 0 {
-                            self.admin_delta(1).await?;
-                        }
-                        Ok(Some(user))
+        self.list_logs(audit).await?;
+        let entries = blob(audit);
+        let changed = self
+            .with_user(id, "changing a user", |raw, mut user| {
+                let delta = change(&mut user);
+                let user_key = self.shared.keys.user(id.as_u64());
+                let args = [arg(raw), arg(codec::encode(&user)), entries.clone()];
+                async move {
+                    if delta < 0 {
+                        self.admin_delta(-1).await?;
                     }
-                    other => {
-                        if delta < 0 {
-                            self.admin_delta(1).await?;
+                    let written = self
+                        .script(&self.shared.scripts.user_replace, &[&user_key], &args)
+                        .await
+                        .and_then(Answer::of);
+                    match written {
+                        Ok(Answer::Done(_)) => {
+                            if delta > 0 {
+                                self.admin_delta(1).await?;
+                            }
+                            Ok(Some(user))
                         }
-                        other.map(|_| None)
+                        other => {
+                            if delta < 0 {
+                                self.admin_delta(1).await?;
+                            }
+                            other.map(|_| None)
+                        }
                     }
                 }
-            }
-        })
-        .await
+            })
+            .await?;
+        self.audit_grew(audit);
+        Ok(changed)
     }
 
     /// Every index entry that leads to `user`: name, e-mail, identities.
@@ -494,14 +533,16 @@ impl RedisStore {
         &self,
         user: &UserRecord,
         raw: Vec<u8>,
+        audit: &[AuditRecord],
     ) -> Result<Option<Vec<TokenHash>>, StoreError> {
         let (keys, uid) = (&self.shared.keys, user.id);
         self.release(&self.indexes_of(user).await?, uid).await?;
+        self.list_logs(audit).await?;
         let reply = self
             .script(
                 &self.shared.scripts.user_remove,
                 &[&keys.user(uid)],
-                &[arg(raw), arg(keys.events())],
+                &[arg(raw), arg(keys.events()), blob(audit)],
             )
             .await?;
         let Answer::Done(pairs) = Answer::of(reply)? else {
@@ -517,7 +558,11 @@ impl RedisStore {
 
     /// Removes a user with every session and identity: the steps in the
     /// module doc. Refuses the last admin.
-    pub async fn remove_user(&self, id: UserId) -> Result<RemovedUser, StoreError> {
+    pub async fn remove_user(
+        &self,
+        id: UserId,
+        audit: &[AuditRecord],
+    ) -> Result<RemovedUser, StoreError> {
         let uid = id.as_u64();
         let released = AtomicBool::new(false);
         let removed = self
@@ -529,7 +574,7 @@ impl RedisStore {
                         self.admin_delta(-1).await?;
                     }
                     released.store(true, Ordering::Relaxed);
-                    let removed = self.remove_as_read(&user, raw).await;
+                    let removed = self.remove_as_read(&user, raw, audit).await;
                     if admin && !matches!(removed, Ok(Some(_))) {
                         self.admin_delta(1).await?;
                     }

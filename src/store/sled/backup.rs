@@ -23,6 +23,7 @@ impl SledStore {
             sessions: self.all_sessions()?,
             messages: self.all_messages()?,
             mails: self.queued_mails()?.into_iter().map(|(_, m)| m).collect(),
+            activity: self.all_activity()?,
             next_user_id: self.next_user_id()?,
             dev_secret: None,
         })
@@ -34,7 +35,8 @@ impl SledStore {
         Ok(s.users.is_empty()
             && s.sessions.is_empty()
             && s.messages.is_empty()
-            && s.outbox.is_empty())
+            && s.outbox.is_empty()
+            && s.audit.is_empty())
     }
 
     /// Writes `user` under its own id with its indexes, admin count and

@@ -7,8 +7,9 @@
 use sled::transaction::ConflictableTransactionError as Tx;
 use sled::Transactional;
 
+use super::audit::write_audit;
 use super::records::{identity_key, user_identity_key, IdentityRecord};
-use super::{codec, decode, tx, SledStore, StoreError};
+use super::{codec, decode, tx, AuditRecord, SledStore, StoreError};
 use crate::domain::UserId;
 
 impl SledStore {
@@ -27,28 +28,44 @@ impl SledStore {
 
     /// Links an identity to an existing user; linking it again to the
     /// same user changes nothing. `IdentityTaken` if another user has it.
-    pub fn link_identity(&self, user: UserId, identity: &IdentityRecord) -> Result<(), StoreError> {
+    /// `audit` is written only if the link is new.
+    pub fn link_identity(
+        &self,
+        user: UserId,
+        identity: &IdentityRecord,
+        audit: &[AuditRecord],
+    ) -> Result<(), StoreError> {
         let s = &self.shared;
         let key = identity_key(&identity.issuer, &identity.subject);
         let value = codec::encode(identity);
-        tx((&s.users, &s.identities, &s.user_identities).transaction(
-            |(users, identities, by_user)| {
-                if users.get(user.to_be_bytes())?.is_none() {
-                    return Err(Tx::Abort(StoreError::NoSuchUser));
-                }
-                match identities.get(&key)? {
-                    Some(owner) if UserId::from_be_slice(&owner) == Some(user) => return Ok(()),
-                    Some(_) => return Err(Tx::Abort(StoreError::IdentityTaken)),
-                    None => {}
-                }
-                identities.insert(key.as_slice(), &user.to_be_bytes())?;
-                by_user.insert(
-                    user_identity_key(user, &identity.issuer, &identity.subject),
-                    value.as_slice(),
-                )?;
-                Ok(())
-            },
-        ))
+        let prepared = self.prepare_audit(audit)?;
+        let linked = tx(
+            (&s.users, &s.identities, &s.user_identities, &s.audit).transaction(
+                |(users, identities, by_user, log)| {
+                    if users.get(user.to_be_bytes())?.is_none() {
+                        return Err(Tx::Abort(StoreError::NoSuchUser));
+                    }
+                    match identities.get(&key)? {
+                        Some(owner) if UserId::from_be_slice(&owner) == Some(user) => {
+                            return Ok(false)
+                        }
+                        Some(_) => return Err(Tx::Abort(StoreError::IdentityTaken)),
+                        None => {}
+                    }
+                    identities.insert(key.as_slice(), &user.to_be_bytes())?;
+                    by_user.insert(
+                        user_identity_key(user, &identity.issuer, &identity.subject),
+                        value.as_slice(),
+                    )?;
+                    write_audit(log, &prepared)?;
+                    Ok(true)
+                },
+            ),
+        )?;
+        if linked {
+            self.audit_written(&prepared);
+        }
+        Ok(())
     }
 
     /// A user's linked identities, oldest link first.
@@ -71,6 +88,7 @@ impl SledStore {
         &self,
         user: UserId,
         public_id: &str,
+        audit: &[AuditRecord],
     ) -> Result<Option<IdentityRecord>, StoreError> {
         let s = &self.shared;
         let listed = self.identities_of(user)?;
@@ -81,28 +99,33 @@ impl SledStore {
             .iter()
             .map(|i| user_identity_key(user, &i.issuer, &i.subject))
             .collect();
-        tx((&s.users, &s.identities, &s.user_identities).transaction(
-            |(users, identities, by_user)| {
-                let raw = users
-                    .get(user.to_be_bytes())?
-                    .ok_or(Tx::Abort(StoreError::NoSuchUser))?;
-                let record: super::UserRecord = decode("users", &raw).map_err(Tx::Abort)?;
-                // Read every link inside the transaction, so two unlinks at
-                // once cannot each leave the other as the last one.
-                let mut linked = 0;
-                for key in &keys {
-                    if by_user.get(key)?.is_some() {
-                        linked += 1;
+        let prepared = self.prepare_audit(audit)?;
+        tx(
+            (&s.users, &s.identities, &s.user_identities, &s.audit).transaction(
+                |(users, identities, by_user, log)| {
+                    let raw = users
+                        .get(user.to_be_bytes())?
+                        .ok_or(Tx::Abort(StoreError::NoSuchUser))?;
+                    let record: super::UserRecord = decode("users", &raw).map_err(Tx::Abort)?;
+                    // Read every link inside the transaction, so two unlinks at
+                    // once cannot each leave the other as the last one.
+                    let mut linked = 0;
+                    for key in &keys {
+                        if by_user.get(key)?.is_some() {
+                            linked += 1;
+                        }
                     }
-                }
-                if !record.has_password() && linked <= 1 {
-                    return Err(Tx::Abort(StoreError::LastIdentity));
-                }
-                identities.remove(identity_key(&target.issuer, &target.subject))?;
-                by_user.remove(user_identity_key(user, &target.issuer, &target.subject))?;
-                Ok(())
-            },
-        ))?;
+                    if !record.has_password() && linked <= 1 {
+                        return Err(Tx::Abort(StoreError::LastIdentity));
+                    }
+                    identities.remove(identity_key(&target.issuer, &target.subject))?;
+                    by_user.remove(user_identity_key(user, &target.issuer, &target.subject))?;
+                    write_audit(log, &prepared)?;
+                    Ok(())
+                },
+            ),
+        )?;
+        self.audit_written(&prepared);
         Ok(Some(target))
     }
 

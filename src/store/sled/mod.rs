@@ -5,6 +5,7 @@
 //! Every change that touches more than one tree is one transaction, so an
 //! index never disagrees with its record, even after a crash.
 
+mod audit;
 mod backup;
 mod check;
 mod flush;
@@ -27,9 +28,9 @@ use tokio::sync::mpsc;
 use super::events::Subscribers;
 use super::prune::PruneSchedule;
 use super::{
-    codec, records, CheckReport, CodecError, Factors, IdentityRecord, MessageRecord, NewUser,
-    RemovedUser, SessionRecord, StoreError, StoreEvent, TicketKey, TicketRecord, UserRecord,
-    SCHEMA_VERSION,
+    audit::AuditRecord, codec, records, CheckReport, CodecError, Factors, IdentityRecord,
+    MessageRecord, NewUser, RemovedUser, SessionRecord, StoreError, StoreEvent, TicketKey,
+    TicketRecord, UserRecord, SCHEMA_VERSION,
 };
 
 use crate::config::{Durability, StorageConfig};
@@ -62,6 +63,10 @@ struct Shared {
     ticket_expiry: sled::Tree,
     /// id -> mail waiting to be sent.
     outbox: sled::Tree,
+    /// The security log (`audit.rs`).
+    audit: sled::Tree,
+    /// Users whose logs grew since the pruner last capped them.
+    audit_grown: Mutex<std::collections::HashSet<u64>>,
     durability: Durability,
     flusher: flush::Flusher,
     /// When the pruner next runs, and its wake-up.
@@ -116,6 +121,8 @@ impl SledStore {
                 tickets: tree("tickets")?,
                 ticket_expiry: tree("ticket_expiry")?,
                 outbox: tree("outbox")?,
+                audit: tree("audit")?,
+                audit_grown: Mutex::default(),
                 user_names: tree("user_names")?,
                 user_emails: tree("user_emails")?,
                 session_expiry: tree("session_expiry")?,

@@ -8,9 +8,11 @@ use std::sync::atomic::Ordering;
 use sled::transaction::ConflictableTransactionError as Tx;
 use sled::Transactional;
 
+use super::audit::write_entry;
 use super::records::user_session_key;
-use super::{decode, tx, PruneSchedule, SessionRecord, SledStore, StoreError};
+use super::{decode, tx, AuditRecord, PruneSchedule, SessionRecord, SledStore, StoreError};
 use crate::domain::TokenHash;
+use crate::store::audit::{Actor, AuditId, AuditKind};
 
 /// Expiry entries handled per read of the index, and per transaction.
 const BATCH: usize = 128;
@@ -57,11 +59,17 @@ impl SledStore {
     /// ended, the session. A touch that moved an entry meanwhile wins.
     fn prune_batch(&self, keys: &[sled::IVec], now_ms: u64) -> Result<Vec<TokenHash>, StoreError> {
         let s = &self.shared;
-        tx(
-            (&s.sessions, &s.session_expiry, &s.user_sessions).transaction(
-                |(sessions, expiry, by_user)| {
+        // Each ending is logged; numbered before the transaction, which
+        // may run more than once.
+        let seqs = keys
+            .iter()
+            .map(|_| s.db.generate_id())
+            .collect::<Result<Vec<_>, _>>()?;
+        let ended = tx(
+            (&s.sessions, &s.session_expiry, &s.user_sessions, &s.audit).transaction(
+                |(sessions, expiry, by_user, log)| {
                     let mut ended = Vec::new();
-                    for key in keys {
+                    for (key, seq) in keys.iter().zip(&seqs) {
                         if expiry.remove(key)?.is_none() {
                             continue;
                         }
@@ -78,12 +86,21 @@ impl SledStore {
                         }
                         sessions.remove(hash.as_bytes())?;
                         by_user.remove(user_session_key(record.owner(), &hash))?;
-                        ended.push(hash);
+                        let entry = expired(&record, &hash, now_ms);
+                        let id = AuditId {
+                            ms: now_ms,
+                            seq: *seq,
+                            user: record.user_id,
+                        };
+                        write_entry(log, id, &entry)?;
+                        ended.push((hash, record.user_id));
                     }
                     Ok(ended)
                 },
             ),
-        )
+        )?;
+        self.audit_grew(ended.iter().map(|(_, owner)| *owner));
+        Ok(ended.into_iter().map(|(hash, _)| hash).collect())
     }
 
     /// The earliest deadline of any stored session.
@@ -98,4 +115,15 @@ impl SledStore {
     pub(in crate::store) fn schedule(&self) -> &PruneSchedule {
         &self.shared.prune_schedule
     }
+}
+
+/// The log entry for a session the pruner removed at its deadline.
+fn expired(record: &SessionRecord, hash: &TokenHash, now_ms: u64) -> AuditRecord {
+    AuditRecord::new(
+        AuditKind::SessionExpired,
+        record.owner(),
+        Actor::System,
+        now_ms,
+    )
+    .session(hash.public_id())
 }

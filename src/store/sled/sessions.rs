@@ -5,8 +5,9 @@ use std::sync::atomic::Ordering;
 use sled::transaction::ConflictableTransactionError as Tx;
 use sled::Transactional;
 
+use super::audit::write_audit;
 use super::records::{expiry_key, user_session_key};
-use super::{codec, decode, tx, SessionRecord, SledStore, StoreError, UserRecord};
+use super::{codec, decode, tx, AuditRecord, SessionRecord, SledStore, StoreError, UserRecord};
 use crate::domain::{TokenHash, UserId};
 
 impl SledStore {
@@ -16,23 +17,30 @@ impl SledStore {
         &self,
         hash: &TokenHash,
         record: &SessionRecord,
+        audit: &[AuditRecord],
     ) -> Result<(), StoreError> {
         let s = &self.shared;
         let value = codec::encode(record);
         let owner = record.owner();
-        tx(
-            (&s.users, &s.sessions, &s.session_expiry, &s.user_sessions).transaction(
-                |(users, sessions, expiry, by_user)| {
-                    if users.get(owner.to_be_bytes())?.is_none() {
-                        return Err(Tx::Abort(StoreError::NoSuchUser));
-                    }
-                    sessions.insert(hash.as_bytes(), value.as_slice())?;
-                    expiry.insert(expiry_key(record.deadline_ms(), hash), &[])?;
-                    by_user.insert(user_session_key(owner, hash), &[])?;
-                    Ok(())
-                },
-            ),
-        )?;
+        let prepared = self.prepare_audit(audit)?;
+        tx((
+            &s.users,
+            &s.sessions,
+            &s.session_expiry,
+            &s.user_sessions,
+            &s.audit,
+        )
+            .transaction(|(users, sessions, expiry, by_user, log)| {
+                if users.get(owner.to_be_bytes())?.is_none() {
+                    return Err(Tx::Abort(StoreError::NoSuchUser));
+                }
+                sessions.insert(hash.as_bytes(), value.as_slice())?;
+                expiry.insert(expiry_key(record.deadline_ms(), hash), &[])?;
+                by_user.insert(user_session_key(owner, hash), &[])?;
+                write_audit(log, &prepared)?;
+                Ok(())
+            }))?;
+        self.audit_written(&prepared);
         s.session_count.fetch_add(1, Ordering::Relaxed);
         self.shared
             .prune_schedule
@@ -94,24 +102,53 @@ impl SledStore {
     }
 
     /// Removes a session and its index entries; returns it if it was there.
-    pub fn end_session(&self, hash: &TokenHash) -> Result<Option<SessionRecord>, StoreError> {
+    /// `audit` is written only if it was.
+    pub fn end_session(
+        &self,
+        hash: &TokenHash,
+        audit: &[AuditRecord],
+    ) -> Result<Option<SessionRecord>, StoreError> {
+        Ok(self
+            .end_sessions(std::slice::from_ref(hash), audit)?
+            .pop()
+            .map(|(_, record)| record))
+    }
+
+    /// Removes these sessions and their index entries in one transaction,
+    /// with `audit` if any was there; answers those that were.
+    fn end_sessions(
+        &self,
+        hashes: &[TokenHash],
+        audit: &[AuditRecord],
+    ) -> Result<Vec<(TokenHash, SessionRecord)>, StoreError> {
         let s = &self.shared;
+        let prepared = self.prepare_audit(audit)?;
         let ended = tx(
-            (&s.sessions, &s.session_expiry, &s.user_sessions).transaction(
-                |(sessions, expiry, by_user)| {
-                    let Some(old) = sessions.remove(hash.as_bytes())? else {
-                        return Ok(None);
-                    };
-                    let old: SessionRecord = decode("sessions", &old).map_err(Tx::Abort)?;
-                    expiry.remove(expiry_key(old.deadline_ms(), hash))?;
-                    by_user.remove(user_session_key(old.owner(), hash))?;
-                    Ok(Some(old))
+            (&s.sessions, &s.session_expiry, &s.user_sessions, &s.audit).transaction(
+                |(sessions, expiry, by_user, log)| {
+                    let mut ended = Vec::new();
+                    for hash in hashes {
+                        let Some(old) = sessions.remove(hash.as_bytes())? else {
+                            continue;
+                        };
+                        let old: SessionRecord = decode("sessions", &old).map_err(Tx::Abort)?;
+                        expiry.remove(expiry_key(old.deadline_ms(), hash))?;
+                        by_user.remove(user_session_key(old.owner(), hash))?;
+                        ended.push((*hash, old));
+                    }
+                    if !ended.is_empty() {
+                        write_audit(log, &prepared)?;
+                    }
+                    Ok(ended)
                 },
             ),
         )?;
-        if ended.is_some() {
-            s.session_count.fetch_sub(1, Ordering::Relaxed);
-            self.notify_ended(&[*hash]);
+        if !ended.is_empty() {
+            s.session_count
+                .fetch_sub(ended.len() as i64, Ordering::Relaxed);
+            self.audit_written(&prepared);
+            let hashes: Vec<TokenHash> = ended.iter().map(|(h, _)| *h).collect();
+            self.notify_ended(&hashes);
         }
         Ok(ended)
     }
@@ -139,19 +176,21 @@ impl SledStore {
         Ok(out)
     }
 
-    /// Ends every session of `user` but `except`; returns those ended.
+    /// Ends every session of `user` but `except` in one transaction, with
+    /// `audit` if any ended; returns those ended.
     pub fn end_sessions_of(
         &self,
         user: UserId,
         except: Option<&TokenHash>,
+        audit: &[AuditRecord],
     ) -> Result<Vec<TokenHash>, StoreError> {
-        let mut ended = Vec::new();
-        for hash in self.session_hashes_of(user)? {
-            if Some(&hash) != except && self.end_session(&hash)?.is_some() {
-                ended.push(hash);
-            }
-        }
-        Ok(ended)
+        let mut listed = self.session_hashes_of(user)?;
+        listed.retain(|h| Some(h) != except);
+        Ok(self
+            .end_sessions(&listed, audit)?
+            .into_iter()
+            .map(|(hash, _)| hash)
+            .collect())
     }
 
     /// Ends every stored session; returns how many.
@@ -159,7 +198,7 @@ impl SledStore {
         let mut ended = 0;
         for key in self.shared.sessions.iter().keys() {
             if let Some(hash) = TokenHash::from_slice(&key?) {
-                ended += usize::from(self.end_session(&hash)?.is_some());
+                ended += usize::from(self.end_session(&hash, &[])?.is_some());
             }
         }
         Ok(ended)

@@ -25,6 +25,7 @@ fn add_user(store: &SledStore, name: &str) -> UserRecord {
                 now_ms: 1,
             },
             None,
+            &[],
         )
         .unwrap()
 }

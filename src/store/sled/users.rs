@@ -7,10 +7,11 @@ use std::sync::atomic::Ordering;
 use sled::transaction::{ConflictableTransactionError as Tx, TransactionalTree};
 use sled::Transactional;
 
+use super::audit::{write_audit, write_audit_for};
 use super::records::{expiry_key, identity_key, user_identity_key, user_session_key};
 use super::{
-    codec, decode, tx, Factors, IdentityRecord, NewUser, RemovedUser, SessionRecord, SledStore,
-    StoreError, UserRecord,
+    codec, decode, tx, AuditRecord, Factors, IdentityRecord, NewUser, RemovedUser, SessionRecord,
+    SledStore, StoreError, UserRecord,
 };
 use crate::domain::{email_key, name_key, Role, UserId};
 
@@ -27,15 +28,18 @@ impl SledStore {
     /// Adds a user as `create_user` does, linked to `identity` in the same
     /// transaction (an ID-token sign-in's first visit): an identity that
     /// another sign-in linked meanwhile is refused with `IdentityTaken`.
+    /// `audit` goes to the new user's log.
     pub fn create_user_linked(
         &self,
         new: NewUser<'_>,
         identity: Option<&IdentityRecord>,
+        audit: &[AuditRecord],
     ) -> Result<UserRecord, StoreError> {
         let s = &self.shared;
         let identities = identity.map(std::slice::from_ref).unwrap_or_default();
+        let prepared = self.prepare_audit(audit)?;
         let record = tx(self.user_trees().transaction(|trees| {
-            let (_, _, _, meta, _, _) = trees;
+            let (_, _, _, meta, _, _, log) = trees;
             let next = read_count(meta.get(NEXT_USER_ID)?.as_deref()).max(1);
             meta.insert(NEXT_USER_ID, &(next + 1).to_be_bytes())?;
             let record = UserRecord {
@@ -49,9 +53,11 @@ impl SledStore {
                 email_verified: false,
             };
             insert_user(trees, &record, identities)?;
+            write_audit_for(log, &prepared, record.id)?;
             Ok(record)
         }))?;
         s.user_count.fetch_add(1, Ordering::Relaxed);
+        self.audit_grew([record.id]);
         Ok(record)
     }
 
@@ -65,6 +71,7 @@ impl SledStore {
             &s.meta,
             &s.identities,
             &s.user_identities,
+            &s.audit,
         )
     }
 
@@ -146,40 +153,61 @@ impl SledStore {
         self.shared.user_count.load(Ordering::Relaxed).max(0) as u64
     }
 
-    /// Changes a role; refuses to demote the last admin.
-    pub fn set_role(&self, id: UserId, role: Role) -> Result<UserRecord, StoreError> {
+    /// Changes a role; refuses to demote the last admin. `audit` is
+    /// written only if the role changed.
+    pub fn set_role(
+        &self,
+        id: UserId,
+        role: Role,
+        audit: &[AuditRecord],
+    ) -> Result<UserRecord, StoreError> {
         let s = &self.shared;
-        tx((&s.users, &s.meta).transaction(|(users, meta)| {
-            let mut user = read_user(users, id)?;
-            match (user.role, role) {
-                (Role::Admin, Role::User) => adjust_admins(meta, -1)?,
-                (Role::User, Role::Admin) => adjust_admins(meta, 1)?,
-                _ => return Ok(user),
-            }
-            user.role = role;
-            users.insert(&id.to_be_bytes(), codec::encode(&user))?;
-            Ok(user)
-        }))
+        let prepared = self.prepare_audit(audit)?;
+        let (user, changed) = tx((&s.users, &s.meta, &s.audit).transaction(
+            |(users, meta, log)| {
+                let mut user = read_user(users, id)?;
+                match (user.role, role) {
+                    (Role::Admin, Role::User) => adjust_admins(meta, -1)?,
+                    (Role::User, Role::Admin) => adjust_admins(meta, 1)?,
+                    _ => return Ok((user, false)),
+                }
+                user.role = role;
+                users.insert(&id.to_be_bytes(), codec::encode(&user))?;
+                write_audit(log, &prepared)?;
+                Ok((user, true))
+            },
+        ))?;
+        if changed {
+            self.audit_written(&prepared);
+        }
+        Ok(user)
     }
 
     /// Replaces a password hash.
-    pub fn set_password_hash(&self, id: UserId, hash: &str) -> Result<UserRecord, StoreError> {
-        tx(self.shared.users.transaction(|users| {
-            let mut user = read_user(users, id)?;
-            user.password_hash = hash.to_owned();
-            users.insert(&id.to_be_bytes(), codec::encode(&user))?;
-            Ok(user)
-        }))
+    pub fn set_password_hash(
+        &self,
+        id: UserId,
+        hash: &str,
+        audit: &[AuditRecord],
+    ) -> Result<UserRecord, StoreError> {
+        self.replace_user_if(id, audit, |u| {
+            u.password_hash = hash.to_owned();
+            Some(())
+        })?
+        .map(|((), user)| user)
+        .ok_or(StoreError::NoSuchUser)
     }
 
     /// Applies `change` to the user's factors and writes them, in one
-    /// transaction with the read: `change` answers `None` to write nothing.
+    /// transaction with the read: `change` answers `None` to write nothing
+    /// (`audit` included).
     pub fn change_factors<T>(
         &self,
         id: UserId,
+        audit: &[AuditRecord],
         change: impl Fn(&mut Factors) -> Option<T>,
     ) -> Result<Option<(T, UserRecord)>, StoreError> {
-        self.replace_user_if(id, |u| change(&mut u.factors))
+        self.replace_user_if(id, audit, |u| change(&mut u.factors))
     }
 
     /// Verifies (and moves) the e-mail and its index in one transaction.
@@ -188,29 +216,38 @@ impl SledStore {
         id: UserId,
         from: &str,
         to: &str,
+        audit: &[AuditRecord],
     ) -> Result<Option<UserRecord>, StoreError> {
         let s = &self.shared;
         let (old, new) = (email_key(from), email_key(to));
-        tx((&s.users, &s.user_emails).transaction(|(users, emails)| {
-            let mut user = read_user(users, id)?;
-            if email_key(&user.email) != old {
-                return Ok(None);
-            }
-            if emails
-                .get(new.as_bytes())?
-                .is_some_and(|owner| *owner != id.to_be_bytes())
-            {
-                return Err(Tx::Abort(StoreError::EmailTaken));
-            }
-            if old != new {
-                emails.remove(old.as_bytes())?;
-                emails.insert(new.as_bytes(), &id.to_be_bytes())?;
-            }
-            user.email = to.to_owned();
-            user.email_verified = true;
-            users.insert(&id.to_be_bytes(), codec::encode(&user))?;
-            Ok(Some(user))
-        }))
+        let prepared = self.prepare_audit(audit)?;
+        let verified = tx((&s.users, &s.user_emails, &s.audit).transaction(
+            |(users, emails, log)| {
+                let mut user = read_user(users, id)?;
+                if email_key(&user.email) != old {
+                    return Ok(None);
+                }
+                if emails
+                    .get(new.as_bytes())?
+                    .is_some_and(|owner| *owner != id.to_be_bytes())
+                {
+                    return Err(Tx::Abort(StoreError::EmailTaken));
+                }
+                if old != new {
+                    emails.remove(old.as_bytes())?;
+                    emails.insert(new.as_bytes(), &id.to_be_bytes())?;
+                }
+                user.email = to.to_owned();
+                user.email_verified = true;
+                users.insert(&id.to_be_bytes(), codec::encode(&user))?;
+                write_audit(log, &prepared)?;
+                Ok(Some(user))
+            },
+        ))?;
+        if verified.is_some() {
+            self.audit_written(&prepared);
+        }
+        Ok(verified)
     }
 
     /// Applies `change` to the user in one transaction; `change` answers
@@ -218,24 +255,38 @@ impl SledStore {
     fn replace_user_if<T>(
         &self,
         id: UserId,
+        audit: &[AuditRecord],
         change: impl Fn(&mut UserRecord) -> Option<T>,
     ) -> Result<Option<(T, UserRecord)>, StoreError> {
-        tx(self.shared.users.transaction(|users| {
+        let s = &self.shared;
+        let prepared = self.prepare_audit(audit)?;
+        let replaced = tx((&s.users, &s.audit).transaction(|(users, log)| {
             let mut user = read_user(users, id)?;
             let Some(done) = change(&mut user) else {
                 return Ok(None);
             };
             users.insert(&id.to_be_bytes(), codec::encode(&user))?;
+            write_audit(log, &prepared)?;
             Ok(Some((done, user)))
-        }))
+        }))?;
+        if replaced.is_some() {
+            self.audit_written(&prepared);
+        }
+        Ok(replaced)
     }
 
     /// Removes a user, both indexes and every session in one transaction, so
     /// the name and e-mail are free at once. Refuses the last admin.
-    pub fn remove_user(&self, id: UserId) -> Result<RemovedUser, StoreError> {
+    /// `audit` stays in the removed user's log until pruned.
+    pub fn remove_user(
+        &self,
+        id: UserId,
+        audit: &[AuditRecord],
+    ) -> Result<RemovedUser, StoreError> {
         let s = &self.shared;
         let listed = self.session_hashes_of(id)?;
         let links = self.identities_of(id)?;
+        let prepared = self.prepare_audit(audit)?;
         let trees = (
             &s.users,
             &s.user_names,
@@ -246,10 +297,23 @@ impl SledStore {
             &s.meta,
             &s.identities,
             &s.user_identities,
+            &s.audit,
         );
         let mut removed = tx(trees.transaction(
-            |(users, names, emails, sessions, expiry, by_user, meta, identities, id_by_user)| {
+            |(
+                users,
+                names,
+                emails,
+                sessions,
+                expiry,
+                by_user,
+                meta,
+                identities,
+                id_by_user,
+                log,
+            )| {
                 let user = read_user(users, id)?;
+                write_audit(log, &prepared)?;
                 for link in &links {
                     identities.remove(identity_key(&link.issuer, &link.subject))?;
                     id_by_user.remove(user_identity_key(id, &link.issuer, &link.subject))?;
@@ -277,12 +341,15 @@ impl SledStore {
             },
         ))?;
         s.user_count.fetch_sub(1, Ordering::Relaxed);
+        self.audit_written(&prepared);
         s.session_count
             .fetch_sub(removed.sessions.len() as i64, Ordering::Relaxed);
         self.notify_ended(&removed.sessions);
         // A login that committed between the scan and the removal left a
         // session behind; no new one can start now that the user is gone.
-        removed.sessions.extend(self.end_sessions_of(id, None)?);
+        removed
+            .sessions
+            .extend(self.end_sessions_of(id, None, &[])?);
         self.unlink_all(id)?;
         Ok(removed)
     }
@@ -303,8 +370,9 @@ pub(super) fn read_count(raw: Option<&[u8]>) -> u64 {
 
 /// Adds `delta` to the admin count; refuses to reach zero from one.
 /// `users`, `user_names`, `user_emails`, `meta`, `identities`,
-/// `user_identities`.
+/// `user_identities`, `audit`.
 pub(super) type UserTrees<'a> = (
+    &'a sled::Tree,
     &'a sled::Tree,
     &'a sled::Tree,
     &'a sled::Tree,
@@ -317,7 +385,8 @@ pub(super) type UserTrees<'a> = (
 /// identities inside a transaction over `UserTrees`; a name, e-mail or
 /// identity someone has is refused.
 pub(super) fn insert_user(
-    (users, names, emails, meta, by_key, by_user): &(
+    (users, names, emails, meta, by_key, by_user, _): &(
+        TransactionalTree,
         TransactionalTree,
         TransactionalTree,
         TransactionalTree,

@@ -3,7 +3,8 @@
 -- the session ended meanwhile, so an ended session stays ended. Keys live
 -- until a grace period after the deadline (lookups decide by the deadline;
 -- the pruner removes them and publishes the ending).
--- KEYS: the user; ARGV: "new" | "touch", hash, record, deadline, expire at
+-- KEYS: the user; ARGV: "new" | "touch", hash, record, deadline, expire at,
+-- log entries (a login's)
 local u, h = KEYS[1], ARGV[2]
 local k = u .. ':session:' .. h
 if ARGV[1] == 'new' then
@@ -17,4 +18,5 @@ redis.call('ZADD', us, ARGV[4], h)
 -- The index lives as long as the user's latest session.
 redis.call('PEXPIREAT', us, ARGV[5], 'NX')
 redis.call('PEXPIREAT', us, ARGV[5], 'GT')
+audit(u .. ':audit', ARGV[6] or '')
 return {'ok'}
