@@ -121,6 +121,37 @@ pub fn summary(user_agent: &str) -> Option<String> {
     })
 }
 
+/// Which accounts had a throttled refusal logged lately: one entry per
+/// account and guard per throttle window, so a storm of refused guesses
+/// (each a cheap 429) neither writes the store each time nor pushes the
+/// account's real history past `audit.max_per_user`.
+#[derive(Default)]
+pub(super) struct ThrottleNotes {
+    logged: std::sync::Mutex<std::collections::HashMap<(u64, &'static str), std::time::Instant>>,
+}
+
+impl ThrottleNotes {
+    /// Whether a throttled refusal of `user` under `guard` is the first
+    /// in this window (and so is logged).
+    pub(super) fn first(&self, user: UserId, guard: &'static str) -> bool {
+        let now = std::time::Instant::now();
+        let window = super::throttle::WINDOW;
+        let Ok(mut logged) = self.logged.lock() else {
+            return true;
+        };
+        if logged.len() > 10_000 {
+            logged.retain(|_, at| now.duration_since(*at) < window);
+        }
+        match logged.get(&(user.as_u64(), guard)) {
+            Some(at) if now.duration_since(*at) < window => false,
+            _ => {
+                logged.insert((user.as_u64(), guard), now);
+                true
+            }
+        }
+    }
+}
+
 /// One page of a log: entries newest first, and the cursor of the next.
 pub type ActivityPage = (Vec<(AuditId, AuditRecord)>, Option<AuditId>);
 

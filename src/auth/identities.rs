@@ -161,6 +161,11 @@ impl Auth {
             .store
             .identity_owner(&record.issuer, &record.subject)
             .await?;
+        if linked_before.is_some_and(|owner| owner != id) {
+            // Refused before the store is asked: on Redis the link's script
+            // runs before the index is claimed, and its entry would stay.
+            return Err(AuthError::IdentityTaken);
+        }
         self.inner
             .store
             .link_identity(id, &record, &entries)

@@ -227,6 +227,8 @@ struct Inner {
     /// Recovery requests, per account (and client IP).
     recovery_throttle: Throttle,
     recovery: RecoveryCounts,
+    /// Throttled refusals logged lately.
+    throttle_notes: audit::ThrottleNotes,
 }
 
 /// Which throttle a guess counts against.
@@ -296,6 +298,7 @@ impl Auth {
                 page_url: config.page_url(),
                 recovery_throttle: Throttle::new(recovery::PER_ACCOUNT, recovery::PER_IP),
                 recovery: RecoveryCounts::default(),
+                throttle_notes: audit::ThrottleNotes::default(),
                 store,
             }),
         })
@@ -472,7 +475,9 @@ impl Auth {
             Err(e) => {
                 if matches!(e, AuthError::Throttled(_)) {
                     self.inner.logins.throttled.fetch_add(1, Ordering::Relaxed);
-                    if let Some(entry) = refused(AuditKind::LoginThrottled) {
+                    let first =
+                        user.is_some_and(|id| self.inner.throttle_notes.first(id, "password"));
+                    if let Some(entry) = refused(AuditKind::LoginThrottled).filter(|_| first) {
                         self.record(&[entry.detail("password")]).await?;
                     }
                 }

@@ -77,12 +77,13 @@ pub async fn restore(config: &Config, from: &Path) -> Result<(), CliError> {
         )));
     }
     println!(
-        "restored {} users, {} sessions, {} identities, {} messages and {} mails into {}; check: ok",
+        "restored {} users, {} sessions, {} identities, {} messages, {} mails and {} security-log entries into {}; check: ok",
         report.users,
         report.sessions,
         report.identities,
         report.messages,
         report.mails,
+        report.activity,
         where_stored(config)
     );
     if report.orphans > 0 {

@@ -71,8 +71,9 @@ pub enum Command {
         #[arg(long, value_name = "NAME")]
         user: Option<String>,
         /// At most this many entries.
-        #[arg(long, value_name = "N", default_value_t = 100)]
-        limit: usize,
+        #[arg(long, value_name = "N", default_value_t = 100,
+              value_parser = clap::value_parser!(u32).range(1..))]
+        limit: u32,
         #[command(flatten)]
         output: Output,
     },
@@ -352,16 +353,20 @@ pub async fn run(config: &Config, command: Command) -> Result<(), CliError> {
             output,
         } => {
             let entries = with_store(config, async move |store| {
+                // A name, else the id of a (removed) user.
                 let user = match user {
-                    Some(name) => Some(match UserId::parse(&name) {
-                        Some(id) => id,
-                        None => find_user(store, &name).await?.user_id(),
+                    Some(name) => Some(match store.user_by_name(&name).await? {
+                        Some(user) => user.user_id(),
+                        None => match UserId::parse(&name) {
+                            Some(id) => id,
+                            None => find_user(store, &name).await?.user_id(),
+                        },
                     }),
                     None => None,
                 };
                 let query = AuditQuery {
                     user,
-                    limit,
+                    limit: limit as usize,
                     ..AuditQuery::default()
                 };
                 Ok(store.activity(&query).await?)

@@ -57,19 +57,17 @@ async fn everyone(
     if let Some(raw) = query.get("kind").filter(|k| !k.is_empty()) {
         wanted.kind = Some(AuditKind::parse(raw).ok_or_else(|| {
             ApiError::invalid_request(format!(
-                "kind: {raw:?} is not a kind of entry (login, login_failed, logout, ...; see API.md)."
+                "kind: {raw:?} is not a kind of entry (login, login_failed, logout, ...; see the README's security log)."
             ))
         })?);
     }
     if let Some(raw) = query.get("user").filter(|u| !u.is_empty()) {
-        // An id (a removed user's log outlives them), else a name.
-        let id = match UserId::parse(raw) {
-            Some(id) => id,
-            None => match state.auth.store().user_by_name(raw).await {
-                Ok(Some(user)) => user.user_id(),
-                Ok(None) => return Err(ApiError::no_user(raw).into()),
-                Err(e) => return Err(crate::auth::AuthError::from(e).into()),
-            },
+        // A name, else an id (a removed user's log outlives them): a name
+        // may look like an id, and then it is the name that is meant.
+        let named = state.auth.store().user_by_name(raw).await;
+        let id = match named.map_err(crate::auth::AuthError::from)? {
+            Some(user) => user.user_id(),
+            None => UserId::parse(raw).ok_or_else(|| ApiError::no_user(raw))?,
         };
         wanted.user = Some(id);
     }

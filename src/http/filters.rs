@@ -157,11 +157,6 @@ fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     Ok(value)
 }
 
-/// A sentence for a person about why a JSON document (`what`: "The body",
-/// "A frame") was refused: where (`field` is serde's path, `.` for the
-/// whole document) and what was
-/// expected, in place of serde's wording ("invalid length 0, expected
-/// struct LoginBody with 3 elements", "expected ident at line 1 column 2").
 /// A listing's `limit` query parameter: `default` when absent, else a
 /// whole number from 1 to `max` (400 naming the range otherwise).
 pub fn page_limit(
@@ -181,6 +176,11 @@ pub fn page_limit(
     }
 }
 
+/// A sentence for a person about why a JSON document (`what`: "The body",
+/// "A frame") was refused: where (`field` is serde's path, `.` for the
+/// whole document) and what was
+/// expected, in place of serde's wording ("invalid length 0, expected
+/// struct LoginBody with 3 elements", "expected ident at line 1 column 2").
 pub fn describe_json_error(what: &str, field: &str, e: &serde_json::Error) -> String {
     use serde_json::error::Category;
     if matches!(

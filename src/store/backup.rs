@@ -396,8 +396,16 @@ impl Store {
             report.mails += 1;
         }
         let secret = snapshot.dev_secret.as_deref();
-        // Past every restored id, whatever the counter said when read.
-        let highest = snapshot.users.iter().map(|(u, _)| u.id).max().unwrap_or(0);
+        // Past every restored id, whatever the counter said when read: a
+        // user's log included (one who registered while the backup ran may
+        // have entries and no record), so no new user inherits a log.
+        let highest = snapshot
+            .users
+            .iter()
+            .map(|(u, _)| u.id)
+            .chain(snapshot.activity.iter().map(|(id, _)| id.user))
+            .max()
+            .unwrap_or(0);
         let next = snapshot.next_user_id.max(highest + 1);
         dispatch!(self.import_counters(next, secret))?;
         self.commit_durably().await?;

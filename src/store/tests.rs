@@ -659,10 +659,19 @@ async fn a_backup_restores_into_an_empty_store_of_either_backend() {
             let mut torn = Snapshot::from_file(&file).unwrap();
             torn.next_user_id = 1;
             torn.users.retain(|(u, _)| u.id != bob.id);
+            // Bob's log was read: his sign-in is in it.
+            let his = AuditRecord::new(AuditKind::Login, bob.user_id(), Actor::User(bob.id), 8);
+            let id = AuditId {
+                ms: 8,
+                seq: 1,
+                user: bob.id,
+            };
+            torn.activity.push((id, his));
             let report = into.restore(torn).await.unwrap();
             assert_eq!((report.users, report.sessions, report.orphans), (1, 1, 1));
             assert!(into.check().await.unwrap().problems.is_empty());
-            assert!(add_user(into, "dave").await.id > alice.id);
+            // Nobody new gets bob's id, and with it his log.
+            assert!(add_user(into, "dave").await.id > bob.id);
             target.close().await;
         }
         source.close().await;

@@ -231,8 +231,10 @@ impl Auth {
                 return Err(self.mfa_failed());
             }
             Err(AuthError::Throttled(wait)) => {
-                let throttled = by.entry(AuditKind::LoginThrottled, id).detail("mfa");
-                self.record(&[throttled]).await?;
+                if self.inner.throttle_notes.first(id, "mfa") {
+                    let throttled = by.entry(AuditKind::LoginThrottled, id).detail("mfa");
+                    self.record(&[throttled]).await?;
+                }
                 return Err(AuthError::Throttled(wait));
             }
             Err(e) => return Err(e),

@@ -1,8 +1,9 @@
 //! The security log on Redis: each user's entries are a stream,
 //! `user:{<id>}:audit`, in the user's slot, so the script that makes a
 //! change appends its entries (`audit.lua`); the stream id (`<ms>-<seq>`,
-//! the entry's time where the log allows) orders them. `{all}:audit_users` lists whose logs exist, scored by the
-//! time of their oldest entry: the pruner trims only the logs that have
+//! the entry's time where the log allows) orders them. `{all}:audit_users`
+//! lists whose logs exist, scored by the time of their oldest entry: the
+//! pruner trims only the logs that have
 //! something due, and the admin view reads every listed log. A user is
 //! listed before their first entry is written (once per process; a
 //! listing is never removed, only rescored), so no entry is unlisted.
@@ -50,12 +51,13 @@ impl RedisStore {
                 .audit_listed
                 .lock()
                 .map_err(|_| StoreError::Redis("the log listing lock is poisoned".into()))?;
-            let mut seen = HashSet::new();
-            entries
-                .iter()
-                .filter(|e| !listed.contains(&e.user_id) && seen.insert(e.user_id))
-                .map(|e| (e.user_id, e.time_ms))
-                .collect()
+            // Each log under its oldest entry here.
+            let mut oldest = std::collections::HashMap::new();
+            for e in entries.iter().filter(|e| !listed.contains(&e.user_id)) {
+                let at = oldest.entry(e.user_id).or_insert(e.time_ms);
+                *at = (*at).min(e.time_ms);
+            }
+            oldest.into_iter().collect()
         };
         if new.is_empty() {
             return Ok(());
@@ -68,6 +70,23 @@ impl RedisStore {
         let _: u64 = self.run(&zadd).await?;
         if let Ok(mut listed) = self.shared.audit_listed.lock() {
             listed.extend(new.iter().map(|(user, _)| *user));
+        }
+        Ok(())
+    }
+
+    /// Drops the log of a user whose creation was refused after its
+    /// script ran (a name or address taken meanwhile): the id is fresh, so
+    /// the log holds only that creation's entries.
+    pub(super) async fn drop_log(&self, user: u64) -> Result<(), StoreError> {
+        let keys = &self.shared.keys;
+        let _: u64 = self
+            .run(redis::cmd("DEL").arg(keys.user_audit(user)))
+            .await?;
+        let _: u64 = self
+            .run(redis::cmd("ZREM").arg(keys.all("audit_users")).arg(user))
+            .await?;
+        if let Ok(mut listed) = self.shared.audit_listed.lock() {
+            listed.remove(&user);
         }
         Ok(())
     }
@@ -145,9 +164,17 @@ impl RedisStore {
             // Ties in everyone's order go by user: the cursor's own log
             // includes its id only if this log sorts before it.
             Some(b) if b.user > user => format!("{}-{}", b.ms, b.seq),
-            Some(b) => format!("({}-{}", b.ms, b.seq),
+            // The id just below: Redis refuses `(0-0` as an end.
+            Some(b) => match (b.ms, b.seq) {
+                (0, 0) => return Ok(Vec::new()),
+                (ms, 0) => format!("{}-{}", ms - 1, u64::MAX),
+                (ms, seq) => format!("{ms}-{}", seq - 1),
+            },
             None => "+".to_owned(),
         };
+        if query.limit == 0 {
+            return Ok(out);
+        }
         loop {
             let page: StreamEntries = self
                 .run(
@@ -200,10 +227,17 @@ impl RedisStore {
         &self,
         entries: &[(AuditId, AuditRecord)],
     ) -> Result<(), StoreError> {
-        let records: Vec<AuditRecord> = entries.iter().map(|(_, e)| e.clone()).collect();
-        self.list_logs(&records).await?;
         let mut ordered: Vec<&(AuditId, AuditRecord)> = entries.iter().collect();
         ordered.sort_by_key(|(id, _)| *id);
+        // Oldest first, so each log is listed under its oldest entry.
+        let records: Vec<AuditRecord> = ordered
+            .iter()
+            .map(|(id, e)| AuditRecord {
+                time_ms: id.ms,
+                ..e.clone()
+            })
+            .collect();
+        self.list_logs(&records).await?;
         for (id, entry) in ordered {
             let _: String = self
                 .run(
@@ -215,6 +249,7 @@ impl RedisStore {
                 )
                 .await?;
         }
+        self.audit_grew(&records);
         Ok(())
     }
 

@@ -131,6 +131,9 @@ impl RedisStore {
                         .arg(keys.user_identities(user.id)),
                 )
                 .await?;
+            if !audit.is_empty() {
+                self.drop_log(user.id).await?;
+            }
             return Err(refusal);
         }
         self.audit_grew(audit);
@@ -309,8 +312,6 @@ impl RedisStore {
         role: Role,
         audit: &[AuditRecord],
     ) -> Result<UserRecord, StoreError> {
-        let unchanged = self.user(id).await?.is_some_and(|u| u.role == role);
-        let audit = if unchanged { &[][..] } else { audit };
         self.change_user(id, audit, |user| {
             let delta = match (user.role, role) {
                 (Role::Admin, Role::User) => -1,
@@ -318,7 +319,8 @@ impl RedisStore {
                 _ => 0,
             };
             user.role = role;
-            delta
+            // The same role: nothing changed, nothing to log.
+            (delta, delta != 0)
         })
         .await
     }
@@ -332,7 +334,7 @@ impl RedisStore {
     ) -> Result<UserRecord, StoreError> {
         self.change_user(id, audit, |user| {
             user.password_hash = hash.to_owned();
-            0
+            (0, true)
         })
         .await
     }
@@ -456,21 +458,23 @@ impl RedisStore {
     }
 
     /// Reads the user, applies `change` (which returns the admin count's
-    /// delta) and writes it back if nobody changed it meanwhile: the count
-    /// taken before a demotion, added after a promotion.
+    /// delta, and whether `audit` records what it did) and writes it back
+    /// if nobody changed it meanwhile: the count taken before a demotion,
+    /// added after a promotion.
     async fn change_user(
         &self,
         id: UserId,
         audit: &[AuditRecord],
-        change: impl Fn(&mut UserRecord) -> i64,
+        change: impl Fn(&mut UserRecord) -> (i64, bool),
     ) -> Result<UserRecord, StoreError> {
         self.list_logs(audit).await?;
         let entries = blob(audit);
         let changed = self
             .with_user(id, "changing a user", |raw, mut user| {
-                let delta = change(&mut user);
+                let (delta, logged) = change(&mut user);
                 let user_key = self.shared.keys.user(id.as_u64());
-                let args = [arg(raw), arg(codec::encode(&user)), entries.clone()];
+                let log = if logged { entries.clone() } else { Vec::new() };
+                let args = [arg(raw), arg(codec::encode(&user)), log];
                 async move {
                     if delta < 0 {
                         self.admin_delta(-1).await?;

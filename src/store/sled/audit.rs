@@ -89,26 +89,26 @@ impl SledStore {
     pub fn activity(&self, query: &AuditQuery) -> Result<Vec<(AuditId, AuditRecord)>, StoreError> {
         let audit = &self.shared.audit;
         let mut out = Vec::new();
+        if query.limit == 0 {
+            return Ok(out);
+        }
         match query.user {
             Some(user) => {
-                let start = user_key(
-                    user.as_u64(),
-                    AuditId {
-                        ms: 0,
-                        seq: 0,
-                        user: 0,
-                    },
-                );
+                let uid = user.as_u64();
+                let first = AuditId {
+                    ms: 0,
+                    seq: 0,
+                    user: 0,
+                };
+                let last = AuditId {
+                    ms: u64::MAX,
+                    seq: u64::MAX,
+                    user: 0,
+                };
+                let start = user_key(uid, first);
                 let end = match query.before {
-                    Some(before) => Bound::Excluded(user_key(user.as_u64(), before)),
-                    None => Bound::Excluded(user_key(
-                        user.as_u64() + 1,
-                        AuditId {
-                            ms: 0,
-                            seq: 0,
-                            user: 0,
-                        },
-                    )),
+                    Some(before) => Bound::Excluded(user_key(uid, before)),
+                    None => Bound::Included(user_key(uid, last)),
                 };
                 for item in audit.range((Bound::Included(start), end)).rev() {
                     let (key, value) = item?;
@@ -219,11 +219,10 @@ impl SledStore {
             Err(_) => HashSet::new(),
         };
         for user in grown {
+            // Newest first: past the cap, everything from there on goes.
             let prefix = [&[BY_USER][..], &user.to_be_bytes()].concat();
-            let held = audit.scan_prefix(&prefix).keys().count() as u64;
-            let over = held.saturating_sub(keep.per_user) as usize;
-            let oldest: Vec<_> = audit.scan_prefix(&prefix).keys().take(over).collect();
-            for key in oldest {
+            let keep_n = usize::try_from(keep.per_user).unwrap_or(usize::MAX);
+            for key in audit.scan_prefix(&prefix).keys().rev().skip(keep_n) {
                 let key = key?;
                 if let (Some(ms), Some(seq)) = (be(&key, 9), be(&key, 17)) {
                     self.remove_entry(user, AuditId { ms, seq, user })?;

@@ -29,7 +29,7 @@ impl SledStore {
         })
     }
 
-    /// Whether no user, session, message or mail is stored.
+    /// Whether no user, session, message, mail or log entry is stored.
     pub fn is_empty(&self) -> Result<bool, StoreError> {
         let s = &self.shared;
         Ok(s.users.is_empty()
