@@ -89,6 +89,14 @@ fn kinds(entries: &[Value]) -> Vec<&str> {
         .collect()
 }
 
+/// The details of a log, newest first ("" for none).
+fn details(entries: &[Value]) -> Vec<&str> {
+    entries
+        .iter()
+        .map(|e| e["detail"].as_str().unwrap_or(""))
+        .collect()
+}
+
 /// The entries of one kind, newest first.
 fn of_kind<'a>(entries: &'a [Value], kind: &str) -> Vec<&'a Value> {
     entries.iter().filter(|e| e["kind"] == kind).collect()
@@ -751,10 +759,7 @@ async fn second_steps_are_logged() {
             "user_created"
         ]
     );
-    let details: Vec<&str> = log
-        .iter()
-        .map(|e| e["detail"].as_str().unwrap_or(""))
-        .collect();
+    let details = details(&log);
     assert_eq!(
         details[..13],
         [
@@ -1472,10 +1477,7 @@ async fn keys_and_passkeys_are_logged() {
             "user_created"
         ]
     );
-    let details: Vec<&str> = log
-        .iter()
-        .map(|e| e["detail"].as_str().unwrap_or(""))
-        .collect();
+    let details = details(&log);
     assert_eq!(
         details[..8],
         [
