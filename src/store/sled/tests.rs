@@ -6,12 +6,24 @@ use super::*;
 use crate::domain::{Email, Role, Username};
 use crate::store::TicketKind;
 
+/// Opens the store in `dir`. A reopen right after a close may find sled's
+/// own background thread still letting go of the files (slower on a
+/// loaded machine): `Locked` is tried again for a while, anything else
+/// fails at once.
 fn open(dir: &tempfile::TempDir) -> SledStore {
-    SledStore::open(&StorageConfig {
+    let config = StorageConfig {
         data_dir: dir.path().to_owned(),
         ..StorageConfig::default()
-    })
-    .unwrap()
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        match SledStore::open(&config) {
+            Err(StoreError::Locked(_)) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            other => return other.unwrap(),
+        }
+    }
 }
 
 fn add_user(store: &SledStore, name: &str) -> UserRecord {
