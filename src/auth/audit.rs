@@ -5,9 +5,7 @@
 
 use super::{Auth, AuthError, ClientInfo, CurrentSession};
 use crate::domain::{TokenHash, UserId};
-use crate::store::{
-    emit_audit, now_ms, Actor, AuditId, AuditKind, AuditQuery, AuditRecord, SessionRecord,
-};
+use crate::store::{now_ms, Actor, AuditId, AuditKind, AuditQuery, AuditRecord, SessionRecord};
 
 /// Who is acting, from which client and session.
 #[derive(Debug, Clone)]
@@ -159,7 +157,6 @@ impl Auth {
     /// Writes entries that record no other change, then emits them.
     pub(super) async fn record(&self, entries: &[AuditRecord]) -> Result<(), AuthError> {
         self.inner.store.record(entries).await?;
-        emit_audit(entries);
         Ok(())
     }
 

@@ -9,9 +9,7 @@ use rand_core::{OsRng, RngCore};
 use super::idtoken::{IdTokenError, VerifiedToken};
 use super::{Auth, AuthError, By, ClientInfo, CurrentSession, SessionToken, SignIn};
 use crate::domain::{Email, Role, UserId, Username};
-use crate::store::{
-    emit_audit, now_ms, AuditKind, IdentityRecord, NewUser, StoreError, UserRecord,
-};
+use crate::store::{now_ms, AuditKind, IdentityRecord, NewUser, StoreError, UserRecord};
 
 /// Name candidates tried before a random suffix.
 const NUMBERED_NAMES: u32 = 50;
@@ -136,7 +134,6 @@ impl Auth {
                 other => {
                     let user = other?;
                     store.commit_durably().await?;
-                    emit_audit(&entries.map(|e| e.of_new_user(user.id)));
                     return Ok(user);
                 }
             }
@@ -171,9 +168,6 @@ impl Auth {
             .link_identity(id, &record, &entries)
             .await?;
         self.inner.store.commit_durably().await?;
-        if linked_before != Some(id) {
-            emit_audit(&entries);
-        }
         Ok(record)
     }
 
@@ -200,7 +194,6 @@ impl Auth {
         {
             Some(_) => {
                 self.inner.store.commit_durably().await?;
-                emit_audit(&entries);
                 Ok(())
             }
             None => Err(AuthError::NotFound),

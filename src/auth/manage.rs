@@ -3,9 +3,7 @@
 
 use super::{Auth, AuthError, By, ClientInfo, CurrentSession, NewSession};
 use crate::domain::{Password, Role, TokenHash, UserId};
-use crate::store::{
-    emit_audit, now_ms, AuditKind, AuditRecord, RemovedUser, SessionRecord, UserRecord,
-};
+use crate::store::{now_ms, AuditKind, AuditRecord, RemovedUser, SessionRecord, UserRecord};
 
 /// Counts for `/api/admin/stats`.
 #[derive(Debug, Clone, Copy)]
@@ -87,9 +85,6 @@ impl Auth {
             .end_sessions_of(id, except, &entries)
             .await?;
         self.durable_if(!ended.is_empty()).await?;
-        if !ended.is_empty() {
-            emit_audit(&entries);
-        }
         Ok(ended.len() as u64)
     }
 
@@ -120,7 +115,6 @@ impl Auth {
             .store
             .set_password_hash(id, &hash, &changed)
             .await?;
-        emit_audit(&changed);
         let revoked = by
             .entry(AuditKind::SessionsRevoked, id)
             .detail("password_changed");
@@ -188,8 +182,7 @@ impl Auth {
     /// is no such user.
     pub async fn end_sessions_of(&self, id: UserId, by: &By) -> Result<u64, AuthError> {
         self.user(id).await?;
-        let entry = by.entry(AuditKind::SessionsRevoked, id).detail("admin");
-        self.end_sessions_logged(id, None, entry).await
+        Ok(end_sessions_of(&self.inner.store, id, by).await? as u64)
     }
 
     /// Users and sessions stored.
@@ -216,17 +209,15 @@ pub async fn set_role(
     role: Role,
     by: &By,
 ) -> Result<UserRecord, AuthError> {
-    let before = store.user(id).await?.ok_or(AuthError::NotFound)?;
-    let entries = [by.entry(AuditKind::RoleChanged, id).detail(format!(
-        "{} -> {}",
-        before.role.as_str(),
-        role.as_str()
-    ))];
+    // The store writes the entry only if the role changed, and there are
+    // two roles: a change to one is from the other.
+    let moved = match role {
+        Role::Admin => "user -> admin",
+        Role::User => "admin -> user",
+    };
+    let entries = [by.entry(AuditKind::RoleChanged, id).detail(moved)];
     let user = store.set_role(id, role, &entries).await?;
     store.commit_durably().await?;
-    if before.role != role {
-        emit_audit(&entries);
-    }
     Ok(user)
 }
 
@@ -240,12 +231,12 @@ pub async fn remove_user(
     let entries = [by.entry(AuditKind::UserRemoved, id)];
     let removed = store.remove_user(id, &entries).await?;
     store.commit_durably().await?;
-    emit_audit(&entries);
     Ok(removed)
 }
 
-/// Ends every session of a user, logging who did; answered once durable.
-/// For the offline CLI.
+/// Ends every session of a user, logging who did (an admin, or the
+/// operator); answered once durable. For the service and the offline CLI
+/// alike.
 pub async fn end_sessions_of(
     store: &crate::store::Store,
     id: UserId,
@@ -253,9 +244,21 @@ pub async fn end_sessions_of(
 ) -> Result<usize, AuthError> {
     let entries = [by.entry(AuditKind::SessionsRevoked, id).detail("admin")];
     let ended = store.end_sessions_of(id, None, &entries).await?;
-    store.commit_durably().await?;
     if !ended.is_empty() {
-        emit_audit(&entries);
+        store.commit_durably().await?;
     }
     Ok(ended.len())
+}
+
+/// The user whose log `raw` names: a name, else an id (a removed user's
+/// log outlives them; a name that looks like an id is the name's).
+/// `None` if neither names one.
+pub async fn log_owner(
+    store: &crate::store::Store,
+    raw: &str,
+) -> Result<Option<UserId>, AuthError> {
+    Ok(match store.user_by_name(raw).await? {
+        Some(user) => Some(user.user_id()),
+        None => UserId::parse(raw),
+    })
 }

@@ -21,7 +21,7 @@ use std::time::Duration;
 
 pub use audit::{summary as user_agent_summary, ActivityPage, By};
 pub use cookies::SessionCookies;
-pub use manage::{end_sessions_of, remove_user, set_role, Stats};
+pub use manage::{end_sessions_of, log_owner, remove_user, set_role, Stats};
 pub use mfa::{MfaCounts, PendingSignIn, Proof, SignIn};
 pub use password::{verify_blocking, Passwords};
 pub use recovery::{RecoveryCounts, RecoveryProof};
@@ -32,9 +32,7 @@ use crate::config::{AuthConfig, Config, Registration, SessionConfig};
 use crate::domain::{
     email_key, name_key, Amr, Email, InvalidField, Password, Role, TokenHash, UserId, Username,
 };
-use crate::store::{
-    emit_audit, now_ms, AuditKind, AuditRecord, SessionRecord, Store, StoreError, UserRecord,
-};
+use crate::store::{now_ms, AuditKind, AuditRecord, SessionRecord, Store, StoreError, UserRecord};
 
 /// What can go wrong when authenticating.
 #[derive(Debug, thiserror::Error)]
@@ -616,7 +614,6 @@ impl Auth {
             other => other?,
         }
         store.commit_durably().await?;
-        emit_audit(&entries);
         Ok(NewSession {
             token,
             session,
@@ -713,9 +710,6 @@ impl Auth {
     pub async fn end(&self, hash: &TokenHash, entries: &[AuditRecord]) -> Result<bool, AuthError> {
         let ended = self.inner.store.end_session(hash, entries).await?.is_some();
         self.durable_if(ended).await?;
-        if ended {
-            emit_audit(entries);
-        }
         Ok(ended)
     }
 
@@ -819,7 +813,6 @@ async fn new_account(
         user = verified.unwrap_or(user);
     }
     store.commit_durably().await?;
-    emit_audit(&[created.of_new_user(user.id)]);
     Ok(user)
 }
 
@@ -841,10 +834,6 @@ pub async fn set_password(
         .detail("password_changed")];
     let ended = store.end_sessions_of(id, None, &revoked).await?.len();
     store.commit_durably().await?;
-    emit_audit(&changed);
-    if ended > 0 {
-        emit_audit(&revoked);
-    }
     Ok((user, ended))
 }
 

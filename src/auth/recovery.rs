@@ -20,7 +20,7 @@ use super::{millis, throttle_key, AuthError, By, ClientInfo, Guard, SignIn};
 use crate::domain::{hex, Amr, Password, UserId};
 use crate::mail::Letter;
 use crate::store::{
-    codec, emit_audit, now_ms, AuditKind, Store, TicketKey, TicketKind, TicketRecord, UserRecord,
+    codec, now_ms, AuditKind, Store, TicketKey, TicketKind, TicketRecord, UserRecord,
 };
 
 /// How long a mailed code works.
@@ -240,11 +240,7 @@ impl super::Auth {
         let revoked = [by
             .entry(AuditKind::SessionsRevoked, id)
             .detail("password_changed")];
-        let ended = store.end_sessions_of(id, None, &revoked).await?;
-        emit_audit(&used);
-        if !ended.is_empty() {
-            emit_audit(&revoked);
-        }
+        store.end_sessions_of(id, None, &revoked).await?;
         if self.inner.mail_enabled {
             let letter = Letter::password_changed(&user.username, &self.inner.page_url);
             self.inner.outbox.queue(&user.email, &letter).await?;

@@ -11,9 +11,7 @@ use super::recovery::{six_digits, Mailing};
 use super::{throttle_key, AuthError, ClientInfo, CurrentSession, Guard};
 use crate::domain::{email_key, Email, Password};
 use crate::mail::Letter;
-use crate::store::{
-    emit_audit, now_ms, Actor, AuditKind, AuditRecord, TicketKey, TicketKind, UserRecord,
-};
+use crate::store::{now_ms, Actor, AuditKind, AuditRecord, TicketKey, TicketKind, UserRecord};
 
 /// How long a verification code works.
 pub const CODE_TTL: Duration = Duration::from_secs(24 * 60 * 60);
@@ -152,7 +150,6 @@ impl super::Auth {
             .verify_email(id, &before.email, &body.email, &entries)
             .await?
             .ok_or(AuthError::RecoveryFailed)?;
-        emit_audit(&entries);
         if moves {
             let page = &self.inner.page_url;
             let notice = Letter::email_changed(&user.username, &user.email, page);

@@ -12,7 +12,7 @@ use serde_json::json;
 use crate::auth::{self, create_account, set_password, By, Passwords};
 use crate::config::{Backend, Config};
 use crate::domain::rfc3339;
-use crate::domain::{Email, Password, Role, TokenHash, UserId, Username};
+use crate::domain::{Email, Password, Role, TokenHash, Username};
 use crate::http::views::ActivityView;
 use crate::store::{
     now_ms, AuditId, AuditQuery, AuditRecord, SessionRecord, Store, StoreError, UserRecord,
@@ -353,15 +353,15 @@ pub async fn run(config: &Config, command: Command) -> Result<(), CliError> {
             output,
         } => {
             let entries = with_store(config, async move |store| {
-                // A name, else the id of a (removed) user.
                 let user = match user {
-                    Some(name) => Some(match store.user_by_name(&name).await? {
-                        Some(user) => user.user_id(),
-                        None => match UserId::parse(&name) {
-                            Some(id) => id,
-                            None => find_user(store, &name).await?.user_id(),
-                        },
-                    }),
+                    Some(raw) => Some(
+                        auth::log_owner(store, &raw)
+                            .await
+                            .map_err(CliError::from)?
+                            .ok_or_else(|| {
+                                CliError(format!("no user named {raw:?} or with that id"))
+                            })?,
+                    ),
                     None => None,
                 };
                 let query = AuditQuery {

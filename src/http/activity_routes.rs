@@ -13,7 +13,6 @@ use super::filters::{get_or_head, page_limit, require_admin, with_session, with_
 use super::views::{json, ActivityView};
 use super::State;
 use crate::auth::{ActivityPage, CurrentSession};
-use crate::domain::UserId;
 use crate::store::{AuditId, AuditKind, AuditQuery};
 
 /// Largest page of entries.
@@ -62,14 +61,12 @@ async fn everyone(
         })?);
     }
     if let Some(raw) = query.get("user").filter(|u| !u.is_empty()) {
-        // A name, else an id (a removed user's log outlives them): a name
-        // may look like an id, and then it is the name that is meant.
-        let named = state.auth.store().user_by_name(raw).await;
-        let id = match named.map_err(crate::auth::AuthError::from)? {
-            Some(user) => user.user_id(),
-            None => UserId::parse(raw).ok_or_else(|| ApiError::no_user(raw))?,
-        };
-        wanted.user = Some(id);
+        let owner = crate::auth::log_owner(state.auth.store(), raw).await?;
+        wanted.user = Some(owner.ok_or_else(|| {
+            ApiError::not_found(format!(
+                "No user is named {raw:?} or has that id (see GET /api/admin/users)."
+            ))
+        })?);
     }
     Ok(answer(state.auth.activity(wanted).await?))
 }

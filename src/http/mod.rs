@@ -27,7 +27,9 @@ use warp::reply::Response;
 use warp::{Filter, Reply};
 
 pub use error::ApiError;
-pub use filters::{check_origin, describe_json_error, get_or_head, with_session, with_state};
+pub use filters::{
+    check_origin, describe_json_error, get_or_head, page_limit, with_session, with_state,
+};
 
 use crate::auth::Auth;
 use crate::config::Config;

@@ -229,24 +229,64 @@ impl AuditRecord {
     }
 }
 
-/// Emits one line per entry on the `sessiond::audit` tracing target, for
-/// log shippers: called once an entry is stored.
-pub fn emit(entries: &[AuditRecord]) {
-    for e in entries {
-        // Words and ids bare, free text quoted: `kind=login ... detail="pwd,otp"`.
-        tracing::info!(
-            target: "sessiond::audit",
-            kind = %e.kind,
-            user_id = %UserId::from_u64(e.user_id),
-            actor = %e.actor.kind(),
-            actor_user_id = e.actor.user_id().map(tracing::field::display),
-            session_id = e.session_id.as_deref().map(tracing::field::display),
-            ip = e.ip.as_deref().map(tracing::field::display),
-            user_agent = e.user_agent.as_deref(),
-            detail = e.detail.as_deref(),
-            "security event"
-        );
+/// What each backend tells of the entries it has just written, with the
+/// change they record (and only then): each is emitted as one line on the
+/// `sessiond::audit` tracing target, for log shippers, and its log noted
+/// for the pruner's per-user cap. Told by the store, which alone knows
+/// whether a change (and so its entries) was written.
+#[derive(Default)]
+pub(super) struct Written {
+    /// Users whose logs grew since the pruner last capped them.
+    grown: std::sync::Mutex<std::collections::HashSet<u64>>,
+}
+
+impl Written {
+    /// Entries just written with their change.
+    pub fn entries<E: std::borrow::Borrow<AuditRecord>>(
+        &self,
+        entries: impl IntoIterator<Item = E>,
+    ) {
+        let users: Vec<u64> = entries
+            .into_iter()
+            .map(|e| {
+                emit(e.borrow());
+                e.borrow().user_id
+            })
+            .collect();
+        self.grew(users);
     }
+
+    /// Logs that grew without a new event (a restore writing old entries).
+    pub fn grew(&self, users: impl IntoIterator<Item = u64>) {
+        if let Ok(mut grown) = self.grown.lock() {
+            grown.extend(users);
+        }
+    }
+
+    /// The logs that grew since the last call.
+    pub fn take_grown(&self) -> std::collections::HashSet<u64> {
+        self.grown
+            .lock()
+            .map(|mut grown| std::mem::take(&mut *grown))
+            .unwrap_or_default()
+    }
+}
+
+/// One line on the `sessiond::audit` tracing target.
+fn emit(e: &AuditRecord) {
+    // Words and ids bare, free text quoted: `kind=login ... detail="pwd,otp"`.
+    tracing::info!(
+        target: "sessiond::audit",
+        kind = %e.kind,
+        user_id = %UserId::from_u64(e.user_id),
+        actor = %e.actor.kind(),
+        actor_user_id = e.actor.user_id().map(tracing::field::display),
+        session_id = e.session_id.as_deref().map(tracing::field::display),
+        ip = e.ip.as_deref().map(tracing::field::display),
+        user_agent = e.user_agent.as_deref(),
+        detail = e.detail.as_deref(),
+        "security event"
+    );
 }
 
 /// Where an entry sits: its time, a number that orders entries of one

@@ -22,9 +22,7 @@ use std::time::Duration;
 
 use tokio::sync::mpsc;
 
-pub use audit::{
-    emit as emit_audit, Actor, AuditId, AuditKind, AuditQuery, AuditRecord, AuditRetention,
-};
+pub use audit::{Actor, AuditId, AuditKind, AuditQuery, AuditRecord, AuditRetention};
 pub use codec::CodecError;
 pub use records::{
     Factors, IdentityRecord, KeyFactor, MailRecord, MessageRecord, NewUser, RemovedUser,
@@ -615,7 +613,20 @@ impl Store {
         &self,
         query: &AuditQuery,
     ) -> Result<Vec<(AuditId, AuditRecord)>, StoreError> {
-        dispatch!(self.activity(query))
+        match &self.backend {
+            Backend::Sled(s) => {
+                // A kind-filtered view of everyone's log may walk much of
+                // the tree: off the request threads.
+                let (s, query) = (s.clone(), *query);
+                tokio::task::spawn_blocking(move || s.activity(&query))
+                    .await
+                    .unwrap_or_else(|e| {
+                        let bug = format!("the log reading task failed: {e}");
+                        Err(StoreError::Sled(::sled::Error::ReportableBug(bug)))
+                    })
+            }
+            Backend::Redis(r) => r.activity(query).await,
+        }
     }
 
     /// Removes log entries older than `keep.keep_ms` and each user's oldest

@@ -46,16 +46,22 @@ impl Store {
         let store = self.clone();
         tokio::spawn(async move {
             tokio::pin!(shutdown);
+            // The log keeps days: once an interval is enough, not at every
+            // session deadline the pruner wakes for.
+            let mut log_due_ms = 0;
             loop {
                 match store.prune_pass().await {
                     Ok(0) => {}
                     Ok(n) => tracing::debug!(pruned = n, "pruned ended sessions"),
                     Err(e) => tracing::warn!(error = %e, "pruning failed"),
                 }
-                match store.prune_activity(now_ms(), retention).await {
-                    Ok(0) => {}
-                    Ok(n) => tracing::debug!(pruned = n, "pruned security-log entries"),
-                    Err(e) => tracing::warn!(error = %e, "pruning the security log failed"),
+                if now_ms() >= log_due_ms {
+                    log_due_ms = now_ms().saturating_add(interval.as_millis() as u64);
+                    match store.prune_activity(now_ms(), retention).await {
+                        Ok(0) => {}
+                        Ok(n) => tracing::debug!(pruned = n, "pruned security-log entries"),
+                        Err(e) => tracing::warn!(error = %e, "pruning the security log failed"),
+                    }
                 }
                 let now = now_ms();
                 let mut wake_at = now.saturating_add(interval.as_millis() as u64);

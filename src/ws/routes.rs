@@ -17,7 +17,9 @@ use super::socket::{Socket, MAX_FRAME_BYTES};
 use crate::auth::CurrentSession;
 use crate::domain::RoomName;
 use crate::http::views::json;
-use crate::http::{check_origin, get_or_head, with_session, with_state, ApiError, State};
+use crate::http::{
+    check_origin, get_or_head, page_limit, with_session, with_state, ApiError, State,
+};
 use crate::listener::UpgradeSlot;
 
 /// Largest WebSocket message read at all: past the chat's 64 KiB limit
@@ -172,18 +174,7 @@ async fn history(
     query: HashMap<String, String>,
 ) -> Result<Response, Rejection> {
     let room = RoomName::parse(&room)?;
-    let limit = match query.get("limit") {
-        None => 50,
-        Some(raw) => raw
-            .parse::<usize>()
-            .ok()
-            .filter(|n| (1..=MAX_PAGE).contains(n))
-            .ok_or_else(|| {
-                ApiError::invalid_request(format!(
-                    "limit: must be a whole number from 1 to {MAX_PAGE}."
-                ))
-            })?,
-    };
+    let limit = page_limit(&query, 50, MAX_PAGE)?;
     let before = match query.get("before").filter(|b| !b.is_empty()) {
         None => None,
         Some(raw) => Some(

@@ -29,9 +29,7 @@ use super::{decode_body, list_factors, new_factor_id, FactorInfo};
 use crate::auth::{Auth, AuthError, By, ClientInfo, CurrentSession, NewSession};
 use crate::config::RelyingParty;
 use crate::domain::{Amr, UserId};
-use crate::store::{
-    emit_audit, now_ms, AuditKind, Factors, KeyFactor, TicketKey, TicketKind, UserRecord,
-};
+use crate::store::{now_ms, AuditKind, Factors, KeyFactor, TicketKey, TicketKind, UserRecord};
 
 /// How long a ceremony waits for the authenticator.
 const CEREMONY_TTL: Duration = Duration::from_secs(5 * 60);
@@ -240,7 +238,6 @@ impl Auth {
             return Err(AuthError::FactorExists);
         }
         self.inner.store.commit_durably().await?;
-        emit_audit(&entries);
         Ok(list_factors(&Factors {
             keys: vec![factor],
             ..Factors::default()

@@ -25,8 +25,7 @@ pub(crate) use seal::FactorKeys;
 use super::{millis, Auth, AuthError, By, ClientInfo, CurrentSession, Guard, NewSession};
 use crate::domain::{hex, Amr, Password, UserId};
 use crate::store::{
-    emit_audit, now_ms, AuditKind, Factors, Store, TicketKey, TicketKind, TicketRecord, TotpFactor,
-    UserRecord,
+    now_ms, AuditKind, Factors, Store, TicketKey, TicketKind, TicketRecord, TotpFactor, UserRecord,
 };
 
 /// How long the pending sign-in between the two steps lives.
@@ -491,7 +490,6 @@ impl Auth {
         }
         self.inner.store.take_ticket(&key).await?;
         self.inner.store.commit_durably().await?;
-        emit_audit(&entries);
         Ok(list_factors(&Factors {
             totp: Some(factor),
             ..Factors::default()
@@ -536,7 +534,6 @@ impl Auth {
             return Err(AuthError::NoFactor);
         }
         self.inner.store.commit_durably().await?;
-        emit_audit(&entries);
         Ok(plain)
     }
 
@@ -578,7 +575,6 @@ impl Auth {
         if removed.is_none() {
             return Ok(false);
         }
-        emit_audit(&entries);
         let revoked = by
             .entry(AuditKind::SessionsRevoked, id)
             .detail("mfa_removed");
@@ -613,7 +609,7 @@ impl Auth {
 /// offline CLI can use it.
 pub async fn reset_factors(store: &Store, id: UserId, by: &By) -> Result<usize, AuthError> {
     let removed = [by.entry(AuditKind::MfaRemoved, id).detail("all")];
-    let changed = store
+    store
         .change_factors(id, &removed, |f| {
             if *f == Factors::default() {
                 return None;
@@ -627,12 +623,6 @@ pub async fn reset_factors(store: &Store, id: UserId, by: &By) -> Result<usize, 
         .detail("mfa_removed")];
     let ended = store.end_sessions_of(id, None, &revoked).await?.len();
     store.commit_durably().await?;
-    if changed.is_some() {
-        emit_audit(&removed);
-    }
-    if ended > 0 {
-        emit_audit(&revoked);
-    }
     Ok(ended)
 }
 

@@ -731,8 +731,6 @@ impl FanOut {
 /// ended sessions, so its later rounds prune among a few percent fewer.
 const PRUNE_ROUNDS: u64 = 3;
 
-/// Pruning, start-up and disk use with a million stored sessions, on the
-/// store directly and then through a restarted server.
 /// What the security log adds to a login: the store's write of a session
 /// (with its durable commit) without and with the `login` entry written in
 /// the same transaction or script.
@@ -783,6 +781,8 @@ fn audit_row(backend: &str, plain: f64, logged: f64) -> Row {
     )
 }
 
+/// Pruning, start-up and disk use with a million stored sessions, on the
+/// store directly and then through a restarted server.
 async fn store_at_scale(scale: &Scale) -> Vec<Row> {
     let mut rows = Vec::new();
     eprintln!("pruning ...");

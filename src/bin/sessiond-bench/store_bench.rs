@@ -128,7 +128,8 @@ pub fn disk_bytes(path: &Path) -> u64 {
 /// script; alternated in `rounds` halves so drift weighs on both. Answers
 /// the medians (without, with).
 pub async fn login_write_costs(store: &Store, n: u64, rounds: usize) -> (f64, f64) {
-    use sessiond::store::{Actor, AuditKind, AuditRecord};
+    use sessiond::auth::{By, ClientInfo};
+    use sessiond::store::AuditKind;
     let name = format!("w{}", now_ms() % 1_000_000_000);
     let user = store
         .create_user(
@@ -162,14 +163,17 @@ pub async fn login_write_costs(store: &Store, n: u64, rounds: usize) -> (f64, f6
                 amr: vec![sessiond::domain::Amr::Pwd],
             };
             let hash = SessionToken::generate(now).hash();
+            // The entry a real login writes, made as it makes it.
             let entries = if with_entry {
-                let mut e =
-                    AuditRecord::new(AuditKind::Login, user.user_id(), Actor::User(user.id), now)
-                        .session(hash.public_id())
-                        .detail("pwd");
-                e.ip = Some("127.0.0.1".into());
-                e.user_agent = Some("Firefox on Linux".into());
-                vec![e]
+                let client = ClientInfo {
+                    ip: [127, 0, 0, 1].into(),
+                    user_agent: Some(record.user_agent.clone()),
+                };
+                let by = By::client(user.user_id(), &client);
+                vec![by
+                    .entry(AuditKind::Login, user.user_id())
+                    .session(hash.public_id())
+                    .detail("pwd")]
             } else {
                 Vec::new()
             };

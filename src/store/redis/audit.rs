@@ -8,8 +8,6 @@
 //! listed before their first entry is written (once per process; a
 //! listing is never removed, only rescored), so no entry is unlisted.
 
-use std::collections::HashSet;
-
 use super::{codec, decode, RedisStore, StoreError};
 use crate::store::audit::{AuditId, AuditQuery, AuditRecord, AuditRetention};
 
@@ -91,11 +89,9 @@ impl RedisStore {
         Ok(())
     }
 
-    /// Notes that these users' logs grew, for the pruner's per-user cap.
-    pub(super) fn audit_grew(&self, entries: &[AuditRecord]) {
-        if let Ok(mut grown) = self.shared.audit_grown.lock() {
-            grown.extend(entries.iter().map(|e| e.user_id));
-        }
+    /// Tells of entries a script has just written with their change.
+    pub(super) fn audit_written(&self, entries: &[AuditRecord]) {
+        self.shared.written.entries(entries);
     }
 
     /// Writes entries that record no other change, one script per log.
@@ -118,7 +114,7 @@ impl RedisStore {
                 )
                 .await?;
         }
-        self.audit_grew(entries);
+        self.audit_written(entries);
         Ok(())
     }
 
@@ -249,7 +245,7 @@ impl RedisStore {
                 )
                 .await?;
         }
-        self.audit_grew(&records);
+        self.shared.written.grew(records.iter().map(|e| e.user_id));
         Ok(())
     }
 
@@ -312,11 +308,7 @@ impl RedisStore {
                 break;
             }
         }
-        let grown: HashSet<u64> = match self.shared.audit_grown.lock() {
-            Ok(mut grown) => std::mem::take(&mut *grown),
-            Err(_) => HashSet::new(),
-        };
-        for user in grown {
+        for user in self.shared.written.take_grown() {
             let n: u64 = self
                 .run(
                     redis::cmd("XTRIM")

@@ -58,7 +58,7 @@ impl RedisStore {
             .and_then(|v| redis::from_redis_value::<i64>(v).ok())
             == Some(1);
         if added {
-            self.audit_grew(audit);
+            self.audit_written(audit);
         }
         if self.claim(&Index::Ident(k.clone()), uid).await? {
             return Ok(());
@@ -124,7 +124,7 @@ impl RedisStore {
             })
             .await?;
         if unlinked.is_some() {
-            self.audit_grew(audit);
+            self.audit_written(audit);
             self.release(&[Index::Ident(key.clone())], user.as_u64())
                 .await?;
         }

@@ -79,8 +79,8 @@ struct Shared {
     instance: String,
     /// Users whose logs this process has listed in `{all}:audit_users`.
     audit_listed: Mutex<std::collections::HashSet<u64>>,
-    /// Users whose logs grew since the pruner last capped them.
-    audit_grown: Mutex<std::collections::HashSet<u64>>,
+    /// Told of every entry written (`store::audit::Written`).
+    written: super::audit::Written,
 }
 
 impl Shared {
@@ -130,7 +130,7 @@ impl RedisStore {
                 pruned_total: AtomicU64::new(0),
                 instance: crate::domain::hex(&rand_bytes()),
                 audit_listed: Mutex::default(),
-                audit_grown: Mutex::default(),
+                written: Default::default(),
             }),
         };
         store.wait_until_reachable(wait).await?;

@@ -61,26 +61,29 @@ impl RedisStore {
                     )
                     .await?;
                 let mut gone = Vec::new();
+                let mut logged = Vec::new();
                 // XX GT: neither brings back an entry an ending removed
                 // meanwhile nor moves one a touch moved later.
                 let mut moved = redis::cmd("ZADD");
                 moved.arg(keys.all("expiry")).arg("XX").arg("GT");
                 let mut any_moved = false;
-                for (h, deadline) in hashes.iter().zip(outcome) {
+                for ((h, entry), deadline) in hashes.iter().zip(&entries).zip(outcome) {
                     if deadline > 0 {
                         moved.arg(deadline).arg(expiry_member(*uid, h));
                         any_moved = true;
                     } else {
                         gone.push(h.clone());
                     }
+                    // 0: ended here, its entry written by the script.
+                    if deadline == 0 {
+                        logged.push(entry.clone());
+                    }
                 }
                 if any_moved {
                     let _: u64 = self.run(&moved).await?;
                 }
                 self.forget_sessions(*uid, &gone).await?;
-                if !gone.is_empty() {
-                    self.audit_grew(&entries[..1]);
-                }
+                self.audit_written(&logged);
                 Ok::<u64, StoreError>(gone.len() as u64)
             });
             let n: u64 = futures_util::future::try_join_all(passes)

@@ -53,7 +53,7 @@ impl RedisStore {
             let _ = self.forget_sessions(uid, &[h]).await;
             return Err(e);
         }
-        self.audit_grew(audit);
+        self.audit_written(audit);
         self.shared
             .prune_schedule
             .note_deadline(record.deadline_ms());
@@ -177,7 +177,7 @@ impl RedisStore {
             .await?;
         self.forget_sessions(uid, &[h.to_owned()]).await?;
         if raw.is_some() {
-            self.audit_grew(audit);
+            self.audit_written(audit);
         }
         raw.map(|r| decode("session", &r)).transpose()
     }
@@ -228,7 +228,7 @@ impl RedisStore {
         let (all, ended) = stored_pairs(reply);
         self.forget_sessions(uid, &all).await?;
         if !ended.is_empty() {
-            self.audit_grew(audit);
+            self.audit_written(audit);
         }
         Ok(ended)
     }

@@ -136,7 +136,7 @@ impl RedisStore {
             }
             return Err(refusal);
         }
-        self.audit_grew(audit);
+        self.audit_written(audit);
         let admin = if user.role == Role::Admin { "1" } else { "0" };
         let reply = self
             .script(
@@ -452,7 +452,7 @@ impl RedisStore {
             })
             .await?;
         if replaced.is_some() {
-            self.audit_grew(audit);
+            self.audit_written(audit);
         }
         Ok(replaced)
     }
@@ -488,7 +488,7 @@ impl RedisStore {
                             if delta > 0 {
                                 self.admin_delta(1).await?;
                             }
-                            Ok(Some(user))
+                            Ok(Some((user, logged)))
                         }
                         other => {
                             if delta < 0 {
@@ -500,8 +500,10 @@ impl RedisStore {
                 }
             })
             .await?;
-        self.audit_grew(audit);
-        Ok(changed)
+        if changed.1 {
+            self.audit_written(audit);
+        }
+        Ok(changed.0)
     }
 
     /// Every index entry that leads to `user`: name, e-mail, identities.
@@ -552,6 +554,7 @@ impl RedisStore {
         let Answer::Done(pairs) = Answer::of(reply)? else {
             return Ok(None);
         };
+        self.audit_written(audit);
         let (all, ended) = stored_pairs(pairs);
         self.forget_sessions(uid, &all).await?;
         let _: u64 = self

@@ -5,7 +5,6 @@
 //! time: the admin view and pruning by age walk it from its start).
 //! `seq` is sled's `generate_id`, unique across the database.
 
-use std::collections::HashSet;
 use std::ops::Bound;
 
 use sled::transaction::{ConflictableTransactionError as Tx, TransactionalTree};
@@ -20,6 +19,13 @@ const BY_TIME: u8 = b't';
 /// once.
 pub(super) struct Prepared {
     entries: Vec<(AuditId, AuditRecord)>,
+}
+
+impl Prepared {
+    /// The entries, as prepared.
+    pub(super) fn entries(&self) -> impl Iterator<Item = &AuditRecord> {
+        self.entries.iter().map(|(_, e)| e)
+    }
 }
 
 fn user_key(user: u64, id: AuditId) -> Vec<u8> {
@@ -61,16 +67,14 @@ impl SledStore {
         Ok(prepared)
     }
 
-    /// Notes whose logs grew, for the pruner's per-user cap.
+    /// Tells of prepared entries once their transaction committed.
     pub(super) fn audit_written(&self, prepared: &Prepared) {
-        self.audit_grew(prepared.entries.iter().map(|(_, e)| e.user_id));
+        self.written().entries(prepared.entries());
     }
 
-    /// Notes that these users' logs grew.
-    pub(super) fn audit_grew(&self, users: impl IntoIterator<Item = u64>) {
-        if let Ok(mut grown) = self.shared.audit_grown.lock() {
-            grown.extend(users);
-        }
+    /// What is told of every entry written.
+    pub(super) fn written(&self) -> &crate::store::audit::Written {
+        &self.shared.written
     }
 
     /// Writes entries with no other change (a refused sign-in).
@@ -182,7 +186,7 @@ impl SledStore {
                     .transaction(|audit| write_entry(audit, *id, entry)),
             )?;
         }
-        self.audit_grew(entries.iter().map(|(id, _)| id.user));
+        self.written().grew(entries.iter().map(|(id, _)| id.user));
         Ok(())
     }
 
@@ -214,11 +218,7 @@ impl SledStore {
             self.remove_entry(user, AuditId { ms, seq, user })?;
             pruned += 1;
         }
-        let grown: HashSet<u64> = match self.shared.audit_grown.lock() {
-            Ok(mut grown) => std::mem::take(&mut *grown),
-            Err(_) => HashSet::new(),
-        };
-        for user in grown {
+        for user in self.written().take_grown() {
             // Newest first: past the cap, everything from there on goes.
             let prefix = [&[BY_USER][..], &user.to_be_bytes()].concat();
             let keep_n = usize::try_from(keep.per_user).unwrap_or(usize::MAX);

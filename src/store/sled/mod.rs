@@ -65,8 +65,8 @@ struct Shared {
     outbox: sled::Tree,
     /// The security log (`audit.rs`).
     audit: sled::Tree,
-    /// Users whose logs grew since the pruner last capped them.
-    audit_grown: Mutex<std::collections::HashSet<u64>>,
+    /// Told of every entry written (`store::audit::Written`).
+    written: super::audit::Written,
     durability: Durability,
     flusher: flush::Flusher,
     /// When the pruner next runs, and its wake-up.
@@ -122,7 +122,7 @@ impl SledStore {
                 ticket_expiry: tree("ticket_expiry")?,
                 outbox: tree("outbox")?,
                 audit: tree("audit")?,
-                audit_grown: Mutex::default(),
+                written: Default::default(),
                 user_names: tree("user_names")?,
                 user_emails: tree("user_emails")?,
                 session_expiry: tree("session_expiry")?,

@@ -93,13 +93,13 @@ impl SledStore {
                             user: record.user_id,
                         };
                         write_entry(log, id, &entry)?;
-                        ended.push((hash, record.user_id));
+                        ended.push((hash, entry));
                     }
                     Ok(ended)
                 },
             ),
         )?;
-        self.audit_grew(ended.iter().map(|(_, owner)| *owner));
+        self.written().entries(ended.iter().map(|(_, entry)| entry));
         Ok(ended.into_iter().map(|(hash, _)| hash).collect())
     }
 

@@ -57,7 +57,8 @@ impl SledStore {
             Ok(record)
         }))?;
         s.user_count.fetch_add(1, Ordering::Relaxed);
-        self.audit_grew([record.id]);
+        self.written()
+            .entries(prepared.entries().map(|e| e.of_new_user(record.id)));
         Ok(record)
     }
 
