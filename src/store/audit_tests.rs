@@ -131,7 +131,7 @@ on_every_backend! {
         assert_eq!(count, 7);
     }
 
-    async fn entries_past_keep_or_past_the_cap_are_pruned(store: &Store) {
+    async fn entries_past_keep_are_pruned_and_then_those_that_age_later(store: &Store) {
         let alice = add_user(store, "alice").await;
         let now = now_ms();
         let day = 86_400_000;
@@ -139,15 +139,29 @@ on_every_backend! {
         store.record(&old).await.unwrap();
         let fresh: Vec<_> = (0..5).map(|n| entry(AuditKind::Logout, &alice, now - 10 + n)).collect();
         store.record(&fresh).await.unwrap();
-        let keep = AuditRetention { keep_ms: 90 * day, per_user: 4 };
-        let pruned = store.prune_activity(now, keep).await.unwrap();
-        assert_eq!(pruned, 4, "three too old and one past the cap");
-        let left = kinds(store, &alice).await;
-        assert_eq!(left, [AuditKind::Logout; 4]);
-        // The newest stay.
+        // A cap nothing reaches: only age prunes.
+        let keep = AuditRetention { keep_ms: 90 * day, per_user: 1000 };
+        assert_eq!(store.prune_activity(now, keep).await.unwrap(), 3, "the three too old");
+        assert_eq!(kinds(store, &alice).await, [AuditKind::Logout; 5]);
+        assert_eq!(store.prune_activity(now, keep).await.unwrap(), 0);
+        // 91 days on, the rest is due too (on Redis: the log was rescored
+        // to its oldest entry left, not past it).
+        let later = now + 91 * day;
+        assert_eq!(store.prune_activity(later, keep).await.unwrap(), 5);
+        assert!(kinds(store, &alice).await.is_empty());
+    }
+
+    async fn a_log_past_the_cap_keeps_its_newest(store: &Store) {
+        let alice = add_user(store, "alice").await;
+        let now = now_ms();
+        let fresh: Vec<_> = (0..5).map(|n| entry(AuditKind::Logout, &alice, now - 10 + n)).collect();
+        store.record(&fresh).await.unwrap();
+        let keep = AuditRetention { keep_ms: 86_400_000, per_user: 4 };
+        assert_eq!(store.prune_activity(now, keep).await.unwrap(), 1, "one past the cap");
         let query = AuditQuery { user: Some(alice.user_id()), limit: 10, ..AuditQuery::default() };
-        let oldest = store.activity(&query).await.unwrap().last().unwrap().1.time_ms;
-        assert_eq!(oldest, now - 9);
+        let times: Vec<u64> = store.activity(&query).await.unwrap().iter().map(|(_, e)| e.time_ms).collect();
+        assert_eq!(times, [now - 6, now - 7, now - 8, now - 9]);
+        // Nothing grew since: the next pass does nothing.
         assert_eq!(store.prune_activity(now, keep).await.unwrap(), 0);
     }
 
