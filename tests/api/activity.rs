@@ -9,11 +9,12 @@ use std::time::{Duration, Instant};
 use reqwest::header::USER_AGENT;
 use reqwest::{Method, Response, StatusCode};
 use serde_json::{json, Value};
-use totp_rs::Totp;
 
 use crate::helpers::*;
+use crate::idtoken::{app_with_provider, sign_in, PROJECT};
 use crate::mailbox::{code_in, to_of, Mailbox, RECOVERY};
-use crate::oidc::{firebase_claims, firebase_provider, jwks_server, rsa_signer};
+use crate::mfa::{enrol_totp, pending, step};
+use crate::oidc::{firebase_claims, rsa_signer};
 
 // ---- Reading the log ----------------------------------------------------
 
@@ -140,74 +141,6 @@ async fn delete(app: &TestApp, path: &str, cookie: &str) -> Response {
 }
 
 // ---- Second factors (as mfa.rs does them) -------------------------------
-
-/// An authenticator app made from the enrolment's `otpauth://` URI.
-struct Authenticator(Totp);
-
-impl Authenticator {
-    /// The code `steps` steps from now.
-    fn code(&self, steps: i64) -> String {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_secs() as i64;
-        self.0.generate((now + 30 * steps) as u64).to_string()
-    }
-
-    /// A code no step near now has.
-    fn wrong(&self) -> String {
-        let near: Vec<String> = (-3..=3).map(|s| self.code(s)).collect();
-        [
-            "000000", "111111", "222222", "333333", "444444", "555555", "666666", "777777",
-        ]
-        .into_iter()
-        .find(|c| !near.iter().any(|n| n == c))
-        .unwrap()
-        .to_owned()
-    }
-}
-
-/// Enrols TOTP for the session `cookie`, confirmed with the current code;
-/// returns the app and the code it was confirmed with.
-async fn enrol_totp(app: &TestApp, cookie: &str) -> (Authenticator, String) {
-    let res = app
-        .send(Method::POST, "/api/auth/mfa/totp/enrol", cookie, None)
-        .await;
-    assert_eq!(res.status(), StatusCode::OK);
-    let body: Value = res.json().await.unwrap();
-    let totp = Authenticator(Totp::from_url(body["otpauthUri"].as_str().unwrap()).unwrap());
-    let code = totp.code(0);
-    let res = app
-        .send(
-            Method::POST,
-            "/api/auth/mfa/totp/confirm",
-            cookie,
-            Some(json!({ "code": code })),
-        )
-        .await;
-    assert_eq!(res.status(), StatusCode::CREATED);
-    (totp, code)
-}
-
-/// The password step of a user with a factor: the pending token.
-async fn pending(app: &TestApp, name: &str) -> String {
-    let res = app.login(name, PASSWORD).await;
-    assert_eq!(res.status(), StatusCode::OK);
-    let body: Value = res.json().await.unwrap();
-    body["mfa"]["pending"]
-        .as_str()
-        .expect("a pending sign-in")
-        .to_owned()
-}
-
-async fn step(app: &TestApp, route: &str, pending: &str, code: &str) -> Response {
-    app.post_json(
-        &format!("/api/auth/mfa/{route}"),
-        &json!({ "pending": pending, "code": code }),
-        None,
-    )
-    .await
-}
 
 /// A security key in software, as a browser's authenticator answers:
 /// a P-256 key, "none" attestation, user present and verified.
@@ -696,7 +629,7 @@ async fn second_steps_are_logged() {
     let app = spawn_app_with(|c| c.auth.max_failed_mfa_per_account = 2).await;
     let first = app.register_and_login("alice").await;
     let alice = app.id_of(&first).await;
-    let (totp, _) = enrol_totp(&app, &first).await;
+    let totp = enrol_totp(&app, &first).await;
     let res = app
         .send(Method::POST, "/api/auth/mfa/recovery", &first, None)
         .await;
@@ -709,7 +642,7 @@ async fn second_steps_are_logged() {
         .collect();
 
     // A wrong code, then the right one: a session made with two factors.
-    let token = pending(&app, "alice").await;
+    let token = pending(&app, "alice").await.0;
     let res = step(&app, "totp", "0.00", &totp.code(1)).await;
     expect_error(res, StatusCode::UNAUTHORIZED, "mfa_failed").await;
     let res = step(&app, "totp", &token, &totp.wrong()).await;
@@ -718,12 +651,12 @@ async fn second_steps_are_logged() {
     assert_eq!(res.status(), StatusCode::OK);
     let by_app = session_id(&app, &cookie_of(&res)).await;
     // A recovery code instead of the app.
-    let token = pending(&app, "alice").await;
+    let token = pending(&app, "alice").await.0;
     let res = step(&app, "recovery", &token, &codes[0]).await;
     assert_eq!(res.status(), StatusCode::OK);
     let by_code = session_id(&app, &cookie_of(&res)).await;
     // Two wrong guesses (the limit), then even the right code waits.
-    let token = pending(&app, "alice").await;
+    let token = pending(&app, "alice").await.0;
     let res = step(&app, "totp", &token, &totp.wrong()).await;
     expect_error(res, StatusCode::UNAUTHORIZED, "mfa_failed").await;
     let res = step(&app, "recovery", &token, "zzzz-zzzz-zzzz").await;
@@ -1026,17 +959,12 @@ async fn a_sign_in_refused_for_an_unproved_address_is_logged() {
 
 #[tokio::test]
 async fn identities_linked_and_unlinked_are_logged() {
-    const PROJECT: &str = "sessiond-test";
     let key = rsa_signer(0);
-    let (addr, _jwks) = jwks_server(&[&key]).await;
-    let provider = firebase_provider(PROJECT, addr);
-    let app = spawn_app_with(|c| c.oidc.providers = vec![provider]).await;
+    let (app, _jwks) = app_with_provider(&[&key], |_| {}).await;
     let sign_in = |token: String| {
         let app = &app;
         async move {
-            let res = app
-                .post_json("/api/auth/idtoken", &json!({ "idToken": token }), None)
-                .await;
+            let res = sign_in(app, &token).await;
             assert_eq!(res.status(), StatusCode::OK);
             cookie_of(&res)
         }
@@ -1294,7 +1222,8 @@ async fn no_secret_reaches_the_log() {
     let mut secrets: Vec<String> =
         vec![PASSWORD.into(), wrong_password.into(), new_password.into()];
     app.login("alice", wrong_password).await;
-    let (totp, confirmed) = enrol_totp(&app, &first).await;
+    let totp = enrol_totp(&app, &first).await;
+    let confirmed = totp.1.clone();
     let res = app
         .send(Method::POST, "/api/auth/mfa/recovery", &first, None)
         .await;
@@ -1304,14 +1233,14 @@ async fn no_secret_reaches_the_log() {
         .iter()
         .map(|c| c.as_str().unwrap().to_owned())
         .collect();
-    let token = pending(&app, "alice").await;
+    let token = pending(&app, "alice").await.0;
     let wrong_code = totp.wrong();
     step(&app, "totp", &token, &wrong_code).await;
     let used = totp.code(1);
     let res = step(&app, "totp", &token, &used).await;
     assert_eq!(res.status(), StatusCode::OK);
     let second = cookie_of(&res);
-    let token2 = pending(&app, "alice").await;
+    let token2 = pending(&app, "alice").await.0;
     let res = step(&app, "recovery", &token2, &recovery[0]).await;
     let third = cookie_of(&res);
     let res = app
@@ -1427,7 +1356,7 @@ async fn keys_and_passkeys_are_logged() {
     let passkey_amr = amr_of(&app, &by_passkey).await;
 
     // The password, then the key: first a key she does not have.
-    let token = pending(&app, "kim").await;
+    let token = pending(&app, "kim").await.0;
     let start = || {
         let (app, token) = (&app, &token);
         async move {

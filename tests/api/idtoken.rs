@@ -10,15 +10,15 @@ use serde_json::{json, Value};
 use crate::helpers::*;
 use crate::oidc::*;
 
-const PROJECT: &str = "sessiond-test";
+pub(crate) const PROJECT: &str = "sessiond-test";
 
-async fn sign_in(app: &TestApp, token: &str) -> reqwest::Response {
+pub(crate) async fn sign_in(app: &TestApp, token: &str) -> reqwest::Response {
     app.post_json("/api/auth/idtoken", &json!({ "idToken": token }), None)
         .await
 }
 
 /// An app trusting one Firebase project whose JWKS publishes `signers`.
-async fn app_with_provider(
+pub(crate) async fn app_with_provider(
     signers: &[&Signer],
     tweak: impl FnOnce(&mut sessiond::config::ProviderConfig),
 ) -> (TestApp, std::sync::Arc<Jwks>) {

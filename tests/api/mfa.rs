@@ -12,22 +12,34 @@ use crate::helpers::{cookie_of, expect_error, spawn_app, spawn_app_with, TestApp
 
 /// The authenticator app: reads the enrolment's `otpauth://` URI, as any
 /// app does, and makes codes from it.
-struct App(Totp, String);
+pub(crate) struct App(Totp, pub(crate) String);
 
 impl App {
     /// The code `steps` steps from now (one either way is still accepted).
-    fn code(&self, steps: i64) -> String {
+    pub(crate) fn code(&self, steps: i64) -> String {
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap()
             .as_secs() as i64;
         self.0.generate((now + 30 * steps) as u64).to_string()
     }
+
+    /// A code no step near now has.
+    pub(crate) fn wrong(&self) -> String {
+        let near: Vec<String> = (-3..=3).map(|s| self.code(s)).collect();
+        [
+            "000000", "111111", "222222", "333333", "444444", "555555", "666666", "777777",
+        ]
+        .into_iter()
+        .find(|c| !near.iter().any(|n| n == c))
+        .unwrap()
+        .to_owned()
+    }
 }
 
 /// Enrols TOTP for the session `cookie`, confirmed with the current code;
 /// returns the app (the confirming code is in `App::used`).
-async fn enrol_totp(app: &TestApp, cookie: &str) -> App {
+pub(crate) async fn enrol_totp(app: &TestApp, cookie: &str) -> App {
     let res = app
         .send(Method::POST, "/api/auth/mfa/totp/enrol", cookie, None)
         .await;
@@ -54,7 +66,7 @@ async fn enrol_totp(app: &TestApp, cookie: &str) -> App {
 }
 
 /// The password step of a user with a factor: the pending token.
-async fn pending(app: &TestApp, name: &str) -> (String, Vec<String>) {
+pub(crate) async fn pending(app: &TestApp, name: &str) -> (String, Vec<String>) {
     let res = app.login(name, PASSWORD).await;
     assert_eq!(res.status(), StatusCode::OK);
     assert!(res.headers().get(SET_COOKIE).is_none(), "no session yet");
@@ -70,7 +82,12 @@ async fn pending(app: &TestApp, name: &str) -> (String, Vec<String>) {
     (body["mfa"]["pending"].as_str().unwrap().to_owned(), methods)
 }
 
-async fn step(app: &TestApp, route: &str, pending: &str, code: &str) -> reqwest::Response {
+pub(crate) async fn step(
+    app: &TestApp,
+    route: &str,
+    pending: &str,
+    code: &str,
+) -> reqwest::Response {
     app.post_json(
         &format!("/api/auth/mfa/{route}"),
         &json!({"pending": pending, "code": code}),
@@ -245,11 +262,7 @@ async fn second_factor_guesses_are_throttled_per_account_until_an_admin_unlocks(
     let totp = enrol_totp(&app, &cookie).await;
     let id = app.id_of(&cookie).await;
     let (token, _) = pending(&app, "dave").await;
-    let wrong = if totp.code(5) == totp.code(1) {
-        "000001".to_owned()
-    } else {
-        totp.code(5)
-    };
+    let wrong = totp.wrong();
     for _ in 0..5 {
         let res = step(&app, "totp", &token, &wrong).await;
         expect_error(res, StatusCode::UNAUTHORIZED, "mfa_failed").await;
@@ -430,11 +443,7 @@ async fn two_instances_accept_a_code_once_and_count_guesses_together() {
     expect_error(res, StatusCode::UNAUTHORIZED, "mfa_failed").await;
     // Guesses on both count against one limit (5): the racer that lost
     // and the replay above were the first two.
-    let wrong = if totp.code(5) == totp.code(-1) {
-        "000001".to_owned()
-    } else {
-        totp.code(5)
-    };
+    let wrong = totp.wrong();
     for app in [&a, &b, &a] {
         let res = step(app, "totp", &token, &wrong).await;
         expect_error(res, StatusCode::UNAUTHORIZED, "mfa_failed").await;
