@@ -575,6 +575,9 @@ struct Crash {
 impl Crash {
     /// Logs `name` in until a login fails after the kill.
     async fn keep_logging_in(&self, server: &Server, name: String) {
+        // Refusals in a row while Redis is up: a reconnect takes a few;
+        // seconds of them is a failure, not a reconnect.
+        let mut refused_while_up = 0;
         for _ in 0..1000 {
             let sent_before_the_kill = !self.killed.get();
             let res = server.login(&name, PASSWORD).await;
@@ -588,11 +591,18 @@ impl Crash {
                     .borrow_mut()
                     .push(set.split(';').next().unwrap().to_owned());
                 self.answered.set(self.answered.get() + 1);
+                refused_while_up = 0;
             } else if self.killed.get() {
                 return;
             } else {
                 // Just after a restart a pooled connection may still be
-                // the old one: one refused login, then it reconnects.
+                // the old one: refused logins, then it reconnects.
+                refused_while_up += 1;
+                assert!(
+                    refused_while_up < 300,
+                    "logins refused for 3 s with Redis up: {}",
+                    res.status()
+                );
                 tokio::time::sleep(Duration::from_millis(10)).await;
             }
         }
