@@ -271,7 +271,7 @@ pub struct UserId(u64);
 
 impl UserId {
     /// Wraps a number handed out by the store.
-    pub fn from_u64(n: u64) -> Self {
+    pub const fn from_u64(n: u64) -> Self {
         Self(n)
     }
 

@@ -11,6 +11,8 @@
 //! - [`mail`]: the outbox and the task that sends it over SMTP.
 //! - [`auth`]: passwords, signed cookies, throttling, ID tokens, the
 //!   session service.
+//! - [`oidc`]: "sign in with sessiond", the OpenID Connect provider:
+//!   keys, the code flow, grants hanging off sessions, logout.
 //! - [`http`]: warp routes (the API, forward auth, the page, the OpenAPI
 //!   document), the route table and the one JSON error mapping.
 //! - [`ws`]: the WebSocket chat: hub, socket tasks, upgrade and history.
@@ -36,6 +38,7 @@ pub mod local_redis;
 pub mod log_line;
 pub mod log_writer;
 pub mod mail;
+pub mod oidc;
 pub mod server;
 pub mod store;
 pub mod ws;

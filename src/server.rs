@@ -29,6 +29,9 @@ pub enum ServerError {
     /// Secrets or password settings are unusable.
     #[error(transparent)]
     Auth(#[from] AuthError),
+    /// The OIDC provider's keys cannot be read or made.
+    #[error("the OpenID Connect provider cannot start: {0}")]
+    Oidc(String),
     /// The address is taken or not ours.
     #[error("cannot listen on {addr}: {source}; set server.listen in the config file, or SESSIOND_LISTEN, to a free address")]
     Listen {
@@ -74,6 +77,15 @@ impl Application {
                 return Err(e.into());
             }
         };
+        let oidc = match crate::oidc::Provider::new(&config, auth.clone()).await {
+            Ok(oidc) => oidc,
+            Err(e) => {
+                if let Err(close) = store.close().await {
+                    tracing::warn!(error = %close, "closing the database failed");
+                }
+                return Err(ServerError::Oidc(e.to_string()));
+            }
+        };
         let ws_connections = Arc::new(AtomicU64::new(0));
         let hub = Hub::new(config.chat.max_sockets_per_user, ws_connections.clone());
         let backups = Arc::new(Backups::new(&config, store));
@@ -85,6 +97,7 @@ impl Application {
                 config,
                 ws_connections,
                 backups,
+                oidc,
             }),
             hub,
         })
@@ -143,6 +156,7 @@ impl Application {
             tokio::spawn(async move { backups.run_scheduled(scheduled, stop).await })
         });
         let endings = self.hub.follow_store(store.clone());
+        let grants = self.state.oidc.as_ref().map(|p| p.follow_store(&store));
         let chat = ws::routes(self.state.clone(), self.hub.clone());
         let max_connections = self.state.config.server.max_connections;
         let server = tokio::spawn(listener::serve(
@@ -170,6 +184,10 @@ impl Application {
         // It holds a store handle too; the last one closed seals sled.
         drop(backups);
         endings.abort();
+        if let Some(grants) = grants {
+            grants.abort();
+            let _ = grants.await;
+        }
         // It holds a store handle: wait until it is dropped.
         let _ = endings.await;
         store.close().await?;

@@ -53,6 +53,17 @@ impl By {
         }
     }
 
+    /// The server itself (an OIDC grant ended because its token came
+    /// back twice).
+    pub fn system() -> Self {
+        Self {
+            actor: Actor::System,
+            ip: None,
+            user_agent: None,
+            session: None,
+        }
+    }
+
     /// Someone at `client` acting as `user` without a session yet (a
     /// sign-in, a recovery).
     pub fn client(user: UserId, client: &ClientInfo) -> Self {

@@ -307,6 +307,16 @@ impl Auth {
         &self.inner.store
     }
 
+    /// The key OIDC signing keys are sealed under at rest, derived from
+    /// the server secret like the second factors' (older secrets open
+    /// what they sealed).
+    pub(crate) fn provider_key_seal(&self) -> mfa::FactorKeys {
+        mfa::FactorKeys::new(
+            self.inner.cookies.derive("sessiond oidc key seal v1"),
+            Vec::new(),
+        )
+    }
+
     /// Issues and reads the session cookie.
     pub fn cookies(&self) -> &SessionCookies {
         &self.inner.cookies
@@ -716,6 +726,12 @@ impl Auth {
     /// Signs a session out (logout): logged in its user's log.
     pub async fn logout(&self, hash: &TokenHash) -> Result<bool, AuthError> {
         self.end_logged(hash, None).await
+    }
+
+    /// Signs a session out for a reason its log entry names (an app's
+    /// RP-initiated logout).
+    pub async fn logout_because(&self, hash: &TokenHash, why: &str) -> Result<bool, AuthError> {
+        self.end_logged(hash, Some(why)).await
     }
 
     /// Ends the session a client came with to a sign-in, so a planted

@@ -2,6 +2,9 @@
 //! open the database themselves and so refuse while a server holds it.
 
 mod backup;
+mod oidc;
+
+pub use oidc::{ClientCommand, OidcCommand};
 
 use std::io::BufRead;
 use std::path::PathBuf;
@@ -77,6 +80,9 @@ pub enum Command {
         #[command(flatten)]
         output: Output,
     },
+    /// The OpenID Connect provider's clients and signing keys.
+    #[command(subcommand)]
+    Oidc(OidcCommand),
     /// Copy users, sessions and chat history from the sled data dir into
     /// an empty Redis prefix, then check it (the server must be stopped).
     Migrate {
@@ -184,7 +190,7 @@ pub struct Output {
 /// An offline command's failure, printed as one line.
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
-pub struct CliError(String);
+pub struct CliError(pub(crate) String);
 
 impl CliError {
     fn from(e: impl std::fmt::Display) -> Self {
@@ -374,11 +380,12 @@ pub async fn run(config: &Config, command: Command) -> Result<(), CliError> {
             .await?;
             print_activity(&entries, &output);
         }
+        Command::Oidc(command) => oidc::run(config, command).await?,
         Command::Migrate { to, prefix } => migrate(config, to, prefix).await?,
         Command::Backup { to } => backup::backup(config, &to).await?,
         Command::Restore { from } => backup::restore(config, &from).await?,
         Command::Check { repair } => {
-            let report = if repair {
+            let mut report = if repair {
                 let (repaired, report) =
                     with_store(config, async move |store| Ok(store.repair().await?)).await?;
                 println!("repaired: {repaired} finding(s)");
@@ -386,6 +393,14 @@ pub async fn run(config: &Config, command: Command) -> Result<(), CliError> {
             } else {
                 with_store(config, async move |store| Ok(store.check().await?)).await?
             };
+            // The OIDC provider's grants, listed under their sessions.
+            let grants = with_store(config, async move |store| {
+                crate::oidc::check_grants(store)
+                    .await
+                    .map_err(CliError::from)
+            })
+            .await?;
+            report.problems.extend(grants);
             for problem in &report.problems {
                 println!("inconsistent: {problem}");
             }

@@ -13,10 +13,12 @@ use serde::{Deserialize, Deserializer};
 mod audit;
 mod backup;
 mod mail;
+mod oidc_provider;
 
 pub use audit::AuditConfig;
 pub use backup::BackupConfig;
 pub use mail::{MailConfig, SmtpServer, SmtpTls};
+pub use oidc_provider::{ClientConfig, Consent, OidcProviderConfig, SigningAlg, KNOWN_SCOPES};
 
 /// A setting that cannot be used, named the way the operator wrote it.
 #[derive(Debug, thiserror::Error)]
@@ -67,6 +69,8 @@ pub struct Config {
     pub backup: BackupConfig,
     /// `[audit]`: how long the security log keeps entries.
     pub audit: AuditConfig,
+    /// `[oidc_provider]`: "sign in with sessiond" for other apps.
+    pub oidc_provider: OidcProviderConfig,
     /// Secrets come only from the environment, never from the file.
     #[serde(skip)]
     pub secrets: Secrets,
@@ -895,6 +899,8 @@ impl Config {
             }
         }
         self.validate_providers()?;
+        self.oidc_provider
+            .validate(self.server.environment == Environment::Production)?;
         self.relying_party(self.server.listen.port())?;
         let sign_in = &self.forward_auth.sign_in_url;
         if !(sign_in.starts_with('/') && !sign_in.starts_with("//")
@@ -1135,6 +1141,10 @@ mod tests {
             "allowed_redirect_hosts",
             "user_id",
             "session_id",
+            "enabled",
+            "issuer",
+            "access_token_ttl",
+            "refresh_token_ttl",
         ] {
             assert!(
                 text.contains(&format!("\n{key} = ")),

@@ -116,6 +116,19 @@ pub fn optional_json_body<T: DeserializeOwned + Send>(
         )
 }
 
+/// The body's bytes, at most `limit` of them, whatever the content type:
+/// for routes that parse forms (the OIDC token endpoint).
+pub fn raw_body(limit: usize) -> impl Filter<Extract = (Vec<u8>,), Error = Rejection> + Clone {
+    warp::header::optional::<u64>("content-length")
+        .and(warp::body::stream())
+        .and_then(move |length: Option<u64>, body| async move {
+            if length.is_some_and(|n| n > limit as u64) {
+                return Err(Rejection::from(payload_too_large(limit)));
+            }
+            read_limited(body, limit).await
+        })
+}
+
 async fn read_limited<S, B>(body: S, limit: usize) -> Result<Vec<u8>, Rejection>
 where
     S: Stream<Item = Result<B, warp::Error>>,

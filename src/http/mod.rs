@@ -10,6 +10,7 @@ mod forward_auth;
 mod gate;
 mod identity_routes;
 mod mfa_routes;
+mod oidc_routes;
 mod ops;
 mod recovery_routes;
 pub mod route_table;
@@ -49,6 +50,8 @@ pub struct Shared {
     pub ws_connections: Arc<AtomicU64>,
     /// Backups on request and on schedule.
     pub backups: Arc<crate::backups::Backups>,
+    /// The OpenID Connect provider, when `[oidc_provider]` is on.
+    pub oidc: Option<Arc<crate::oidc::Provider>>,
 }
 
 impl State {
@@ -88,6 +91,8 @@ pub fn routes(state: State, chat: BoxedFilter<(Response,)>) -> BoxedFilter<(Resp
         .or(admin_routes::routes(state.clone()))
         .unify()
         .or(activity_routes::routes(state.clone()))
+        .unify()
+        .or(oidc_routes::routes(state.clone()))
         .unify()
         .or(chat)
         .unify()

@@ -144,6 +144,14 @@ pub const ROUTES: &[Route] = &[
         methods: DELETE,
     },
     Route {
+        path: "/api/auth/apps",
+        methods: GET,
+    },
+    Route {
+        path: "/api/auth/apps/{client}",
+        methods: DELETE,
+    },
+    Route {
         path: "/api/admin/users",
         methods: GET,
     },
@@ -178,6 +186,42 @@ pub const ROUTES: &[Route] = &[
     Route {
         path: "/api/admin/backup",
         methods: POST,
+    },
+    Route {
+        path: "/.well-known/openid-configuration",
+        methods: GET,
+    },
+    Route {
+        path: "/api/oidc/jwks",
+        methods: GET,
+    },
+    Route {
+        path: "/api/oidc/authorize",
+        methods: GET,
+    },
+    Route {
+        path: "/api/oidc/consent",
+        methods: &[Method::GET, Method::POST],
+    },
+    Route {
+        path: "/api/oidc/token",
+        methods: POST,
+    },
+    Route {
+        path: "/api/oidc/userinfo",
+        methods: &[Method::GET, Method::POST],
+    },
+    Route {
+        path: "/api/oidc/revoke",
+        methods: POST,
+    },
+    Route {
+        path: "/api/oidc/introspect",
+        methods: POST,
+    },
+    Route {
+        path: "/api/oidc/logout",
+        methods: GET,
     },
     Route {
         path: "/api/chat/rooms/{room}/messages",

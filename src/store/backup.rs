@@ -8,7 +8,7 @@
 //! key); records written while it runs may or may not be in it. A session
 //! whose user was removed meanwhile is left out at restore, and a read
 //! that a change ran through (a name or address on two users) is taken
-//! again, so what restores passes `check`. Tickets (pending sign-ins, mailed codes,
+//! again, so what restores passes `check`. Other tickets (pending sign-ins, mailed codes,
 //! links) and throttle counts last minutes and are not kept.
 //!
 //! The file: a 64-byte header (`MAGIC`, the file format, the schema, the
@@ -44,6 +44,8 @@ const NEXT_USER_ID: u8 = 6;
 const DEV_SECRET: u8 = 7;
 /// The entry's id (ms, seq, user: 8 bytes each), then the entry.
 const AUDIT: u8 = 8;
+/// A lasting ticket: its key's length (4 bytes), the key, the record.
+const TICKET: u8 = 9;
 
 /// No backup this build writes comes near it; a crafted file that
 /// decompresses past it is refused instead of filling memory.
@@ -90,6 +92,9 @@ pub struct Snapshot {
     pub mails: Vec<MailRecord>,
     /// The security log, every user's, with each entry's id.
     pub activity: Vec<(AuditId, AuditRecord)>,
+    /// The OIDC provider's signing keys, consents and grants (tickets of
+    /// the lasting kinds).
+    pub tickets: Vec<(super::TicketKey, super::TicketRecord)>,
     /// The id the next user gets.
     pub next_user_id: u64,
     /// The development secret cookies are signed with, if the server has
@@ -163,6 +168,11 @@ impl Snapshot {
                 id.user.to_be_bytes(),
             );
             codec::push_frame(&mut raw, AUDIT, &[&ms, &seq, &user, &codec::encode(entry)]);
+        }
+        for (key, record) in &self.tickets {
+            let key = key.bytes();
+            let len = (key.len() as u32).to_be_bytes();
+            codec::push_frame(&mut raw, TICKET, &[&len, &key, &codec::encode(record)]);
         }
         codec::push_frame(&mut raw, NEXT_USER_ID, &[&self.next_user_id.to_be_bytes()]);
         if let Some(secret) = &self.dev_secret {
@@ -254,6 +264,17 @@ impl Snapshot {
                 };
                 self.activity.push((id, decode(record)?));
             }
+            TICKET => {
+                let (len, rest) = split(4)?;
+                let len = u32::from_be_bytes(len.try_into().unwrap()) as usize;
+                if rest.len() < len {
+                    return Err("cut short".into());
+                }
+                let (key, record) = rest.split_at(len);
+                let key = super::TicketKey::lasting_from_bytes(key)
+                    .ok_or_else(|| "a ticket of a kind no backup keeps".to_owned())?;
+                self.tickets.push((key, decode(record)?));
+            }
             NEXT_USER_ID => {
                 let (next, _) = split(8)?;
                 self.next_user_id = u64::from_be_bytes(next.try_into().unwrap());
@@ -321,6 +342,8 @@ pub struct RestoreReport {
     pub mails: u64,
     /// Security-log entries written.
     pub activity: u64,
+    /// The OIDC provider's keys, consents and grants written.
+    pub tickets: u64,
     /// Sessions left out: their user was removed while the backup ran.
     pub orphans: u64,
 }
@@ -394,6 +417,10 @@ impl Store {
         for mail in &snapshot.mails {
             self.queue_mail(mail).await?;
             report.mails += 1;
+        }
+        for (key, record) in &snapshot.tickets {
+            self.put_ticket(key, record).await?;
+            report.tickets += 1;
         }
         let secret = snapshot.dev_secret.as_deref();
         // Past every restored id, whatever the counter said when read: a

@@ -444,6 +444,27 @@ impl Store {
         dispatch!(self.take_ticket(key, now))
     }
 
+    /// Replaces the ticket under `key` with `new` (`None`: removes it) if
+    /// it still is `expected` (`None`: there is none, or it has ended):
+    /// compare-and-swap, so of two instances changing the same ticket one
+    /// wins and the other reads again. Answers whether it was replaced.
+    pub async fn swap_ticket(
+        &self,
+        key: &TicketKey,
+        expected: Option<&TicketRecord>,
+        new: Option<&TicketRecord>,
+    ) -> Result<bool, StoreError> {
+        let now = now_ms();
+        dispatch!(self.swap_ticket(key, expected, new, now))
+    }
+
+    /// Every live ticket of the lasting kinds (`TicketKind::LASTING`): what
+    /// backups keep, and what the OIDC provider's check reads.
+    pub async fn lasting_tickets(&self) -> Result<Vec<(TicketKey, TicketRecord)>, StoreError> {
+        let now = now_ms();
+        dispatch!(self.lasting_tickets(now))
+    }
+
     /// Queues a mail for the sender task; answers its id. Durable with the
     /// next `commit_durably`, which the request wanting it awaits.
     pub async fn queue_mail(&self, mail: &MailRecord) -> Result<u64, StoreError> {

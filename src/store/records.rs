@@ -357,7 +357,9 @@ pub struct RemovedUser {
 /// What a ceremony between two requests keeps server-side (the pending
 /// sign-in between the password and the second step, an enrolment's
 /// unconfirmed secret, a WebAuthn challenge, a fresh proof): single use,
-/// short-lived, never in a cookie. The store refuses it once its deadline
+/// short-lived, never in a cookie. The OIDC provider keeps its grants,
+/// consents and keys the same way, with longer deadlines, changing them
+/// by compare-and-swap (`Store::swap_ticket`). The store refuses it once its deadline
 /// has passed and the pruner reclaims it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TicketRecord {
@@ -392,9 +394,35 @@ pub enum TicketKind {
     /// A mailed e-mail verification code (its HMAC), the address it was
     /// sent to and the tries it has left: one per user.
     EmailVerify,
+    /// An OIDC authorization request waiting for its user to sign in or
+    /// consent, found by an id the page carries.
+    OidcRequest,
+    /// An OIDC authorization code (by its hash): 60 s, single use.
+    OidcCode,
+    /// A code exchanged already (by its hash), and the grant it made: a
+    /// second exchange ends that grant.
+    OidcCodeUsed,
+    /// A grant: one client's refresh-token family on one session, by id.
+    OidcGrant,
+    /// The grants hanging off one session (by the session's hash): what
+    /// ends, and whom a back-channel logout tells, when it ends.
+    OidcSession,
+    /// One user's consents and grants, for "apps with access".
+    OidcApps,
+    /// The provider's signing keys, shared by every instance.
+    OidcKeys,
 }
 
 impl TicketKind {
+    /// The kinds that outlive a ceremony (the OIDC provider's keys,
+    /// consents and grants): backups, restores and `migrate` carry them.
+    pub const LASTING: [TicketKind; 4] = [
+        TicketKind::OidcKeys,
+        TicketKind::OidcApps,
+        TicketKind::OidcGrant,
+        TicketKind::OidcSession,
+    ];
+
     /// A short stable name, in store keys.
     pub fn name(self) -> &'static str {
         match self {
@@ -407,6 +435,13 @@ impl TicketKind {
             TicketKind::Recovery => "recovery",
             TicketKind::ResetLink => "reset-link",
             TicketKind::EmailVerify => "email-verify",
+            TicketKind::OidcRequest => "oidc-request",
+            TicketKind::OidcCode => "oidc-code",
+            TicketKind::OidcCodeUsed => "oidc-code-used",
+            TicketKind::OidcGrant => "oidc-grant",
+            TicketKind::OidcSession => "oidc-session",
+            TicketKind::OidcApps => "oidc-apps",
+            TicketKind::OidcKeys => "oidc-keys",
         }
     }
 }
@@ -429,6 +464,25 @@ impl TicketKey {
                 [kind.name().as_bytes(), &[0], &user.to_be_bytes()].concat()
             }
             TicketKey::Id(kind, id) => [kind.name().as_bytes(), &[0], &id[..]].concat(),
+        }
+    }
+}
+
+impl TicketKey {
+    /// Reads back what `bytes` wrote, for the lasting kinds (`None` for
+    /// any other).
+    pub fn lasting_from_bytes(bytes: &[u8]) -> Option<TicketKey> {
+        let zero = bytes.iter().position(|b| *b == 0)?;
+        let (name, rest) = (&bytes[..zero], &bytes[zero + 1..]);
+        let kind = TicketKind::LASTING
+            .into_iter()
+            .find(|k| k.name().as_bytes() == name)?;
+        match rest.len() {
+            8 if kind == TicketKind::OidcApps => {
+                Some(TicketKey::User(kind, UserId::from_be_slice(rest)?))
+            }
+            32 if kind != TicketKind::OidcApps => Some(TicketKey::Id(kind, rest.try_into().ok()?)),
+            _ => None,
         }
     }
 }

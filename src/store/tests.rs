@@ -538,6 +538,33 @@ on_every_backend! {
         assert_eq!(store.ticket(&key).await.unwrap().unwrap().body, vec![8]);
     }
 
+    async fn a_ticket_changes_by_compare_and_swap_once_per_reading(store: &Store) {
+        let key = TicketKey::Id(TicketKind::OidcGrant, [3; 32]);
+        let first = TicketRecord { deadline_ms: now_ms() + 60_000, body: vec![1] };
+        assert!(store.swap_ticket(&key, None, Some(&first)).await.unwrap());
+        // Made already: a second "there is none" loses.
+        assert!(!store.swap_ticket(&key, None, Some(&first)).await.unwrap());
+        // Four writers read `first`; one of them replaces it.
+        let racers = (2..6u8).map(|n| {
+            let next = TicketRecord { deadline_ms: now_ms() + 60_000, body: vec![n] };
+            let first = first.clone();
+            async move { store.swap_ticket(&key, Some(&first), Some(&next)).await.unwrap() }
+        });
+        let won = futures_util::future::join_all(racers).await;
+        assert_eq!(won.iter().filter(|w| **w).count(), 1);
+        let now = store.ticket(&key).await.unwrap().unwrap();
+        assert_ne!(now.body, vec![1]);
+        // Removal is a swap to nothing, and only from what is there.
+        assert!(!store.swap_ticket(&key, Some(&first), None).await.unwrap());
+        assert!(store.swap_ticket(&key, Some(&now), None).await.unwrap());
+        assert_eq!(store.ticket(&key).await.unwrap(), None);
+        // An ended ticket counts as none.
+        let ended = TicketRecord { deadline_ms: now_ms() - 1, body: vec![9] };
+        store.put_ticket(&key, &ended).await.unwrap();
+        assert!(store.swap_ticket(&key, None, Some(&first)).await.unwrap());
+        assert!(store.check().await.unwrap().problems.is_empty());
+    }
+
     async fn check_names_factors_that_cannot_be_right(store: &Store) {
         let user = add_user(store, "chk").await;
         let id = user.user_id();
@@ -608,6 +635,22 @@ async fn a_backup_restores_into_an_empty_store_of_either_backend() {
         let signed_in =
             AuditRecord::new(AuditKind::Login, alice.user_id(), Actor::User(alice.id), 7);
         from.record(std::slice::from_ref(&signed_in)).await.unwrap();
+        // The OIDC provider's lasting records go along; a ceremony's do not.
+        let far = TicketRecord {
+            deadline_ms: now_ms() + 3_600_000,
+            body: vec![4, 2],
+        };
+        let lasting = [
+            TicketKey::Id(TicketKind::OidcKeys, [0; 32]),
+            TicketKey::Id(TicketKind::OidcGrant, [7; 32]),
+            TicketKey::Id(TicketKind::OidcSession, [8; 32]),
+            TicketKey::User(TicketKind::OidcApps, alice.user_id()),
+        ];
+        for key in &lasting {
+            from.put_ticket(key, &far).await.unwrap();
+        }
+        let pending = TicketKey::User(TicketKind::Pending, alice.user_id());
+        from.put_ticket(&pending, &far).await.unwrap();
         let file = from.snapshot(Some("dev".into())).await.unwrap().to_file();
         for target in TestStore::every_backend().await {
             let into = &target.store;
@@ -637,6 +680,15 @@ async fn a_backup_restores_into_an_empty_store_of_either_backend() {
             // Under its own id, as the backup read it.
             assert_eq!(kept, Snapshot::from_file(&file).unwrap().activity);
             assert_eq!(kept[0].1, signed_in);
+            assert_eq!(report.tickets, 4);
+            for key in &lasting {
+                assert_eq!(
+                    into.ticket(key).await.unwrap().as_ref(),
+                    Some(&far),
+                    "{key:?}"
+                );
+            }
+            assert_eq!(into.ticket(&pending).await.unwrap(), None);
             assert!(into.check().await.unwrap().problems.is_empty());
             // The next user gets a new id, not one of theirs.
             assert!(add_user(into, "carol").await.id > bob.id);

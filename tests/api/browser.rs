@@ -754,3 +754,74 @@ async fn a_person_refused_until_their_address_is_verified_types_the_mailed_code_
     assert!(crate::mailbox::to_of(&told[0]).contains("nina@example.com"));
     assert!(page.severe_console_entries().await.is_empty());
 }
+
+#[tokio::test]
+async fn a_person_signs_in_to_an_app_through_sessiond_allows_it_once_and_revokes_it() {
+    use crate::provider::{client, pkce, provider};
+    let Some(driver) = Driver::start() else {
+        return;
+    };
+    // The app's own page, where sessiond sends the browser back.
+    let wiki = echo_upstream().await;
+    let callback = format!("http://{wiki}/cb");
+    let mut app_client = client("wiki", None, sessiond::config::Consent::Once);
+    app_client.redirect_uris = vec![callback.clone()];
+    let app = provider(vec![app_client]).await;
+    assert_eq!(app.register("ivy").await.status(), StatusCode::CREATED);
+    let browser = driver.browser("ivy").await;
+    let (verifier, challenge) = pkce();
+    let mut authorize = reqwest::Url::parse(&app.url("/api/oidc/authorize")).unwrap();
+    authorize.query_pairs_mut().extend_pairs([
+        ("client_id", "wiki"),
+        ("redirect_uri", callback.as_str()),
+        ("response_type", "code"),
+        ("scope", "openid profile email"),
+        ("state", "wiki-state"),
+        ("code_challenge", challenge.as_str()),
+        ("code_challenge_method", "S256"),
+    ]);
+    // Nobody is signed in: the page asks, then goes back to the request.
+    browser.client.goto(authorize.as_str()).await.unwrap();
+    browser.visible("#oidc-notice").await;
+    browser.fill("#signin-login", "ivy").await;
+    browser.fill("#signin-password", PASSWORD).await;
+    browser.click("#signin-submit").await;
+    // The first time, the app is named with what it asks for.
+    browser.text_of("#consent-app", "The wiki app").await;
+    browser
+        .text_of("#consent-scopes", "See your e-mail address")
+        .await;
+    browser.screenshot("oidc-consent", 1440).await;
+    browser.click("#consent-allow").await;
+    let deadline = std::time::Instant::now() + WAIT;
+    let landed = loop {
+        let url = browser.client.current_url().await.unwrap();
+        if url.as_str().starts_with(&callback) {
+            break url;
+        }
+        assert!(std::time::Instant::now() < deadline, "still at {url}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let q: std::collections::HashMap<_, _> = landed.query_pairs().into_owned().collect();
+    assert_eq!(q["state"], "wiki-state");
+    let res = app
+        .client
+        .post(app.url("/api/oidc/token"))
+        .form(&[
+            ("grant_type", "authorization_code"),
+            ("client_id", "wiki"),
+            ("code", q["code"].as_str()),
+            ("redirect_uri", callback.as_str()),
+            ("code_verifier", verifier.as_str()),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    // On the account page the app is listed; revoked, it is gone.
+    browser.goto(&app, "#/account").await;
+    browser.text_of("#apps", "The wiki app").await;
+    browser.click("#apps tbody button").await;
+    browser.hidden("#apps-section").await;
+    assert!(browser.severe_console_entries().await.is_empty());
+}

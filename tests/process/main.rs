@@ -22,4 +22,5 @@ mod mail;
 #[path = "../api/mailbox.rs"]
 mod mailbox;
 mod newcomer;
+mod oidc;
 mod redis;

@@ -21,6 +21,7 @@ mod chat_floor;
 mod crates;
 mod hashing;
 mod http_load;
+mod oidc_bench;
 mod procs;
 mod redis_bench;
 mod store_bench;
@@ -81,6 +82,9 @@ enum Group {
     Redis,
     /// Our RFC 3339 formatter beside the crates that do the same.
     Crates,
+    /// The OpenID Connect provider: code exchanges/s, refreshes/s, and an
+    /// access-token check against the JWKS.
+    Oidc,
 }
 
 impl Group {
@@ -113,6 +117,7 @@ struct Scale {
     prune_small: u64,
     prune_ended: u64,
     audit_logins: u64,
+    oidc_grants: usize,
 }
 
 impl Scale {
@@ -134,6 +139,7 @@ impl Scale {
                 prune_small: 2_000,
                 prune_ended: 2_000,
                 audit_logins: 200,
+                oidc_grants: 200,
             }
         } else {
             Scale {
@@ -152,6 +158,7 @@ impl Scale {
                 prune_small: 10_000,
                 prune_ended: 10_000,
                 audit_logins: 2_000,
+                oidc_grants: 2_000,
             }
         }
     }
@@ -266,6 +273,9 @@ async fn measure(scale: &Scale, wants: impl Fn(Group) -> bool) -> Vec<Row> {
     }
     if wants(Group::Crates) {
         rows.extend(crates::rows());
+    }
+    if wants(Group::Oidc) {
+        rows.extend(oidc_bench::rows(scale).await);
     }
     if wants(Group::Redis) {
         let dir = tempfile::tempdir().unwrap();

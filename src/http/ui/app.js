@@ -2,7 +2,17 @@
 import * as api from "/sessiond.js";
 
 const $ = (id) => document.getElementById(id);
-const views = ["signin", "recover", "account", "admin", "chat"];
+const views = ["signin", "recover", "account", "admin", "chat", "consent"];
+
+// An app's sign-in through sessiond (OpenID Connect): the request waiting
+// on the server, and whether it needs a (fresh) sign-in or consent.
+const oidc = (() => {
+  const q = new URLSearchParams(location.search);
+  const id = q.get("oidc");
+  return id && /^[0-9a-f]{64}$/.test(id)
+    ? { id, login: q.get("login") === "1", consent: q.get("consent") === "1" }
+    : null;
+})();
 let current = null; // {user, session}
 let chat = null;
 let room = "general";
@@ -73,6 +83,11 @@ function route() {
   }
   if (!current && view !== "recover") view = "signin";
   if ((view === "signin" || view === "recover") && current) view = "account";
+  // An app asked for a sign-in (or a fresh one), or for consent.
+  if (oidc && oidc.login) view = "signin";
+  else if (oidc && oidc.consent && current) view = "consent";
+  $("oidc-notice").hidden = !(oidc && view === "signin");
+  if (view === "consent") loadConsent();
   if (view === "admin" && current.user.role !== "admin") view = "account";
   for (const v of views) $(`view-${v}`).hidden = v !== view;
   $("nav").hidden = !current;
@@ -98,8 +113,14 @@ async function refreshMe() {
   }
 }
 
-async function signedIn() {
+/** Back to the app's request once signed in: the server goes on with it. */
+function resumeApp() {
+  location.assign(`/api/oidc/authorize?request=${oidc.id}`);
+}
+
+async function signedIn(fresh = true) {
   await refreshMe();
+  if (current && oidc && oidc.login && fresh) return resumeApp();
   show($("notice"), "");
   if (current) {
     startChat();
@@ -211,7 +232,68 @@ async function loadAccount() {
     // a 401 has already sent the page to sign-in
     return;
   }
+  await loadApps();
   await loadActivity(true);
+}
+
+async function loadApps() {
+  const body = $("apps").tBodies[0];
+  body.replaceChildren();
+  let apps = [];
+  try {
+    apps = await api.apps();
+  } catch {
+    // no provider on this server: nothing to show
+  }
+  $("apps-section").hidden = apps.length === 0;
+  for (const a of apps) {
+    const row = document.createElement("tr");
+    cell(row, a.name);
+    cell(row, a.scopes.join(" "));
+    cell(row, a.consentedAt ? time(a.consentedAt) : "");
+    cell(row, String(a.activeGrants));
+    cell(row, "").append(button("Revoke", async () => {
+      await api.revokeApp(a.clientId).catch(() => {});
+      loadApps();
+    }));
+    body.append(row);
+  }
+}
+
+/** The consent screen: which app asks for what. */
+async function loadConsent() {
+  show($("consent-error"), "");
+  try {
+    const ask = await api.consentRequest(oidc.id);
+    $("consent-app").textContent = ask.name;
+    const list = $("consent-scopes");
+    list.replaceChildren();
+    for (const s of ask.scopes) {
+      const li = document.createElement("li");
+      li.textContent = SCOPES[s] || s;
+      list.append(li);
+    }
+  } catch (err) {
+    show($("consent-error"), errorText(err));
+  }
+}
+
+/** What each scope lets an app see, in words. */
+const SCOPES = {
+  openid: "Know who you are (your sessiond account id)",
+  profile: "See your username",
+  email: "See your e-mail address",
+  groups: "See your role",
+  offline_access: "Stay signed in while your session lasts",
+};
+
+async function answerConsent(approve) {
+  try {
+    const { redirect } = await api.consent(oidc.id, approve);
+    location.assign(redirect);
+  } catch (err) {
+    show($("consent-error"), errorText(err));
+  }
 }
 
 /** What a log entry says, in words. */
@@ -752,5 +834,7 @@ function wire() {
 }
 
 wire();
+$("consent-allow").addEventListener("click", () => answerConsent(true));
+$("consent-deny").addEventListener("click", () => answerConsent(false));
 $("passkey-signin").hidden = !api.webauthnSupported();
-signedIn();
+signedIn(false);

@@ -204,6 +204,13 @@ export async function passkeySignIn(remember = true) {
   const options = await call("POST", "/api/auth/passkey/start", undefined, open);
   return call("POST", "/api/auth/passkey/finish", { credential: await get(options), remember }, open);
 }
+/** Apps signed in through sessiond (OpenID Connect) with consent or live tokens. */
+export const apps = async () => (await call("GET", "/api/auth/apps")).apps;
+export const revokeApp = (clientId) => call("DELETE", `/api/auth/apps/${encodeURIComponent(clientId)}`);
+/** An app's waiting sign-in request: `{clientId, name, scopes}`. */
+export const consentRequest = (id) => call("GET", `/api/oidc/consent?request=${encodeURIComponent(id)}`);
+/** The answer to it: `{redirect}`, where the browser goes next. */
+export const consent = (request, approve) => call("POST", "/api/oidc/consent", { request, approve });
 export const identities = async () => (await call("GET", "/api/auth/identities")).identities;
 export const users = (after) =>
   call("GET", `/api/admin/users?limit=50${after ? `&after=${encodeURIComponent(after)}` : ""}`);

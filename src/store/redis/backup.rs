@@ -41,6 +41,7 @@ impl RedisStore {
                 .map(|(_, m)| m)
                 .collect(),
             activity: self.all_activity().await?,
+            tickets: self.lasting_tickets(crate::store::now_ms()).await?,
             next_user_id: last.unwrap_or(0) + 1,
             dev_secret: self
                 .run(redis::cmd("GET").arg(keys.plain("dev_secret")))

@@ -483,7 +483,7 @@ impl RedisStore {
 }
 
 /// The user id in a key's `{<id>}` tag.
-fn tag_of(key: &str) -> Option<u64> {
+pub(super) fn tag_of(key: &str) -> Option<u64> {
     let open = key.rfind("user:{")? + "user:{".len();
     let close = open + key[open..].find('}')?;
     key[open..close].parse().ok()

@@ -29,6 +29,7 @@ pub(super) struct Scripts {
     pub sessions_end: Script,
     pub sessions_list: Script,
     pub sessions_prune: Script,
+    pub ticket_swap: Script,
     pub user_create: Script,
     pub user_listed: Script,
     pub user_remove: Script,
@@ -78,6 +79,7 @@ impl Scripts {
                 include_str!("lua/audit.lua"),
                 include_str!("lua/sessions_prune.lua")
             )),
+            ticket_swap: Script::new(include_str!("lua/ticket_swap.lua")),
             user_create: Script::new(concat!(
                 include_str!("lua/audit.lua"),
                 include_str!("lua/user_create.lua")

@@ -24,6 +24,7 @@ impl SledStore {
             messages: self.all_messages()?,
             mails: self.queued_mails()?.into_iter().map(|(_, m)| m).collect(),
             activity: self.all_activity()?,
+            tickets: self.lasting_tickets(crate::store::now_ms())?,
             next_user_id: self.next_user_id()?,
             dev_secret: None,
         })

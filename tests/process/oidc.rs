@@ -1,0 +1,146 @@
+//! The OpenID Connect provider as an operator runs it: a client made with
+//! `sessiond oidc client add` and pasted into the config, keys that
+//! survive a restart and rotate with `sessiond oidc rotate-key`, and an
+//! issuer production refuses.
+
+use std::process::Stdio;
+
+use reqwest::StatusCode;
+use serde_json::Value;
+
+use crate::helpers::*;
+
+const PROVIDER: &str = "[oidc_provider]\nenabled = true\n";
+
+/// The `kid`s the server publishes.
+async fn kids(server: &Server) -> Vec<String> {
+    let keys: Value = server
+        .client
+        .get(server.url("/api/oidc/jwks"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    keys["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["kid"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// Runs a command; its status, stdout and stderr.
+fn output(site: &Site, args: &[&str]) -> (bool, String, String) {
+    let out = site.command(args).stdin(Stdio::null()).output().unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test]
+async fn a_client_added_on_the_command_line_authenticates_with_the_secret_printed_once() {
+    let site = Site::new(PROVIDER);
+    let (ok, out, err) = output(
+        &site,
+        &[
+            "oidc",
+            "client",
+            "add",
+            "grafana",
+            "--redirect",
+            "https://grafana.example/login/generic_oauth",
+        ],
+    );
+    assert!(ok, "{err}");
+    let secret = out
+        .lines()
+        .find_map(|l| l.strip_prefix("client secret (shown once, give it to the app): "))
+        .expect("the secret is printed")
+        .to_owned();
+    let block = &out[out
+        .find("[[oidc_provider.clients]]")
+        .expect("the block is printed")..];
+    assert!(!block.contains(&secret), "only the hash goes in the file");
+    let config = std::fs::read_to_string(&site.config).unwrap();
+    std::fs::write(&site.config, format!("{config}\n{block}")).unwrap();
+    let (ok, out, _) = output(&site, &["oidc", "client", "list"]);
+    assert!(ok && out.contains("grafana\tconfidential"), "{out}");
+    let server = site.start(&[]);
+    let token = |secret: String| {
+        let req = server
+            .client
+            .post(server.url("/api/oidc/token"))
+            .basic_auth("grafana", Some(secret))
+            .form(&[
+                ("grant_type", "refresh_token"),
+                ("refresh_token", "none.such"),
+            ]);
+        async move { req.send().await.unwrap() }
+    };
+    // The client is known by its secret: past authentication, the made-up
+    // refresh token is what is refused.
+    let res = token(secret.clone()).await;
+    assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["error"], "invalid_grant");
+    let res = token(format!("{secret}x")).await;
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    // A second client of the same id is refused.
+    drop(server);
+    let (ok, _, err) = output(
+        &site,
+        &[
+            "oidc",
+            "client",
+            "add",
+            "grafana",
+            "--redirect",
+            "https://x.example/cb",
+        ],
+    );
+    assert!(!ok && err.contains("already"), "{err}");
+}
+
+#[tokio::test]
+async fn signing_keys_survive_a_restart_and_a_rotation_keeps_the_old_ones_published() {
+    let site = Site::new(PROVIDER);
+    let server = site.start(&[]);
+    let first = kids(&server).await;
+    assert_eq!(first.len(), 2);
+    drop(server);
+    let server = site.start(&[]);
+    assert_eq!(kids(&server).await, first, "the same keys after a restart");
+    drop(server);
+    let (ok, out, err) = output(&site, &["oidc", "rotate-key"]);
+    assert!(ok, "{err}");
+    let server = site.start(&[]);
+    let now = kids(&server).await;
+    assert_eq!(now.len(), 4, "{now:?}");
+    assert!(
+        first.iter().all(|k| now.contains(k)),
+        "the old keys stay published"
+    );
+    let new: Vec<&String> = now.iter().filter(|k| !first.contains(k)).collect();
+    assert!(new.iter().all(|k| out.contains(k.as_str())), "{out}");
+}
+
+#[test]
+fn production_refuses_an_issuer_that_is_not_https() {
+    let site =
+        Site::new("[oidc_provider]\nenabled = true\nissuer = \"http://login.example.com\"\n");
+    let (status, stderr) = site.run(
+        &["serve"],
+        &[
+            ("SESSIOND_ENV", "production"),
+            ("SESSION_SECRET", "a production secret of enough length!!"),
+        ],
+        "",
+    );
+    assert!(!status.success());
+    assert!(stderr.contains("oidc_provider.issuer"), "{stderr}");
+    assert_eq!(stderr.trim().lines().count(), 1, "one clear line: {stderr}");
+}
