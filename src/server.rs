@@ -77,7 +77,14 @@ impl Application {
                 return Err(e.into());
             }
         };
-        let oidc = match crate::oidc::Provider::new(&config, auth.clone()).await {
+        let provider = async {
+            let oidc = crate::oidc::Provider::new(&config, auth.clone()).await?;
+            if let Some(p) = &oidc {
+                p.check_keys().await?;
+            }
+            Ok::<_, crate::oidc::OidcError>(oidc)
+        };
+        let oidc = match provider.await {
             Ok(oidc) => oidc,
             Err(e) => {
                 if let Err(close) = store.close().await {

@@ -230,6 +230,10 @@ pub async fn remove_user(
 ) -> Result<RemovedUser, AuthError> {
     let entries = [by.entry(AuditKind::UserRemoved, id)];
     let removed = store.remove_user(id, &entries).await?;
+    // The apps they allowed: nobody is left to have allowed them (their
+    // grants ended with their sessions).
+    let consents = crate::store::TicketKey::User(crate::store::TicketKind::OidcApps, id);
+    store.take_ticket(&consents).await?;
     store.commit_durably().await?;
     Ok(removed)
 }

@@ -159,6 +159,13 @@ fn is_json(content_type: &str) -> bool {
 
 /// Parses JSON, naming the field at fault in the error.
 fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    // Every body is an object: serde would also read a struct from an
+    // array of its fields in order, which no client means.
+    if bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[') {
+        return Err(ApiError::invalid_request(
+            "The body must be a JSON object, not an array.",
+        ));
+    }
     let mut de = serde_json::Deserializer::from_slice(bytes);
     let value = serde_path_to_error::deserialize(&mut de).map_err(|e| {
         let path = e.path().to_string();

@@ -242,15 +242,11 @@ async fn token(
     authorization: Option<String>,
     body: Vec<u8>,
 ) -> Result<Response, Rejection> {
-    let answer = async {
-        let form = parse_form(&body)?;
-        let presented = ClientAuth::from_request(authorization.as_deref(), &form)?;
-        p.token(&presented, &form, client.ip).await
+    let result = match client_form(authorization.as_deref(), &body) {
+        Ok((form, presented)) => p.token(&presented, &form, client.ip).await,
+        Err(e) => Err(e),
     };
-    Ok(match answer.await {
-        Ok(tokens) => no_store(json(StatusCode::OK, &tokens)),
-        Err(e) => oauth_error(&e, authorization.is_some()),
-    })
+    Ok(answer(result, authorization.is_some()))
 }
 
 async fn userinfo(
@@ -258,7 +254,7 @@ async fn userinfo(
     authorization: Option<String>,
     body: Vec<u8>,
 ) -> Result<Response, Rejection> {
-    let answer = async {
+    let found = async {
         let from_header = authorization
             .as_deref()
             .and_then(|h| {
@@ -276,10 +272,7 @@ async fn userinfo(
         };
         p.userinfo(&token).await
     };
-    Ok(match answer.await {
-        Ok(claims) => no_store(json(StatusCode::OK, &claims)),
-        Err(e) => oauth_error(&e, false),
-    })
+    Ok(answer(found.await, false))
 }
 
 async fn revoke(
@@ -288,15 +281,14 @@ async fn revoke(
     authorization: Option<String>,
     body: Vec<u8>,
 ) -> Result<Response, Rejection> {
-    let answer = async {
-        let form = parse_form(&body)?;
-        let presented = ClientAuth::from_request(authorization.as_deref(), &form)?;
-        p.revoke(&presented, &form, client.ip).await
+    let result = match client_form(authorization.as_deref(), &body) {
+        Ok((form, presented)) => p
+            .revoke(&presented, &form, client.ip)
+            .await
+            .map(|()| json!({})),
+        Err(e) => Err(e),
     };
-    Ok(match answer.await {
-        Ok(()) => no_store(json(StatusCode::OK, &json!({}))),
-        Err(e) => oauth_error(&e, authorization.is_some()),
-    })
+    Ok(answer(result, authorization.is_some()))
 }
 
 async fn introspect(
@@ -305,15 +297,30 @@ async fn introspect(
     authorization: Option<String>,
     body: Vec<u8>,
 ) -> Result<Response, Rejection> {
-    let answer = async {
-        let form = parse_form(&body)?;
-        let presented = ClientAuth::from_request(authorization.as_deref(), &form)?;
-        p.introspect(&presented, &form, client.ip).await
+    let result = match client_form(authorization.as_deref(), &body) {
+        Ok((form, presented)) => p.introspect(&presented, &form, client.ip).await,
+        Err(e) => Err(e),
     };
-    Ok(match answer.await {
+    Ok(answer(result, authorization.is_some()))
+}
+
+/// What a client's call carries: its form, and how it authenticated.
+fn client_form(
+    authorization: Option<&str>,
+    body: &[u8],
+) -> Result<(HashMap<String, String>, ClientAuth), OidcError> {
+    let form = parse_form(body)?;
+    let presented = ClientAuth::from_request(authorization, &form)?;
+    Ok((form, presented))
+}
+
+/// A client endpoint's answer: 200 with `found`, never cached, or the
+/// OAuth error (`basic`: the client tried HTTP Basic).
+fn answer<T: serde::Serialize>(result: Result<T, OidcError>, basic: bool) -> Response {
+    match result {
         Ok(found) => no_store(json(StatusCode::OK, &found)),
-        Err(e) => oauth_error(&e, authorization.is_some()),
-    })
+        Err(e) => oauth_error(&e, basic),
+    }
 }
 
 async fn logout(

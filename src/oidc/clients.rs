@@ -118,7 +118,8 @@ impl Provider {
             )
         })?;
         let Some(client) = self.client(id) else {
-            // As slow as a wrong secret would be: nothing tells which ids exist.
+            // Client ids are not secret (every authorize URL carries one);
+            // a guess still counts against its address.
             if presented.secret.is_some() {
                 let attempt = self.clients.throttle.begin(id, ip).await;
                 if let Ok(attempt) = attempt {

@@ -63,7 +63,12 @@ impl Provider {
             .get("token")
             .filter(|t| !t.is_empty())
             .ok_or_else(|| OidcError::InvalidRequest("token is required.".into()))?;
-        if let Ok(claims) = self.check_access_token(token).await {
+        let access = match self.check_access_token(token).await {
+            Ok(claims) => Some(claims),
+            Err(OidcError::InvalidToken(_)) => None,
+            Err(other) => return Err(other),
+        };
+        if let Some(claims) = access {
             return Ok(Introspection {
                 active: true,
                 scope: Some(claims.scope),

@@ -125,13 +125,13 @@ pub struct ConsentView {
 
 impl Provider {
     /// Answers `GET /api/oidc/authorize`: a new request (its query), or
-    /// one resumed after the page's sign-in (`request=ID`).
+    /// one resumed after the page's sign-in (`resume=ID`).
     pub async fn authorize(
         &self,
         query: &AuthorizeParams,
         session: Option<CurrentSession>,
     ) -> Result<AuthorizeOutcome, OidcError> {
-        let (id, request) = match query.get("request") {
+        let (id, request) = match query.get("resume") {
             Some(raw) => match self.pending(raw).await? {
                 Some(found) => found,
                 None => return Ok(expired()),
@@ -144,6 +144,10 @@ impl Provider {
         let Some(client) = self.client(&request.client_id) else {
             return Ok(expired());
         };
+        // The config may have changed while the request waited.
+        if !client.redirect_uris.contains(&request.redirect_uri) {
+            return Ok(expired());
+        }
         let session = session.filter(|s| !self.auth().must_enrol(s));
         let signed_in = session.filter(|s| fresh_enough(&request, s));
         let Some(current) = signed_in else {
@@ -207,14 +211,24 @@ impl Provider {
             return Ok(None);
         };
         let key = TicketKey::Id(TicketKind::OidcRequest, id.0);
-        let Some(ticket) = self.auth().store().take_ticket(&key).await? else {
+        let store = self.auth().store();
+        let Some(ticket) = store.ticket(&key).await? else {
             return Ok(None);
         };
         let request: RequestBody = decode(&ticket)?;
         let Some(client) = self.client(&request.client_id) else {
             return Ok(None);
         };
-        if !fresh_enough(&request, current) || self.auth().must_enrol(current) {
+        // Checked before it is used up: a session too old for it leaves it
+        // waiting for a fresh sign-in.
+        if !client.redirect_uris.contains(&request.redirect_uri)
+            || !fresh_enough(&request, current)
+            || self.auth().must_enrol(current)
+        {
+            return Ok(None);
+        }
+        // Single use: of two answers racing, one goes on.
+        if store.take_ticket(&key).await?.is_none() {
             return Ok(None);
         }
         if !approve {
@@ -301,7 +315,9 @@ impl Provider {
             .user(UserId::from_u64(body.user_id))
             .await?
             .ok_or_else(|| invalid("The user is gone."))?;
-        let (grant, grant_id, refresh) = self.create_grant(&body, &session).await?;
+        // The grant's id is known before it exists: a second exchange racing
+        // this one already finds what to end.
+        let grant_id = random::<32>();
         let used = TicketRecord {
             deadline_ms: now.saturating_add(USED_CODE_MS),
             body: codec::encode(&UsedCode { grant: grant_id }),
@@ -309,6 +325,7 @@ impl Provider {
         store
             .put_ticket(&TicketKey::Id(TicketKind::OidcCodeUsed, hash), &used)
             .await?;
+        let (grant, refresh) = self.create_grant(grant_id, &body, &session).await?;
         self.issue(client, &grant, &grant_id, &user, refresh).await
     }
 
@@ -424,11 +441,15 @@ impl Provider {
         if q.contains_key("request") || q.contains_key("request_uri") {
             return back("request_not_supported", "request objects are not supported");
         }
-        if q.get("response_type").map(String::as_str) != Some("code") {
-            return back(
-                "unsupported_response_type",
-                "only response_type=code is supported",
-            );
+        match q.get("response_type").map(String::as_str) {
+            Some("code") => {}
+            None | Some("") => return back("invalid_request", "response_type is required (code)"),
+            Some(_) => {
+                return back(
+                    "unsupported_response_type",
+                    "only response_type=code is supported",
+                )
+            }
         }
         let asked: Vec<&str> = q
             .get("scope")

@@ -93,10 +93,10 @@ impl Provider {
     /// A new grant for the code's session: its first refresh token.
     pub(super) async fn create_grant(
         &self,
+        id: [u8; 32],
         code: &CodeBody,
         session: &SessionRecord,
-    ) -> Result<(GrantBody, [u8; 32], String), OidcError> {
-        let id = random::<32>();
+    ) -> Result<(GrantBody, String), OidcError> {
         let secret = random::<32>();
         let now = now_ms();
         let grant = GrantBody {
@@ -124,7 +124,7 @@ impl Provider {
             .store()
             .put_ticket(&TicketKey::Id(TicketKind::OidcGrant, id), &record)
             .await?;
-        Ok((grant, id, refresh_token(&id, &secret)))
+        Ok((grant, refresh_token(&id, &secret)))
     }
 
     /// Trades a refresh token for new tokens and the next refresh token.
@@ -523,6 +523,16 @@ impl Provider {
                     grants: Vec::new(),
                 },
             };
+            // Grants ended since (revoked, reused) leave the list, so it
+            // holds what the session has now, not all it ever had.
+            let mut kept = Vec::with_capacity(list.grants.len() + 1);
+            for (client, grant_id) in list.grants {
+                let key = TicketKey::Id(TicketKind::OidcGrant, grant_id);
+                if store.ticket(&key).await?.is_some() {
+                    kept.push((client, grant_id));
+                }
+            }
+            list.grants = kept;
             list.grants.push((grant.client_id.clone(), id));
             let new = TicketRecord {
                 deadline_ms: session

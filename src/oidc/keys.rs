@@ -139,8 +139,12 @@ impl Keys {
             };
             let now = now_ms();
             let keep = crate::auth::millis(self.keep_retired);
-            set.keys
-                .retain(|k| k.retired_ms == 0 || k.retired_ms.saturating_add(keep) > now);
+            // Keys past their time, and keys no secret here opens (they
+            // cannot sign, and nobody can check what they signed).
+            set.keys.retain(|k| {
+                (k.retired_ms == 0 || k.retired_ms.saturating_add(keep) > now)
+                    && self.seal.open(NOBODY, &k.sealed_der).is_some()
+            });
             for k in &mut set.keys {
                 if k.retired_ms == 0 {
                     k.retired_ms = now;
@@ -188,44 +192,48 @@ impl Keys {
             .collect())
     }
 
+    /// The keys that open and parse; one that does not (sealed under a
+    /// secret this server no longer has) is left out with a warning, so
+    /// `rotate-key` can still replace it.
     fn open(&self, set: &KeySetRecord) -> Result<Vec<LiveKey>, OidcError> {
         let now = now_ms();
         let keep = crate::auth::millis(self.keep_retired);
-        set.keys
+        let mut live = Vec::new();
+        for k in set
+            .keys
             .iter()
             .filter(|k| k.retired_ms == 0 || k.retired_ms.saturating_add(keep) > now)
-            .map(|k| {
-                let der = self.seal.open(NOBODY, &k.sealed_der).ok_or_else(|| {
-                    OidcError::Unexpected(
-                        "the OIDC signing keys do not open with this server secret (was SESSION_SECRET changed without SESSION_SECRET_OLD?); run `sessiond oidc rotate-key`".into(),
-                    )
-                })?;
-                let (alg, encoding) = if k.es256 {
-                    (Algorithm::ES256, EncodingKey::from_ec_der(&der))
-                } else {
-                    (Algorithm::RS256, EncodingKey::from_rsa_der(&der))
-                };
-                let mut jwk = Jwk::from_encoding_key(&encoding, alg)
-                    .map_err(|e| OidcError::Unexpected(format!("a stored key is damaged: {e}")))?;
-                jwk.common.key_id = Some(k.kid.clone());
-                jwk.common.public_key_use = Some(PublicKeyUse::Signature);
-                jwk.common.key_algorithm = Some(if k.es256 {
-                    KeyAlgorithm::ES256
-                } else {
-                    KeyAlgorithm::RS256
-                });
-                let decoding = DecodingKey::from_jwk(&jwk)
-                    .map_err(|e| OidcError::Unexpected(format!("a stored key is damaged: {e}")))?;
-                Ok(LiveKey {
-                    kid: k.kid.clone(),
-                    alg,
-                    encoding,
-                    decoding,
-                    jwk,
-                    current: k.retired_ms == 0,
-                })
-            })
-            .collect()
+        {
+            let Some(der) = self.seal.open(NOBODY, &k.sealed_der) else {
+                tracing::warn!(kid = %k.kid, "an OIDC signing key does not open with this server secret");
+                continue;
+            };
+            let (alg, encoding) = if k.es256 {
+                (Algorithm::ES256, EncodingKey::from_ec_der(&der))
+            } else {
+                (Algorithm::RS256, EncodingKey::from_rsa_der(&der))
+            };
+            let mut jwk = Jwk::from_encoding_key(&encoding, alg)
+                .map_err(|e| OidcError::Unexpected(format!("a stored key is damaged: {e}")))?;
+            jwk.common.key_id = Some(k.kid.clone());
+            jwk.common.public_key_use = Some(PublicKeyUse::Signature);
+            jwk.common.key_algorithm = Some(if k.es256 {
+                KeyAlgorithm::ES256
+            } else {
+                KeyAlgorithm::RS256
+            });
+            let decoding = DecodingKey::from_jwk(&jwk)
+                .map_err(|e| OidcError::Unexpected(format!("a stored key is damaged: {e}")))?;
+            live.push(LiveKey {
+                kid: k.kid.clone(),
+                alg,
+                encoding,
+                decoding,
+                jwk,
+                current: k.retired_ms == 0,
+            });
+        }
+        Ok(live)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Option<(Instant, std::sync::Arc<Vec<LiveKey>>)>> {

@@ -167,7 +167,7 @@ impl Provider {
             "revocation_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
             "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
             "code_challenge_methods_supported": ["S256"],
-            "prompt_values_supported": ["none", "login"],
+            "prompt_values_supported": ["none", "login", "consent"],
             "claims_parameter_supported": false,
             "request_parameter_supported": false,
             "request_uri_parameter_supported": false,
@@ -177,9 +177,29 @@ impl Provider {
         })
     }
 
-    /// The published keys (JWKS), as the store has them now.
+    /// The published keys (JWKS), read again at most every 30 s.
     pub async fn jwks(&self) -> Result<jsonwebtoken::jwk::JwkSet, OidcError> {
-        Ok(keys::jwks(&self.keys.fresh().await?))
+        Ok(keys::jwks(&self.keys.live().await?))
+    }
+
+    /// Refuses to serve without a current key pair that opens (the
+    /// server secret changed without `SESSION_SECRET_OLD`): one line
+    /// saying how to recover.
+    pub async fn check_keys(&self) -> Result<(), OidcError> {
+        let keys = self.keys.fresh().await?;
+        let current = [
+            crate::config::SigningAlg::RS256,
+            crate::config::SigningAlg::ES256,
+        ]
+        .into_iter()
+        .all(|alg| keys::signing(&keys, alg).is_some());
+        if current {
+            Ok(())
+        } else {
+            Err(OidcError::Unexpected(
+                "the OIDC signing keys do not open with this server secret (was SESSION_SECRET changed without SESSION_SECRET_OLD?); run `sessiond oidc rotate-key` to make new ones".into(),
+            ))
+        }
     }
 
     /// Makes a new key pair current; the old one stays published until

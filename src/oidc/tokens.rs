@@ -169,7 +169,7 @@ impl Provider {
         {
             return Err(bad());
         }
-        let keys = self.keys.live().await?;
+        let keys = self.keys_for(&header).await?;
         let key = find_key(&keys, &header).ok_or_else(bad)?;
         let mut validation = Validation::new(key.alg);
         validation.set_issuer(&[&self.issuer]);
@@ -184,7 +184,16 @@ impl Provider {
     /// `id_token_hint` may be old): `None` if it is not one.
     pub(super) async fn check_id_token_hint(&self, token: &str) -> Option<HintClaims> {
         let header = jsonwebtoken::decode_header(token).ok()?;
-        let keys = self.keys.live().await.ok()?;
+        // An ID token, not an access or logout token this provider signed
+        // with the same keys and claims.
+        if header
+            .typ
+            .as_deref()
+            .is_some_and(|t| !t.eq_ignore_ascii_case("JWT"))
+        {
+            return None;
+        }
+        let keys = self.keys_for(&header).await.ok()?;
         let key = find_key(&keys, &header)?;
         let mut validation = Validation::new(key.alg);
         validation.set_issuer(&[&self.issuer]);
@@ -194,6 +203,16 @@ impl Provider {
         jsonwebtoken::decode::<HintClaims>(token, &key.decoding, &validation)
             .ok()
             .map(|d| d.claims)
+    }
+
+    /// The keys to check a token with: as last read, or read again when
+    /// its `kid` is not among them (another instance rotated meanwhile).
+    async fn keys_for(&self, header: &Header) -> Result<std::sync::Arc<Vec<LiveKey>>, OidcError> {
+        let keys = self.keys.live().await?;
+        if find_key(&keys, header).is_some() {
+            return Ok(keys);
+        }
+        self.keys.fresh().await
     }
 
     /// A logout token (Back-Channel Logout 1.0, 2.4) for `client`.

@@ -115,7 +115,7 @@ async function refreshMe() {
 
 /** Back to the app's request once signed in: the server goes on with it. */
 function resumeApp() {
-  location.assign(`/api/oidc/authorize?request=${oidc.id}`);
+  location.assign(`/api/oidc/authorize?resume=${oidc.id}`);
 }
 
 async function signedIn(fresh = true) {
