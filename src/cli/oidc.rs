@@ -3,7 +3,8 @@
 //! Clients live in the config file, so what `client add` makes is a
 //! block to paste there: the secret is printed once and only its argon2id
 //! hash goes in the file. A client removed from the file is refused at
-//! once, its refresh tokens with it.
+//! once, its refresh tokens with it; `client remove` also ends its grants
+//! and consents in the store.
 
 use clap::Subcommand;
 use rand_core::RngCore;
@@ -43,6 +44,12 @@ pub enum ClientCommand {
     },
     /// List the clients in the config file.
     List,
+    /// End every grant of a client and forget every consent to it (the
+    /// server stopped, on sled); then delete its block from the config.
+    Remove {
+        /// `client_id`.
+        id: String,
+    },
 }
 
 /// Runs one `oidc` command.
@@ -106,6 +113,19 @@ pub async fn run(config: &Config, command: OidcCommand) -> Result<(), CliError> 
                     },
                     c.redirect_uris.join(" ")
                 );
+            }
+        }
+        OidcCommand::Client(ClientCommand::Remove { id }) => {
+            let wanted = id.clone();
+            let (grants, consents) = with_store(config, async move |store| {
+                crate::oidc::remove_client(store, &wanted)
+                    .await
+                    .map_err(CliError::from)
+            })
+            .await?;
+            println!("client {id}: {grants} grant(s) ended, {consents} consent(s) forgotten");
+            if config.oidc_provider.client(&id).is_some() {
+                println!("now delete its [[oidc_provider.clients]] block from the config file and restart");
             }
         }
         OidcCommand::RotateKey => {

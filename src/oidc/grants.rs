@@ -607,6 +607,55 @@ pub async fn check_grants(store: &crate::store::Store) -> Result<Vec<String>, Oi
     Ok(problems)
 }
 
+/// Ends every grant and forgets every consent of `client_id`: what
+/// `sessiond oidc client remove` does before the operator deletes the
+/// client's block from the config file. Each user who had either gets an
+/// `oidc_tokens_revoked` entry by the operator. Answers (grants, consents).
+pub async fn remove_client(
+    store: &crate::store::Store,
+    client_id: &str,
+) -> Result<(usize, usize), OidcError> {
+    let (mut grants, mut consents, mut users) = (0, 0, std::collections::BTreeSet::new());
+    for (key, record) in store.lasting_tickets().await? {
+        match key {
+            TicketKey::Id(TicketKind::OidcGrant, _) => {
+                let grant: GrantBody = decode(&record)?;
+                if grant.client_id == client_id
+                    && store.swap_ticket(&key, Some(&record), None).await?
+                {
+                    grants += 1;
+                    users.insert(grant.user_id);
+                }
+            }
+            TicketKey::User(TicketKind::OidcApps, user) => {
+                let mut given: Consents = decode(&record)?;
+                let before = given.given.len();
+                given.given.retain(|(c, _, _)| c != client_id);
+                if given.given.len() != before
+                    && store
+                        .swap_ticket(&key, Some(&record), Some(&consent_record(&given)))
+                        .await?
+                {
+                    consents += 1;
+                    users.insert(user.as_u64());
+                }
+            }
+            _ => {}
+        }
+    }
+    let entries: Vec<_> = users
+        .into_iter()
+        .map(|u| {
+            By::operator()
+                .entry(AuditKind::OidcTokensRevoked, UserId::from_u64(u))
+                .detail(format!("{client_id} (client removed)"))
+        })
+        .collect();
+    store.record(&entries).await?;
+    store.commit_durably().await?;
+    Ok((grants, consents))
+}
+
 fn consent_record(consents: &Consents) -> TicketRecord {
     TicketRecord {
         deadline_ms: now_ms().saturating_add(CONSENT_MS),

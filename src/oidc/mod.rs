@@ -25,7 +25,7 @@ use rand_core::RngCore;
 
 pub use clients::ClientAuth;
 pub use flow::{AuthorizeOutcome, AuthorizeParams, ConsentView, PendingId};
-pub use grants::{check_grants, AppView};
+pub use grants::{check_grants, remove_client, AppView};
 pub use logout::LogoutOutcome;
 pub use tokens::{Introspection, TokenResponse};
 

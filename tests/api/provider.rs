@@ -1266,3 +1266,76 @@ async fn instances_on_one_redis_share_keys_and_whichever_ends_the_session_tells_
         "invalid_grant"
     );
 }
+
+#[tokio::test]
+async fn removing_a_client_ends_its_grants_and_consents_and_nobody_elses() {
+    let app = provider(vec![
+        client("gone", None, Consent::Once),
+        client("kept", None, Consent::Implicit),
+    ])
+    .await;
+    let cookie = app.register_and_login("eve").await;
+    let (verifier, challenge) = pkce();
+    let res = authorize(&app, Some(&cookie), &request("gone", &challenge)).await;
+    let id = location(&res)
+        .split("oidc=")
+        .nth(1)
+        .unwrap()
+        .split('&')
+        .next()
+        .unwrap()
+        .to_owned();
+    let res = app
+        .post_json(
+            "/api/oidc/consent",
+            &json!({"request": id, "approve": true}),
+            Some(&cookie),
+        )
+        .await;
+    let back: Value = res.json().await.unwrap();
+    let to = url::Url::parse(back["redirect"].as_str().unwrap()).unwrap();
+    let code = to
+        .query_pairs()
+        .find(|(k, _)| k == "code")
+        .unwrap()
+        .1
+        .into_owned();
+    let gone = exchange(&app, "gone", &code, &verifier).await;
+    let (v, c) = pkce();
+    let res = authorize(&app, Some(&cookie), &request("kept", &c)).await;
+    let kept = exchange(&app, "kept", &query_of(&res)["code"], &v).await;
+    let removed = sessiond::oidc::remove_client(&app.store, "gone")
+        .await
+        .unwrap();
+    assert_eq!(removed, (1, 1));
+    let res = refresh(&app, "gone", gone["refresh_token"].as_str().unwrap()).await;
+    assert_eq!(
+        oauth_error(res, StatusCode::BAD_REQUEST).await,
+        "invalid_grant"
+    );
+    assert_eq!(
+        refresh(&app, "kept", kept["refresh_token"].as_str().unwrap())
+            .await
+            .status(),
+        StatusCode::OK
+    );
+    let apps: Value = app
+        .get("/api/auth/apps", Some(&cookie))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let names: Vec<&str> = apps["apps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["clientId"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["kept"]);
+    assert_eq!(
+        sessiond::oidc::remove_client(&app.store, "gone")
+            .await
+            .unwrap(),
+        (0, 0)
+    );
+}

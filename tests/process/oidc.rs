@@ -69,6 +69,12 @@ async fn a_client_added_on_the_command_line_authenticates_with_the_secret_printe
     std::fs::write(&site.config, format!("{config}\n{block}")).unwrap();
     let (ok, out, _) = output(&site, &["oidc", "client", "list"]);
     assert!(ok && out.contains("grafana\tconfidential"), "{out}");
+    let (ok, out, err) = output(&site, &["oidc", "client", "remove", "grafana"]);
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("0 grant(s) ended") && out.contains("delete its"),
+        "{out}"
+    );
     let server = site.start(&[]);
     let token = |secret: String| {
         let req = server
