@@ -65,11 +65,7 @@ pub fn routes(state: State) -> warp::filters::BoxedFilter<(Response,)> {
         .and(json_body::<ConsentBody>(limit))
         .and_then(consent);
     let token = warp::path!("api" / "oidc" / "token")
-        .and(warp::post())
-        .and(provider(state.clone()))
-        .and(client_info(state.clone()))
-        .and(warp::header::optional::<String>("authorization"))
-        .and(raw_body(limit))
+        .and(client_call(state.clone(), limit))
         .and_then(token);
     let userinfo = warp::path!("api" / "oidc" / "userinfo")
         .and(get_or_head().or(warp::post()).unify())
@@ -78,18 +74,10 @@ pub fn routes(state: State) -> warp::filters::BoxedFilter<(Response,)> {
         .and(raw_body(limit))
         .and_then(userinfo);
     let revoke = warp::path!("api" / "oidc" / "revoke")
-        .and(warp::post())
-        .and(provider(state.clone()))
-        .and(client_info(state.clone()))
-        .and(warp::header::optional::<String>("authorization"))
-        .and(raw_body(limit))
+        .and(client_call(state.clone(), limit))
         .and_then(revoke);
     let introspect = warp::path!("api" / "oidc" / "introspect")
-        .and(warp::post())
-        .and(provider(state.clone()))
-        .and(client_info(state.clone()))
-        .and(warp::header::optional::<String>("authorization"))
-        .and(raw_body(limit))
+        .and(client_call(state.clone(), limit))
         .and_then(introspect);
     let logout = warp::path!("api" / "oidc" / "logout")
         .and(get_or_head())
@@ -156,6 +144,20 @@ pub fn routes(state: State) -> warp::filters::BoxedFilter<(Response,)> {
         .or(revoke_app)
         .unify()
         .boxed()
+}
+
+/// What a client's POST brings: the provider, the caller's address, its
+/// `Authorization` header and the form, read whole up to `limit`.
+fn client_call(
+    state: State,
+    limit: usize,
+) -> impl Filter<Extract = (Arc<Provider>, ClientInfo, Option<String>, Vec<u8>), Error = Rejection> + Clone
+{
+    warp::post()
+        .and(provider(state.clone()))
+        .and(client_info(state))
+        .and(warp::header::optional::<String>("authorization"))
+        .and(raw_body(limit))
 }
 
 /// The provider, or 404 when it is off.

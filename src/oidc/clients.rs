@@ -92,7 +92,7 @@ pub(super) struct Clients {
 }
 
 impl Clients {
-    pub fn new(_clients: &[ClientConfig]) -> Self {
+    pub fn new() -> Self {
         Self {
             verified: Mutex::new(HashMap::new()),
             throttle: Throttle::new(PER_CLIENT, PER_IP),

@@ -44,6 +44,14 @@ pub(super) struct KeyRecord {
     pub retired_ms: u64,
 }
 
+impl KeyRecord {
+    /// Whether it is still published at `now`: current, or retired less
+    /// than `keep` ago.
+    fn published(&self, now: u64, keep: u64) -> bool {
+        self.retired_ms == 0 || self.retired_ms.saturating_add(keep) > now
+    }
+}
+
 /// Every key published, current ones included.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub(super) struct KeySetRecord {
@@ -142,8 +150,7 @@ impl Keys {
             // Keys past their time, and keys no secret here opens (they
             // cannot sign, and nobody can check what they signed).
             set.keys.retain(|k| {
-                (k.retired_ms == 0 || k.retired_ms.saturating_add(keep) > now)
-                    && self.seal.open(NOBODY, &k.sealed_der).is_some()
+                k.published(now, keep) && self.seal.open(NOBODY, &k.sealed_der).is_some()
             });
             for k in &mut set.keys {
                 if k.retired_ms == 0 {
@@ -199,11 +206,7 @@ impl Keys {
         let now = now_ms();
         let keep = crate::auth::millis(self.keep_retired);
         let mut live = Vec::new();
-        for k in set
-            .keys
-            .iter()
-            .filter(|k| k.retired_ms == 0 || k.retired_ms.saturating_add(keep) > now)
-        {
+        for k in set.keys.iter().filter(|k| k.published(now, keep)) {
             let Some(der) = self.seal.open(NOBODY, &k.sealed_der) else {
                 tracing::warn!(kid = %k.kid, "an OIDC signing key does not open with this server secret");
                 continue;

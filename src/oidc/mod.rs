@@ -49,15 +49,9 @@ pub enum OidcError {
     /// The code or refresh token is not valid (any cause).
     #[error("{0}")]
     InvalidGrant(String),
-    /// The client may not use this grant type or scope.
-    #[error("{0}")]
-    UnauthorizedClient(String),
     /// A grant type the provider does not know.
     #[error("{0}")]
     UnsupportedGrantType(String),
-    /// A scope the client may not ask for.
-    #[error("{0}")]
-    InvalidScope(String),
     /// The access token is missing, malformed, expired or revoked.
     #[error("{0}")]
     InvalidToken(String),
@@ -82,9 +76,7 @@ impl OidcError {
             OidcError::InvalidRequest(_) => "invalid_request",
             OidcError::InvalidClient(_) => "invalid_client",
             OidcError::InvalidGrant(_) => "invalid_grant",
-            OidcError::UnauthorizedClient(_) => "unauthorized_client",
             OidcError::UnsupportedGrantType(_) => "unsupported_grant_type",
-            OidcError::InvalidScope(_) => "invalid_scope",
             OidcError::InvalidToken(_) => "invalid_token",
             OidcError::Throttled(_) => "temporarily_unavailable",
             OidcError::Store(StoreError::Unavailable(_)) => "temporarily_unavailable",
@@ -117,7 +109,7 @@ impl Provider {
         let keys =
             keys::Keys::load(auth.store().clone(), auth.provider_key_seal(), keep_retired).await?;
         Ok(Some(Arc::new(Self {
-            clients: clients::Clients::new(&p.clients),
+            clients: clients::Clients::new(),
             logout: logout::Sender::new(),
             issuer: config.oidc_issuer(),
             page_url: config.page_url(),

@@ -153,21 +153,27 @@ pub(crate) async fn token(
 
 /// Trades a code of the public client `client`: the token answer.
 pub(crate) async fn exchange(app: &TestApp, client: &str, code: &str, verifier: &str) -> Value {
-    let res = token(
-        app,
-        &[
-            ("grant_type", "authorization_code"),
-            ("client_id", client),
-            ("code", code),
-            ("redirect_uri", REDIRECT),
-            ("code_verifier", verifier),
-        ],
-        None,
-    )
-    .await;
+    let res = try_exchange(app, client, code, verifier).await;
     assert_eq!(res.status(), StatusCode::OK);
     assert_eq!(res.headers()["cache-control"], "no-store");
     res.json().await.unwrap()
+}
+
+/// A public client's code exchange, answered as it is.
+pub(crate) async fn try_exchange(
+    app: &TestApp,
+    client: &str,
+    code: &str,
+    verifier: &str,
+) -> reqwest::Response {
+    let form = [
+        ("grant_type", "authorization_code"),
+        ("client_id", client),
+        ("code", code),
+        ("redirect_uri", REDIRECT),
+        ("code_verifier", verifier),
+    ];
+    token(app, &form, None).await
 }
 
 pub(crate) async fn refresh(app: &TestApp, client: &str, refresh_token: &str) -> reqwest::Response {
@@ -411,18 +417,7 @@ async fn a_code_works_once_for_its_own_client_and_a_second_use_revokes_what_it_g
     .await;
     let (_, code, verifier) = code_for(&app, "rhea", "app").await;
     // Another client cannot use it (and it is spent).
-    let res = token(
-        &app,
-        &[
-            ("grant_type", "authorization_code"),
-            ("client_id", "other"),
-            ("code", &code),
-            ("redirect_uri", REDIRECT),
-            ("code_verifier", &verifier),
-        ],
-        None,
-    )
-    .await;
+    let res = try_exchange(&app, "other", &code, &verifier).await;
     assert_eq!(
         oauth_error(res, StatusCode::BAD_REQUEST).await,
         "invalid_grant"
@@ -430,18 +425,7 @@ async fn a_code_works_once_for_its_own_client_and_a_second_use_revokes_what_it_g
     let (_, code, verifier) = code_for(&app, "rhea2", "app").await;
     let tokens = exchange(&app, "app", &code, &verifier).await;
     // The same code again: refused, and the refresh token it gave ends.
-    let res = token(
-        &app,
-        &[
-            ("grant_type", "authorization_code"),
-            ("client_id", "app"),
-            ("code", &code),
-            ("redirect_uri", REDIRECT),
-            ("code_verifier", &verifier),
-        ],
-        None,
-    )
-    .await;
+    let res = try_exchange(&app, "app", &code, &verifier).await;
     assert_eq!(
         oauth_error(res, StatusCode::BAD_REQUEST).await,
         "invalid_grant"
@@ -487,18 +471,7 @@ async fn pkce_refuses_a_wrong_or_missing_verifier_and_a_code_past_its_minute() {
         .expect("the code is stored");
     kept.deadline_ms = sessiond::store::now_ms() - 1;
     app.store.put_ticket(&key, &kept).await.unwrap();
-    let res = token(
-        &app,
-        &[
-            ("grant_type", "authorization_code"),
-            ("client_id", "app"),
-            ("code", &code),
-            ("redirect_uri", REDIRECT),
-            ("code_verifier", &verifier),
-        ],
-        None,
-    )
-    .await;
+    let res = try_exchange(&app, "app", &code, &verifier).await;
     assert_eq!(
         oauth_error(res, StatusCode::BAD_REQUEST).await,
         "invalid_grant"
@@ -697,19 +670,17 @@ async fn a_confidential_client_authenticates_by_basic_or_form_and_bad_secrets_ar
     // Basic.
     let cookie = app.register_and_login("wren").await;
     let code_of = |res: reqwest::Response| query_of(&res)["code"].clone();
-    let plain = |c: &str| -> Vec<(&'static str, String)> {
-        let _ = c;
-        vec![
-            ("client_id", "conf".into()),
-            ("redirect_uri", REDIRECT.into()),
-            ("response_type", "code".into()),
-            ("scope", "openid".into()),
-        ]
-    };
+    // A confidential client may leave PKCE out.
+    let plain = [
+        ("client_id", "conf"),
+        ("redirect_uri", REDIRECT),
+        ("response_type", "code"),
+        ("scope", "openid"),
+    ];
     let get_code = || async {
         let res = browser()
             .get(app.url("/api/oidc/authorize"))
-            .query(&plain(""))
+            .query(&plain)
             .header(COOKIE, cookie.clone())
             .send()
             .await
@@ -1228,18 +1199,7 @@ async fn instances_on_one_redis_share_keys_and_whichever_ends_the_session_tells_
         .unwrap();
     assert_eq!(keys, theirs, "every instance publishes the same keys");
     // The code made on one instance is exchanged on the other.
-    let res = token(
-        other,
-        &[
-            ("grant_type", "authorization_code"),
-            ("client_id", "app"),
-            ("code", &code),
-            ("redirect_uri", REDIRECT),
-            ("code_verifier", &verifier),
-        ],
-        None,
-    )
-    .await;
+    let res = try_exchange(other, "app", &code, &verifier).await;
     assert_eq!(res.status(), StatusCode::OK);
     let issued: Value = res.json().await.unwrap();
     let (_, id) = verify(&app, issued["id_token"].as_str().unwrap(), Some("app")).await;
