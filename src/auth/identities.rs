@@ -26,7 +26,8 @@ impl From<IdTokenError> for AuthError {
 impl Auth {
     /// Signs in with an ID token: the linked user, or (with
     /// `auto_register`) a new one made from the token's e-mail or name;
-    /// else `NotLinked`. Any session the client came with is ended.
+    /// else `NotLinked`. A session the client came with is ended as at
+    /// [`Auth::login`].
     pub async fn sign_in_with_idtoken(
         &self,
         token: &str,
@@ -36,9 +37,7 @@ impl Auth {
     ) -> Result<SignIn, AuthError> {
         let verified = self.inner.idtokens.verify(token).await?;
         let user = self.user_for(&verified, client).await?;
-        if let Some(previous) = previous {
-            self.end_replaced(previous).await?;
-        }
+        self.end_unless_users(previous, user.user_id()).await?;
         // The provider's proof is not one of RFC 8176's values; a second
         // factor of this server's still applies.
         let signed = self

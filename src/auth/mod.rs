@@ -404,9 +404,11 @@ impl Auth {
         new_account(&self.inner.store, &self.inner.passwords, account).await
     }
 
-    /// Checks the password and opens a new session. Any session the client
-    /// came with is ended first, so a planted session id is worth nothing.
-    /// `remember: false` asks for a cookie that ends with the browser.
+    /// Checks the password and opens a new session. A session the client
+    /// came with that is someone else's is ended first, so a planted
+    /// session id is worth nothing; the user's own is ended by the
+    /// route once the new one exists, its apps' tokens carried over to it. `remember: false` asks for a cookie that ends with the
+    /// browser.
     /// A user with a second factor gets a pending sign-in instead.
     pub async fn login(
         &self,
@@ -445,9 +447,7 @@ impl Auth {
             self.record(&[refused.detail("email_unverified")]).await?;
             return Err(AuthError::EmailUnverified);
         }
-        if let Some(previous) = previous {
-            self.end_replaced(previous).await?;
-        }
+        self.end_unless_users(previous, user.user_id()).await?;
         let signed = self
             .after_first_factor(user, client, remember, vec![Amr::Pwd])
             .await?;
@@ -740,6 +740,31 @@ impl Auth {
     pub async fn end_replaced(&self, previous: &SessionToken) -> Result<bool, AuthError> {
         self.end_logged(&previous.hash(), Some("replaced_by_sign_in"))
             .await
+    }
+
+    /// At a first factor: ends the session the client came with unless it
+    /// is a live one of `user`, who is signing in again (an app's
+    /// `prompt=login`). That one lives until the new session exists, so a
+    /// second step given up leaves the user signed in as before.
+    pub(crate) async fn end_unless_users(
+        &self,
+        previous: Option<&SessionToken>,
+        user: UserId,
+    ) -> Result<(), AuthError> {
+        let Some(previous) = previous else {
+            return Ok(());
+        };
+        let now = now_ms();
+        let own = self
+            .inner
+            .store
+            .session(&previous.hash())
+            .await?
+            .is_some_and(|s| s.owner() == user && s.deadline_ms() > now);
+        if !own {
+            self.end_replaced(previous).await?;
+        }
+        Ok(())
     }
 
     async fn end_logged(&self, hash: &TokenHash, why: Option<&str>) -> Result<bool, AuthError> {

@@ -113,24 +113,41 @@ async fn login(
         .auth
         .login(&name, &password, &client, previous.as_ref(), body.remember)
         .await?;
-    Ok(signed_in(&state, &new))
+    signed_in(&state, previous.as_ref(), &new).await
 }
 
 /// A first or second factor's answer, whatever the way in: 200 `{user}`
 /// and the cookie, or, when a second step is due, 200
 /// `{mfa: {pending, methods, expiresIn}}` and no cookie.
-pub(super) fn signed_in(state: &State, signed: &SignIn) -> Response {
+///
+/// A session the client came with ends once the new one exists; when it
+/// was the same user's (an app's `prompt=login`), its apps' grants move
+/// to the new session first, so signing in again for one app does not
+/// sign the user out of the others.
+pub(super) async fn signed_in(
+    state: &State,
+    previous: Option<&SessionToken>,
+    signed: &SignIn,
+) -> Result<Response, Rejection> {
+    if let (SignIn::Session(new), Some(previous)) = (signed, previous) {
+        if let Some(provider) = &state.oidc {
+            provider
+                .carry_grants(&previous.hash(), &new.token.hash(), &new.session)
+                .await?;
+        }
+        state.auth.end_replaced(previous).await?;
+    }
     let new = match signed {
         SignIn::Session(new) => new,
         SignIn::SecondStep(p) => {
-            return json(
+            return Ok(json(
                 StatusCode::OK,
                 &json!({ "mfa": {
                     "pending": p.token,
                     "methods": p.methods,
                     "expiresIn": p.expires_in,
                 } }),
-            )
+            ))
         }
     };
     let cookie = state
@@ -142,7 +159,7 @@ pub(super) fn signed_in(state: &State, signed: &SignIn) -> Response {
         &json!({ "user": UserView::from(&new.user) }),
     );
     set_cookie(&mut res, &cookie);
-    res
+    Ok(res)
 }
 
 async fn logout(state: State, token: Option<SessionToken>) -> Result<Response, Rejection> {

@@ -276,6 +276,20 @@ impl From<AuthError> for ApiError {
     }
 }
 
+/// The provider's errors where a JSON API route meets them (the account
+/// page's apps, a sign-in carrying grants over); the OAuth endpoints
+/// answer theirs in RFC 6749's shape instead.
+impl From<crate::oidc::OidcError> for ApiError {
+    fn from(e: crate::oidc::OidcError) -> Self {
+        use crate::oidc::OidcError;
+        match e {
+            OidcError::Auth(a) => a.into(),
+            OidcError::Store(s) => AuthError::from(s).into(),
+            other => AuthError::Unexpected(other.to_string()).into(),
+        }
+    }
+}
+
 /// Lets handlers use `?` on any layer's error.
 macro_rules! into_rejection {
     ($($t:ty),*) => {$(
@@ -286,7 +300,7 @@ macro_rules! into_rejection {
         }
     )*};
 }
-into_rejection!(InvalidField, AuthError);
+into_rejection!(InvalidField, AuthError, crate::oidc::OidcError);
 
 /// Maps every rejection to the JSON shape; attached once, at the top.
 pub async fn handle_rejection(err: Rejection) -> Result<Response, Infallible> {

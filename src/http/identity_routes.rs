@@ -78,7 +78,7 @@ async fn sign_in(
         .auth
         .sign_in_with_idtoken(&body.id_token, &client, previous.as_ref(), body.remember)
         .await?;
-    Ok(signed_in(&state, &new))
+    signed_in(&state, previous.as_ref(), &new).await
 }
 
 async fn list(state: State, current: CurrentSession) -> Result<Response, Rejection> {

@@ -10,7 +10,8 @@ use warp::{Filter, Rejection, Reply};
 use super::auth_routes::signed_in;
 use super::error::ApiError;
 use super::filters::{
-    check_origin, client_info, get_or_head, json_body, optional_json_body, with_session, with_state,
+    check_origin, client_info, get_or_head, json_body, optional_json_body, session_token,
+    with_session, with_state,
 };
 use super::views::{json, FactorView};
 use super::State;
@@ -28,9 +29,16 @@ pub fn routes(state: State) -> warp::filters::BoxedFilter<(Response,)> {
         .and(check_origin(state.clone()))
         .and(with_state(state.clone()))
         .and(client_info(state.clone()))
+        .and(session_token(state.clone()))
         .and(json_body(limit))
-        .and_then(|state, client, body: StepBody| {
-            second_step(state, client, Proof::Totp(body.code), body.pending)
+        .and_then(|state, client, previous, body: StepBody| {
+            second_step(
+                state,
+                client,
+                previous,
+                Proof::Totp(body.code),
+                body.pending,
+            )
         });
     // The same path is the second step (with `pending`) and, for a
     // signed-in user, a new batch of codes (no body).
@@ -39,7 +47,7 @@ pub fn routes(state: State) -> warp::filters::BoxedFilter<(Response,)> {
         .and(check_origin(state.clone()))
         .and(with_state(state.clone()))
         .and(client_info(state.clone()))
-        .and(super::filters::session_token(state.clone()))
+        .and(session_token(state.clone()))
         .and(optional_json_body(limit))
         .and_then(recovery);
     let reauth = warp::path!("api" / "auth" / "reauth")
@@ -86,14 +94,16 @@ pub fn routes(state: State) -> warp::filters::BoxedFilter<(Response,)> {
         .and(check_origin(state.clone()))
         .and(with_state(state.clone()))
         .and(client_info(state.clone()))
+        .and(session_token(state.clone()))
         .and(json_body(limit))
-        .and_then(|state, client, body: KeyStepBody| async move {
+        .and_then(|state, client, previous, body: KeyStepBody| async move {
             let Ok(credential) = serde_json::from_value(body.credential) else {
                 return Err(ApiError::from(AuthError::MfaFailed).into());
             };
             second_step(
                 state,
                 client,
+                previous,
                 Proof::Key(Box::new(credential)),
                 body.pending,
             )
@@ -123,6 +133,7 @@ pub fn routes(state: State) -> warp::filters::BoxedFilter<(Response,)> {
         .and(check_origin(state.clone()))
         .and(with_state(state.clone()))
         .and(client_info(state.clone()))
+        .and(session_token(state.clone()))
         .and(json_body(limit))
         .and_then(passkey_finish);
     let keys = key_step_start
@@ -210,11 +221,12 @@ struct RecoveryBody {
 async fn second_step(
     state: State,
     client: ClientInfo,
+    previous: Option<SessionToken>,
     proof: Proof,
     pending: String,
 ) -> Result<Response, Rejection> {
     let new = state.auth.second_step(&pending, &proof, &client).await?;
-    Ok(signed_in(&state, &SignIn::Session(Box::new(new))))
+    signed_in(&state, previous.as_ref(), &SignIn::Session(Box::new(new))).await
 }
 
 async fn key_step_start(
@@ -259,6 +271,7 @@ async fn passkey_start(state: State) -> Result<Response, Rejection> {
 async fn passkey_finish(
     state: State,
     client: ClientInfo,
+    previous: Option<SessionToken>,
     body: PasskeyBody,
 ) -> Result<Response, Rejection> {
     let Ok(credential) = serde_json::from_value::<PublicKeyCredential>(body.credential) else {
@@ -268,7 +281,7 @@ async fn passkey_finish(
         .auth
         .passkey_finish(&credential, &client, body.remember)
         .await?;
-    Ok(signed_in(&state, &SignIn::Session(Box::new(new))))
+    signed_in(&state, previous.as_ref(), &SignIn::Session(Box::new(new))).await
 }
 
 async fn recovery(
@@ -283,7 +296,7 @@ async fn recovery(
     }) = body
     {
         let code = code.ok_or_else(|| ApiError::invalid_request("code: required."))?;
-        return second_step(state, client, Proof::Recovery(code), pending).await;
+        return second_step(state, client, token, Proof::Recovery(code), pending).await;
     }
     let token = token.ok_or_else(ApiError::unauthorized)?;
     let current = state

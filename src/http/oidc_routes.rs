@@ -85,7 +85,29 @@ pub fn routes(state: State) -> warp::filters::BoxedFilter<(Response,)> {
         .and(with_state(state.clone()))
         .and(session_token(state.clone()))
         .and(warp::query::<HashMap<String, String>>())
-        .and_then(logout);
+        .and_then(|p, state, token, query| rp_logout(p, state, token, Ok(query), Step::Asked));
+    // RP-Initiated Logout 1.0 lets an app post the same request (from its
+    // own origin: no Origin check here, the hint is the proof).
+    let logout_post = warp::path!("api" / "oidc" / "logout")
+        .and(warp::post())
+        .and(provider(state.clone()))
+        .and(with_state(state.clone()))
+        .and(session_token(state.clone()))
+        .and(raw_body(limit))
+        .and_then(|p, state, token, body: Vec<u8>| {
+            rp_logout(p, state, token, parse_form(&body), Step::Asked)
+        });
+    // The user's answer to "sign out?": from the page this server showed.
+    let logout_confirm = warp::path!("api" / "oidc" / "logout" / "confirm")
+        .and(warp::post())
+        .and(check_origin(state.clone()))
+        .and(provider(state.clone()))
+        .and(with_state(state.clone()))
+        .and(session_token(state.clone()))
+        .and(raw_body(limit))
+        .and_then(|p, state, token, body: Vec<u8>| {
+            rp_logout(p, state, token, parse_form(&body), Step::Confirmed)
+        });
     // The account's list answers with the provider off too (nothing has
     // access then), so the page can always ask.
     let apps = warp::path!("api" / "auth" / "apps")
@@ -94,7 +116,7 @@ pub fn routes(state: State) -> warp::filters::BoxedFilter<(Response,)> {
         .and(with_session(state.clone()))
         .and_then(|state: State, current: CurrentSession| async move {
             let apps = match &state.oidc {
-                Some(p) => p.apps(current.user.user_id()).await.map_err(api_error)?,
+                Some(p) => p.apps(current.user.user_id()).await?,
                 None => Vec::new(),
             };
             Ok::<_, Rejection>(json(StatusCode::OK, &json!({ "apps": apps })))
@@ -107,7 +129,7 @@ pub fn routes(state: State) -> warp::filters::BoxedFilter<(Response,)> {
         .and_then(
             |client: String, state: State, current: CurrentSession| async move {
                 let revoked = match &state.oidc {
-                    Some(p) => p.revoke_app(&current, &client).await.map_err(api_error)?,
+                    Some(p) => p.revoke_app(&current, &client).await?,
                     None => false,
                 };
                 if revoked {
@@ -138,6 +160,10 @@ pub fn routes(state: State) -> warp::filters::BoxedFilter<(Response,)> {
         .or(introspect)
         .unify()
         .or(logout)
+        .unify()
+        .or(logout_post)
+        .unify()
+        .or(logout_confirm)
         .unify()
         .or(apps)
         .unify()
@@ -203,7 +229,7 @@ async fn consent_view(
     query: HashMap<String, String>,
 ) -> Result<Response, Rejection> {
     let id = query.get("request").map(String::as_str).unwrap_or("");
-    match p.consent_view(id).await.map_err(api_error)? {
+    match p.consent_view(id).await? {
         Some(view) => Ok(json(StatusCode::OK, &view)),
         None => Err(gone_request().into()),
     }
@@ -222,11 +248,7 @@ async fn consent(
     current: CurrentSession,
     body: ConsentBody,
 ) -> Result<Response, Rejection> {
-    match p
-        .consent(&body.request, body.approve, &current)
-        .await
-        .map_err(api_error)?
-    {
+    match p.consent(&body.request, body.approve, &current).await? {
         Some(to) => Ok(json(StatusCode::OK, &json!({ "redirect": to }))),
         None => Err(gone_request().into()),
     }
@@ -325,14 +347,38 @@ fn answer<T: serde::Serialize>(result: Result<T, OidcError>, basic: bool) -> Res
     }
 }
 
-async fn logout(
+/// Which request of RP-initiated logout this is.
+#[derive(Clone, Copy)]
+enum Step {
+    /// The app's (GET or POST).
+    Asked,
+    /// The user's answer on the confirmation page.
+    Confirmed,
+}
+
+async fn rp_logout(
     p: Arc<Provider>,
     state: State,
     token: Option<SessionToken>,
-    query: HashMap<String, String>,
+    params: Result<HashMap<String, String>, OidcError>,
+    step: Step,
 ) -> Result<Response, Rejection> {
+    let params = match params {
+        Ok(params) => params,
+        Err(e) => {
+            return Ok(page(
+                StatusCode::BAD_REQUEST,
+                "Sign-out refused",
+                &e.to_string(),
+            ))
+        }
+    };
     let current = current(&state, token.as_ref()).await?;
-    let outcome = match p.rp_logout(&query, current.as_ref()).await {
+    let outcome = match step {
+        Step::Asked => p.rp_logout(&params, current.as_ref()).await,
+        Step::Confirmed => p.confirm_logout(&params, current.as_ref()).await,
+    };
+    let outcome = match outcome {
         Ok(o) => o,
         Err(e) => {
             log_unexpected(&e);
@@ -347,6 +393,7 @@ async fn logout(
         LogoutOutcome::Refused { message } => {
             page(StatusCode::BAD_REQUEST, "Sign-out refused", &message)
         }
+        LogoutOutcome::Confirm { app, fields } => confirm_page(app.as_deref(), &fields),
         LogoutOutcome::Done {
             redirect: to,
             own_session,
@@ -459,17 +506,6 @@ fn log_unexpected(e: &OidcError) {
     }
 }
 
-fn api_error(e: OidcError) -> Rejection {
-    match e {
-        OidcError::Auth(a) => ApiError::from(a).into(),
-        OidcError::Store(s) => ApiError::from(crate::auth::AuthError::from(s)).into(),
-        other => {
-            log_unexpected(&other);
-            ApiError::from(crate::auth::AuthError::Unexpected(other.to_string())).into()
-        }
-    }
-}
-
 fn no_store(mut res: Response) -> Response {
     let h = res.headers_mut();
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
@@ -495,12 +531,40 @@ fn redirect(to: &str) -> Response {
 /// A small page for the browser: what happened, and nothing to click that
 /// could lead to an unregistered address.
 fn page(status: StatusCode, title: &str, message: &str) -> Response {
+    let body = format!("<p>{}</p>", escape(message));
+    html(status, title, &body)
+}
+
+/// "Sign out?": one button that posts the request back, confirmed, and a
+/// way to stay signed in.
+fn confirm_page(app: Option<&str>, fields: &[(&str, String)]) -> Response {
+    let asks = match app {
+        Some(app) => format!("{} asks to sign you out of sessiond.", escape(app)),
+        None => "An application asks to sign you out of sessiond.".to_owned(),
+    };
+    let hidden: String = fields
+        .iter()
+        .map(|(name, value)| {
+            format!(
+                "<input type=\"hidden\" name=\"{name}\" value=\"{}\">",
+                escape(value)
+            )
+        })
+        .collect();
+    let body = format!(
+        "<p>{asks}</p><form method=\"post\" action=\"/api/oidc/logout/confirm\">{hidden}\
+         <button type=\"submit\">Sign out</button></form><p><a href=\"/\">Stay signed in</a></p>"
+    );
+    html(StatusCode::OK, "Sign out?", &body)
+}
+
+/// A page with the site's style and Content-Security-Policy, never cached.
+fn html(status: StatusCode, title: &str, body: &str) -> Response {
     let body = format!(
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{t} - sessiond</title>\
-         <link rel=\"stylesheet\" href=\"/app.css\"></head><body><main class=\"card\"><h1>{t}</h1><p>{m}</p>\
+         <link rel=\"stylesheet\" href=\"/app.css\"></head><body><main class=\"card\"><h1>{t}</h1>{body}\
          </main></body></html>",
         t = escape(title),
-        m = escape(message)
     );
     let mut res = Response::new(body.into());
     *res.status_mut() = status;

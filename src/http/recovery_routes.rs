@@ -203,5 +203,5 @@ async fn verify(
         state.auth.end_replaced(&previous).await?;
     }
     let signed = state.auth.recover(proof, &password, &client).await?;
-    Ok(signed_in(&state, &signed))
+    signed_in(&state, None, &signed).await
 }

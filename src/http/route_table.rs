@@ -221,7 +221,11 @@ pub const ROUTES: &[Route] = &[
     },
     Route {
         path: "/api/oidc/logout",
-        methods: GET,
+        methods: &[Method::GET, Method::POST],
+    },
+    Route {
+        path: "/api/oidc/logout/confirm",
+        methods: POST,
     },
     Route {
         path: "/api/chat/rooms/{room}/messages",

@@ -299,8 +299,9 @@ impl Provider {
     }
 
     /// What a session's ending ends: its grants, and a logout token to
-    /// each client with a back-channel URI. Of several instances seeing the
-    /// same ending, the one that takes the session's list does this.
+    /// each client with a back-channel URI, under the `sid` it knows. Of
+    /// several instances seeing the same ending, the one that takes the
+    /// session's list does this.
     pub async fn session_ended(&self, hash: &TokenHash) -> Result<(), OidcError> {
         let store = self.auth().store();
         let key = TicketKey::Id(TicketKind::OidcSession, *hash.as_bytes());
@@ -309,21 +310,169 @@ impl Provider {
         };
         let list: SessionGrants = decode(&list)?;
         let user = UserId::from_u64(list.user_id);
-        let sid = hash.public_id();
-        let mut told = Vec::new();
+        let mut told: Vec<(String, String)> = Vec::new();
         for (client_id, grant_id) in &list.grants {
-            store
-                .take_ticket(&TicketKey::Id(TicketKind::OidcGrant, *grant_id))
-                .await?;
-            if told.contains(client_id) {
+            let key = TicketKey::Id(TicketKind::OidcGrant, *grant_id);
+            // A grant already ended still has a client to tell; one carried
+            // to the session that replaced this one is not ended.
+            let sid = loop {
+                let Some(stored) = store.ticket(&key).await? else {
+                    break Some(hash.public_id());
+                };
+                let grant: GrantBody = decode(&stored)?;
+                if grant.session != *hash.as_bytes() {
+                    break None;
+                }
+                if store.swap_ticket(&key, Some(&stored), None).await? {
+                    break Some(grant.sid);
+                }
+            };
+            let Some(sid) = sid else { continue };
+            let pair = (client_id.clone(), sid);
+            if told.contains(&pair) {
                 continue;
             }
-            told.push(client_id.clone());
             if let Some(client) = self.client(client_id) {
-                self.send_backchannel_logout(client, user, &sid).await;
+                self.send_backchannel_logout(client, user, &pair.1).await;
             }
+            told.push(pair);
         }
         Ok(())
+    }
+
+    /// Ends the grants of every listed session that no longer lives, and
+    /// tells their clients: for endings no event reported (this process
+    /// was down, or Redis dropped its events for a while). Run at start
+    /// and when the store's events flow again; its cost follows the
+    /// provider's records, not every session.
+    pub async fn sweep_ended_sessions(&self) -> Result<usize, OidcError> {
+        let store = self.auth().store();
+        let now = now_ms();
+        let mut swept = 0;
+        for (key, _) in store.lasting_tickets().await? {
+            let TicketKey::Id(TicketKind::OidcSession, hash) = key else {
+                continue;
+            };
+            let hash = TokenHash::from_bytes(hash);
+            let lives = store
+                .session(&hash)
+                .await?
+                .is_some_and(|s| s.deadline_ms() > now);
+            if !lives {
+                self.session_ended(&hash).await?;
+                swept += 1;
+            }
+        }
+        Ok(swept)
+    }
+
+    /// Moves the grants of a session the user signs in again over (an
+    /// app's `prompt=login` or `max_age`) to the session that replaces
+    /// it, before it ends: the other apps keep their tokens and the `sid`
+    /// they know it by, and their next ID tokens say when the user last
+    /// signed in. Nothing moves between users.
+    pub async fn carry_grants(
+        &self,
+        from: &TokenHash,
+        to: &TokenHash,
+        session: &SessionRecord,
+    ) -> Result<(), OidcError> {
+        let store = self.auth().store();
+        let from_key = TicketKey::Id(TicketKind::OidcSession, *from.as_bytes());
+        loop {
+            let Some(old) = store.ticket(&from_key).await? else {
+                return Ok(());
+            };
+            let list: SessionGrants = decode(&old)?;
+            if list.user_id != session.user_id {
+                return Ok(());
+            }
+            let mut live = Vec::with_capacity(list.grants.len());
+            for (client, id) in list.grants {
+                let key = TicketKey::Id(TicketKind::OidcGrant, id);
+                if let Some(stored) = store.ticket(&key).await? {
+                    if decode::<GrantBody>(&stored)?.session == *from.as_bytes() {
+                        live.push((client, id));
+                    }
+                }
+            }
+            // Listed under the new session before they point at it, as at
+            // a grant's making; the old session's ending passes over a
+            // grant that no longer points at it.
+            self.list_under(*to.as_bytes(), list.user_id, &live, session)
+                .await?;
+            for (_, id) in &live {
+                self.point_grant(*id, from, to, session).await?;
+            }
+            // A grant made on the old session meanwhile: once more.
+            if store.swap_ticket(&from_key, Some(&old), None).await? {
+                return Ok(());
+            }
+        }
+    }
+
+    async fn point_grant(
+        &self,
+        id: [u8; 32],
+        from: &TokenHash,
+        to: &TokenHash,
+        session: &SessionRecord,
+    ) -> Result<(), OidcError> {
+        let store = self.auth().store();
+        let key = TicketKey::Id(TicketKind::OidcGrant, id);
+        loop {
+            let Some(stored) = store.ticket(&key).await? else {
+                return Ok(());
+            };
+            let mut grant: GrantBody = decode(&stored)?;
+            if grant.session != *from.as_bytes() {
+                return Ok(());
+            }
+            grant.session = *to.as_bytes();
+            grant.auth_time_ms = session.created_at_ms;
+            grant.amr.clone_from(&session.amr);
+            let record = TicketRecord {
+                deadline_ms: self.grant_deadline(now_ms(), session),
+                body: codec::encode(&grant),
+            };
+            if store
+                .swap_ticket(&key, Some(&stored), Some(&record))
+                .await?
+            {
+                return Ok(());
+            }
+        }
+    }
+
+    /// The live session of `user` that apps know as `sid`: the one whose
+    /// public id it is, or the one that carries grants made under it.
+    pub(super) async fn session_known_as(
+        &self,
+        user: UserId,
+        sid: &str,
+    ) -> Result<Option<TokenHash>, OidcError> {
+        let store = self.auth().store();
+        let live = self.auth().live_sessions_of(user).await?;
+        if let Some((hash, _)) = live.iter().find(|(h, _)| h.public_id() == sid) {
+            return Ok(Some(*hash));
+        }
+        for (hash, _) in live {
+            let key = TicketKey::Id(TicketKind::OidcSession, *hash.as_bytes());
+            let Some(list) = store.ticket(&key).await? else {
+                continue;
+            };
+            let list: SessionGrants = decode(&list)?;
+            for (_, id) in list.grants {
+                let key = TicketKey::Id(TicketKind::OidcGrant, id);
+                if let Some(stored) = store.ticket(&key).await? {
+                    let grant: GrantBody = decode(&stored)?;
+                    if grant.sid == sid && grant.session == *hash.as_bytes() {
+                        return Ok(Some(hash));
+                    }
+                }
+            }
+        }
+        Ok(None)
     }
 
     /// Whether `user` has consented to `client` for at least `scopes`.
@@ -512,20 +661,34 @@ impl Provider {
         id: [u8; 32],
         session: &SessionRecord,
     ) -> Result<(), OidcError> {
+        let entry = [(grant.client_id.clone(), id)];
+        self.list_under(grant.session, grant.user_id, &entry, session)
+            .await
+    }
+
+    /// Adds `entries` (client id, grant id) to the list of the session
+    /// whose hash is `hash`.
+    async fn list_under(
+        &self,
+        hash: [u8; 32],
+        user_id: u64,
+        entries: &[(String, [u8; 32])],
+        session: &SessionRecord,
+    ) -> Result<(), OidcError> {
         let store = self.auth().store();
-        let key = TicketKey::Id(TicketKind::OidcSession, grant.session);
+        let key = TicketKey::Id(TicketKind::OidcSession, hash);
         loop {
             let old = store.ticket(&key).await?;
             let mut list: SessionGrants = match &old {
                 Some(t) => decode(t)?,
                 None => SessionGrants {
-                    user_id: grant.user_id,
+                    user_id,
                     grants: Vec::new(),
                 },
             };
             // Grants ended since (revoked, reused) leave the list, so it
             // holds what the session has now, not all it ever had.
-            let mut kept = Vec::with_capacity(list.grants.len() + 1);
+            let mut kept = Vec::with_capacity(list.grants.len() + entries.len());
             for (client, grant_id) in list.grants {
                 let key = TicketKey::Id(TicketKind::OidcGrant, grant_id);
                 if store.ticket(&key).await?.is_some() {
@@ -533,7 +696,11 @@ impl Provider {
                 }
             }
             list.grants = kept;
-            list.grants.push((grant.client_id.clone(), id));
+            for entry in entries {
+                if !list.grants.contains(entry) {
+                    list.grants.push(entry.clone());
+                }
+            }
             let new = TicketRecord {
                 deadline_ms: session
                     .absolute_expires_at_ms

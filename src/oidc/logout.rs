@@ -54,6 +54,15 @@ pub enum LogoutOutcome {
         /// cookie is cleared).
         own_session: bool,
     },
+    /// No ID token says who is signing out: the user is asked (RP-Initiated
+    /// Logout 1.0, section 2), with a form that posts `fields` back to the
+    /// confirmation endpoint.
+    Confirm {
+        /// The asking app's name, when it gave its `client_id`.
+        app: Option<String>,
+        /// Hidden fields: what the request asked, and the session shown.
+        fields: Vec<(&'static str, String)>,
+    },
     /// The request cannot be trusted (no valid hint, or a redirect URI not
     /// registered): shown, never redirected.
     Refused {
@@ -62,20 +71,23 @@ pub enum LogoutOutcome {
     },
 }
 
+fn refused(message: &str) -> Result<LogoutOutcome, OidcError> {
+    Ok(LogoutOutcome::Refused {
+        message: message.to_owned(),
+    })
+}
+
 impl Provider {
-    /// Answers `GET /api/oidc/logout`.
+    /// Answers `GET|POST /api/oidc/logout`: with a valid `id_token_hint`
+    /// the hint's session ends at once; without one, a signed-in user is
+    /// asked first.
     pub async fn rp_logout(
         &self,
-        query: &HashMap<String, String>,
+        params: &HashMap<String, String>,
         current: Option<&CurrentSession>,
     ) -> Result<LogoutOutcome, OidcError> {
-        let refused = |message: &str| {
-            Ok(LogoutOutcome::Refused {
-                message: message.to_owned(),
-            })
-        };
-        let Some(hint) = query.get("id_token_hint").filter(|h| !h.is_empty()) else {
-            return refused("The application did not say who is signing out (no id_token_hint); nothing was changed.");
+        let Some(hint) = params.get("id_token_hint").filter(|h| !h.is_empty()) else {
+            return self.ask_before_logout(params, current);
         };
         let Some(claims) = self.check_id_token_hint(hint).await else {
             return refused("The sign-out request could not be verified; nothing was changed.");
@@ -83,42 +95,26 @@ impl Provider {
         let Some(client) = claims.aud.single().and_then(|id| self.client(id)) else {
             return refused("The sign-out request names no application registered here.");
         };
-        if query
+        if params
             .get("client_id")
             .is_some_and(|c| !c.is_empty() && *c != client.id)
         {
             return refused("client_id does not match the id_token_hint.");
         }
-        let redirect = match query.get("post_logout_redirect_uri").filter(|u| !u.is_empty()) {
-            None => None,
-            Some(uri) if client.post_logout_redirect_uris.iter().any(|r| r == uri) => {
-                let mut url = url::Url::parse(uri)
-                    .map_err(|e| OidcError::Unexpected(format!("a registered URI: {e}")))?;
-                if let Some(state) = query.get("state").filter(|s| !s.is_empty()) {
-                    url.query_pairs_mut().append_pair("state", state);
-                }
-                Some(String::from(url))
-            }
-            Some(_) => {
-                return refused("That post_logout_redirect_uri is not registered for the application; nothing was changed.")
-            }
+        let redirect = match logout_redirect(Some(client), params)? {
+            Ok(r) => r,
+            Err(message) => return refused(message),
         };
         let Some(user) = UserId::parse(&claims.sub) else {
             return refused("The sign-out request could not be verified; nothing was changed.");
         };
         // The hint's session, if it still lives; without a `sid`, the
-        // browser's own session if it is the same user's.
-        let mut own_session = false;
+        // browser's own if it is the same user's.
         let target = match &claims.sid {
-            Some(sid) => self
-                .auth()
-                .live_sessions_of(user)
-                .await?
-                .into_iter()
-                .find(|(hash, _)| hash.public_id() == *sid)
-                .map(|(hash, _)| hash),
+            Some(sid) => self.session_known_as(user, sid).await?,
             None => current.filter(|c| c.user.user_id() == user).map(|c| c.hash),
         };
+        let mut own_session = false;
         if let Some(hash) = target {
             own_session = current.is_some_and(|c| c.hash == hash);
             self.auth().logout_because(&hash, "rp_logout").await?;
@@ -127,6 +123,89 @@ impl Provider {
             redirect,
             own_session,
         })
+    }
+
+    /// No hint: a signed-in browser is asked; one signed in to nothing
+    /// goes straight back (there is nothing to end).
+    fn ask_before_logout(
+        &self,
+        params: &HashMap<String, String>,
+        current: Option<&CurrentSession>,
+    ) -> Result<LogoutOutcome, OidcError> {
+        let client = match self.named_client(params) {
+            Ok(c) => c,
+            Err(message) => return refused(message),
+        };
+        let redirect = match logout_redirect(client, params)? {
+            Ok(r) => r,
+            Err(message) => return refused(message),
+        };
+        let Some(current) = current else {
+            return Ok(LogoutOutcome::Done {
+                redirect,
+                own_session: false,
+            });
+        };
+        let mut fields = vec![("sid", current.hash.public_id())];
+        for name in ["client_id", "post_logout_redirect_uri", "state"] {
+            if let Some(value) = params.get(name).filter(|v| !v.is_empty()) {
+                fields.push((name, value.clone()));
+            }
+        }
+        Ok(LogoutOutcome::Confirm {
+            app: client.map(|c| c.display_name().to_owned()),
+            fields,
+        })
+    }
+
+    /// Answers the confirmation form: ends the browser's session if it is
+    /// the one the user was shown (`sid`; another is asked about again),
+    /// then goes where the app asked.
+    pub async fn confirm_logout(
+        &self,
+        params: &HashMap<String, String>,
+        current: Option<&CurrentSession>,
+    ) -> Result<LogoutOutcome, OidcError> {
+        let client = match self.named_client(params) {
+            Ok(c) => c,
+            Err(message) => return refused(message),
+        };
+        let redirect = match logout_redirect(client, params)? {
+            Ok(r) => r,
+            Err(message) => return refused(message),
+        };
+        match current {
+            // Signed in since the page was shown: asked again, about
+            // this session.
+            Some(c) if params.get("sid") != Some(&c.hash.public_id()) => {
+                self.ask_before_logout(params, current)
+            }
+            Some(c) => {
+                self.auth().logout_because(&c.hash, "rp_logout").await?;
+                Ok(LogoutOutcome::Done {
+                    redirect,
+                    own_session: true,
+                })
+            }
+            None => Ok(LogoutOutcome::Done {
+                redirect,
+                own_session: false,
+            }),
+        }
+    }
+
+    /// The client a request without a hint names by `client_id`, if any.
+    fn named_client(
+        &self,
+        params: &HashMap<String, String>,
+    ) -> Result<Option<&ClientConfig>, &'static str> {
+        match params.get("client_id").filter(|c| !c.is_empty()) {
+            None => Ok(None),
+            Some(id) => self
+                .client(id)
+                .map(Some)
+                .ok_or("The sign-out request names no application registered here."),
+        }
     }
 
     /// Sends `client` a logout token for the session `sid` of `user`, from
@@ -176,18 +255,64 @@ impl Provider {
     }
 
     /// Follows the store's endings: each session that ends takes its
-    /// grants with it (and tells the clients), on whichever instance ended it.
+    /// grants with it (and tells the clients), on whichever instance ended
+    /// it. Endings no event told of are swept up at start and whenever
+    /// events flow again after a gap.
     pub fn follow_store(self: &Arc<Self>, store: &Store) -> JoinHandle<()> {
         let mut events = store.subscribe();
         let provider = self.clone();
         tokio::spawn(async move {
+            provider.sweep().await;
             while let Some(event) = events.recv().await {
-                if let StoreEvent::Ended(hash) = event {
-                    if let Err(e) = provider.session_ended(&hash).await {
-                        tracing::warn!(error = %e, "ending a session's OIDC grants failed");
+                match event {
+                    StoreEvent::Ended(hash) => {
+                        if let Err(e) = provider.session_ended(&hash).await {
+                            tracing::warn!(error = %e, "ending a session's OIDC grants failed");
+                        }
                     }
+                    StoreEvent::Restored => provider.sweep().await,
+                    _ => {}
                 }
             }
         })
     }
+
+    async fn sweep(&self) {
+        match self.sweep_ended_sessions().await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(
+                sessions = n,
+                "ended the OIDC grants of sessions that ended unseen"
+            ),
+            Err(e) => tracing::warn!(error = %e, "sweeping ended sessions' OIDC grants failed"),
+        }
+    }
+}
+
+/// Where to send the browser after a sign-out: `post_logout_redirect_uri`
+/// (with `state`) when it is one of `client`'s, exactly; none without it.
+/// A URI from no known client, or not one of its own, is refused (the
+/// inner `Err`), never followed.
+fn logout_redirect(
+    client: Option<&ClientConfig>,
+    params: &HashMap<String, String>,
+) -> Result<Result<Option<String>, &'static str>, OidcError> {
+    let Some(uri) = params
+        .get("post_logout_redirect_uri")
+        .filter(|u| !u.is_empty())
+    else {
+        return Ok(Ok(None));
+    };
+    let Some(client) = client else {
+        return Ok(Err("A post_logout_redirect_uri needs the application named (client_id or id_token_hint); nothing was changed."));
+    };
+    if !client.post_logout_redirect_uris.iter().any(|r| r == uri) {
+        return Ok(Err("That post_logout_redirect_uri is not registered for the application; nothing was changed."));
+    }
+    let mut url = url::Url::parse(uri)
+        .map_err(|e| OidcError::Unexpected(format!("a registered URI: {e}")))?;
+    if let Some(state) = params.get("state").filter(|s| !s.is_empty()) {
+        url.query_pairs_mut().append_pair("state", state);
+    }
+    Ok(Ok(Some(String::from(url))))
 }

@@ -650,6 +650,126 @@ async fn rp_logout_ends_the_session_only_for_a_valid_hint_and_a_registered_uri()
     );
 }
 
+#[tokio::test]
+async fn without_an_id_token_the_user_is_asked_before_being_signed_out() {
+    let app = provider(vec![client("app", None, Consent::Implicit)]).await;
+    let (cookie, code, verifier) = code_for(&app, "wanda", "app").await;
+    let tokens = exchange(&app, "app", &code, &verifier).await;
+    let ask = |cookie: Option<String>, params: Vec<(&'static str, String)>| {
+        let mut req = browser().get(app.url("/api/oidc/logout")).query(&params);
+        if let Some(c) = cookie {
+            req = req.header(COOKIE, c);
+        }
+        async move { req.send().await.unwrap() }
+    };
+    let back = vec![
+        ("client_id", "app".to_owned()),
+        ("post_logout_redirect_uri", BYE.to_owned()),
+        ("state", "s-1".to_owned()),
+    ];
+    // Asked, not signed out: a page with a form that posts the request back.
+    let res = ask(Some(cookie.clone()), back.clone()).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let page = res.text().await.unwrap();
+    assert!(page.contains("The app app asks to sign you out"), "{page}");
+    assert!(
+        page.contains(r#"action="/api/oidc/logout/confirm""#),
+        "{page}"
+    );
+    assert_eq!(app.me(&cookie).await.status(), StatusCode::OK);
+    let fields: HashMap<String, String> = page
+        .split("<input type=\"hidden\" ")
+        .skip(1)
+        .map(|input| {
+            let attr = |name: &str| {
+                let start = input.find(&format!("{name}=\"")).unwrap() + name.len() + 2;
+                input[start..start + input[start..].find('"').unwrap()].replace("&amp;", "&")
+            };
+            (attr("name"), attr("value"))
+        })
+        .collect();
+    assert_eq!(fields["client_id"], "app");
+    let confirm = |cookie: &str, origin: Option<&str>, form: &HashMap<String, String>| {
+        let mut req = browser()
+            .post(app.url("/api/oidc/logout/confirm"))
+            .header(COOKIE, cookie)
+            .form(form);
+        if let Some(o) = origin {
+            req = req.header("origin", o);
+        }
+        async move { req.send().await.unwrap() }
+    };
+    // Another site cannot answer for the user.
+    let res = confirm(&cookie, Some("http://evil.example"), &fields).await;
+    expect_error(res, StatusCode::FORBIDDEN, "bad_origin").await;
+    // The page shown for one session ends no other: that one is asked
+    // about again.
+    let other = app.login_cookie("wanda").await;
+    let res = confirm(&other, None, &fields).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    assert!(res.text().await.unwrap().contains("Sign out?"));
+    assert_eq!(app.me(&other).await.status(), StatusCode::OK);
+    // The user says yes: signed out, the cookie cleared, back to the app.
+    let origin = format!("http://{}", app.addr);
+    let res = confirm(&cookie, Some(&origin), &fields).await;
+    assert_eq!(location(&res), format!("{BYE}?state=s-1"));
+    assert!(set_cookie_of(&res).contains("Max-Age=0"));
+    assert_eq!(app.me(&cookie).await.status(), StatusCode::UNAUTHORIZED);
+    let res = refresh(&app, "app", tokens["refresh_token"].as_str().unwrap()).await;
+    assert_eq!(
+        oauth_error(res, StatusCode::BAD_REQUEST).await,
+        "invalid_grant"
+    );
+    // Signed in to nothing: straight back. A URI of no named client, or
+    // not the named one's: refused.
+    assert_eq!(location(&ask(None, back).await), format!("{BYE}?state=s-1"));
+    let stray = vec![("post_logout_redirect_uri", BYE.to_owned())];
+    assert_eq!(ask(None, stray).await.status(), StatusCode::BAD_REQUEST);
+    let wrong = vec![
+        ("client_id", "app".to_owned()),
+        (
+            "post_logout_redirect_uri",
+            "http://evil.example/".to_owned(),
+        ),
+    ];
+    assert_eq!(
+        ask(Some(other.clone()), wrong).await.status(),
+        StatusCode::BAD_REQUEST
+    );
+    assert_eq!(app.me(&other).await.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn an_app_may_post_its_logout_request() {
+    let app = provider(vec![client("app", None, Consent::Implicit)]).await;
+    let (cookie, code, verifier) = code_for(&app, "wes", "app").await;
+    let tokens = exchange(&app, "app", &code, &verifier).await;
+    // From the app's own site, with the ID token it has; no cookie rides
+    // along on a cross-site post, and none is needed.
+    let res = browser()
+        .post(app.url("/api/oidc/logout"))
+        .header("origin", "http://127.0.0.1:9")
+        .form(&[
+            ("id_token_hint", tokens["id_token"].as_str().unwrap()),
+            ("post_logout_redirect_uri", BYE),
+            ("state", "s-2"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(location(&res), format!("{BYE}?state=s-2"));
+    assert_eq!(app.me(&cookie).await.status(), StatusCode::UNAUTHORIZED);
+    // A parameter given twice is refused, as everywhere in OAuth.
+    let res = browser()
+        .post(app.url("/api/oidc/logout"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("state=a&state=b")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+}
+
 fn base64_decode(s: &str) -> Vec<u8> {
     use base64::Engine;
     base64::engine::general_purpose::URL_SAFE_NO_PAD
@@ -922,6 +1042,166 @@ async fn prompt_and_max_age_send_the_user_to_sign_in_or_the_app_an_error() {
     assert_eq!(
         query_of(&authorize(&app, Some(&fresh), &ask).await)["error"],
         "consent_required"
+    );
+}
+
+/// The request id in a redirect to the page (`/?oidc=ID&...`).
+fn request_id(to: &str) -> String {
+    to.split("oidc=")
+        .nth(1)
+        .unwrap()
+        .split('&')
+        .next()
+        .unwrap()
+        .to_owned()
+}
+
+#[tokio::test]
+async fn signing_in_again_for_one_app_keeps_the_others_signed_in() {
+    let (url, mut told) = backchannel_receiver().await;
+    let mut other_app = client("wiki", None, Consent::Implicit);
+    other_app.backchannel_logout_uri = url;
+    let app = provider(vec![client("bank", None, Consent::Implicit), other_app]).await;
+    // Signed in to the wiki through sessiond.
+    let (cookie, code, verifier) = code_for(&app, "zeno", "wiki").await;
+    let wiki = exchange(&app, "wiki", &code, &verifier).await;
+    let (_, first) = verify(&app, wiki["id_token"].as_str().unwrap(), Some("wiki")).await;
+    // The bank wants a fresh sign-in; the page signs zeno in again with
+    // the cookie it has, which ends that session for a new one.
+    let (bank_verifier, challenge) = pkce();
+    let mut login = request("bank", &challenge);
+    login.push(("prompt", "login"));
+    let to = location(&authorize(&app, Some(&cookie), &login).await);
+    assert!(to.ends_with("&login=1"), "{to}");
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let res = app
+        .post_json(
+            "/api/auth/login",
+            &json!({"username": "zeno", "password": PASSWORD}),
+            Some(&cookie),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let fresh = cookie_of(&res);
+    assert_eq!(app.me(&cookie).await.status(), StatusCode::UNAUTHORIZED);
+    let res = authorize(&app, Some(&fresh), &[("resume", &request_id(&to))]).await;
+    let bank = exchange(&app, "bank", &query_of(&res)["code"], &bank_verifier).await;
+    // The wiki was not signed out: no logout token, and its refresh
+    // token works, under the sid it knows, with the new sign-in's time.
+    let quiet = tokio::time::timeout(std::time::Duration::from_secs(1), told.recv()).await;
+    assert!(quiet.is_err(), "the wiki was told of a logout");
+    let res = refresh(&app, "wiki", wiki["refresh_token"].as_str().unwrap()).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let wiki: Value = res.json().await.unwrap();
+    let (_, again) = verify(&app, wiki["id_token"].as_str().unwrap(), Some("wiki")).await;
+    assert_eq!(again["sid"], first["sid"]);
+    assert!(again["auth_time"].as_u64() > first["auth_time"].as_u64());
+    let apps: Value = app
+        .get("/api/auth/apps", Some(&fresh))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let grants: Vec<_> = apps["apps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| {
+            (
+                a["clientId"].as_str().unwrap(),
+                a["activeGrants"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(grants, [("wiki", 1), ("bank", 1)]);
+    // Signing out from the wiki with the ID token it has ends the new
+    // session: both apps' tokens end and the wiki hears its own sid.
+    let res = browser()
+        .get(app.url("/api/oidc/logout"))
+        .query(&[("id_token_hint", wiki["id_token"].as_str().unwrap())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(app.me(&fresh).await.status(), StatusCode::UNAUTHORIZED);
+    let body = tokio::time::timeout(std::time::Duration::from_secs(10), told.recv())
+        .await
+        .expect("a logout token within 10 s")
+        .unwrap();
+    let form: HashMap<String, String> = url::form_urlencoded::parse(body.as_bytes())
+        .into_owned()
+        .collect();
+    let (_, logout) = verify(&app, &form["logout_token"], Some("wiki")).await;
+    assert_eq!(logout["sid"], first["sid"]);
+    for (client, tokens) in [("wiki", &wiki), ("bank", &bank)] {
+        let res = refresh(&app, client, tokens["refresh_token"].as_str().unwrap()).await;
+        assert_eq!(
+            oauth_error(res, StatusCode::BAD_REQUEST).await,
+            "invalid_grant",
+            "{client}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn with_a_second_factor_the_old_session_lasts_until_the_new_one_is_made() {
+    let app = provider(vec![client("wiki", None, Consent::Implicit)]).await;
+    let (cookie, code, verifier) = code_for(&app, "vic", "wiki").await;
+    let wiki = exchange(&app, "wiki", &code, &verifier).await;
+    let totp = crate::mfa::enrol_totp(&app, &cookie).await;
+    let res = app
+        .post_json(
+            "/api/auth/login",
+            &json!({"username": "vic", "password": PASSWORD}),
+            Some(&cookie),
+        )
+        .await;
+    let body: Value = res.json().await.unwrap();
+    let pending = body["mfa"]["pending"].as_str().unwrap();
+    // Halfway, vic is still signed in as before: giving up here loses nothing.
+    assert_eq!(app.me(&cookie).await.status(), StatusCode::OK);
+    let res = app
+        .post_json(
+            "/api/auth/mfa/totp",
+            &json!({"pending": pending, "code": totp.code(1)}),
+            Some(&cookie),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let fresh = cookie_of(&res);
+    assert_eq!(app.me(&cookie).await.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(app.me(&fresh).await.status(), StatusCode::OK);
+    let res = refresh(&app, "wiki", wiki["refresh_token"].as_str().unwrap()).await;
+    assert_eq!(res.status(), StatusCode::OK, "the wiki kept its tokens");
+}
+
+#[tokio::test]
+async fn a_sign_in_with_someone_elses_cookie_takes_none_of_their_apps() {
+    let app = provider(vec![client("wiki", None, Consent::Implicit)]).await;
+    let (planted, code, verifier) = code_for(&app, "mallory", "wiki").await;
+    let hers = exchange(&app, "wiki", &code, &verifier).await;
+    app.register("yann").await;
+    let res = app
+        .post_json(
+            "/api/auth/login",
+            &json!({"username": "yann", "password": PASSWORD}),
+            Some(&planted),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let his = cookie_of(&res);
+    assert_eq!(app.me(&planted).await.status(), StatusCode::UNAUTHORIZED);
+    let apps: Value = app
+        .get("/api/auth/apps", Some(&his))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(apps["apps"], json!([]));
+    let res = refresh(&app, "wiki", hers["refresh_token"].as_str().unwrap()).await;
+    assert_eq!(
+        oauth_error(res, StatusCode::BAD_REQUEST).await,
+        "invalid_grant"
     );
 }
 

@@ -4,6 +4,7 @@
 //! issuer production refuses.
 
 use std::process::Stdio;
+use std::time::Duration;
 
 use reqwest::StatusCode;
 use serde_json::Value;
@@ -149,4 +150,113 @@ fn production_refuses_an_issuer_that_is_not_https() {
     assert!(!status.success());
     assert!(stderr.contains("oidc_provider.issuer"), "{stderr}");
     assert_eq!(stderr.trim().lines().count(), 1, "one clear line: {stderr}");
+}
+
+/// `POST /api/oidc/token` with a form.
+async fn token(server: &Server, form: Vec<(&str, String)>) -> reqwest::Response {
+    let req = server.client.post(server.url("/api/oidc/token"));
+    req.form(&form).send().await.unwrap()
+}
+
+/// A relying party's back-channel logout endpoint: `(uri, logout tokens)`.
+async fn backchannel() -> (String, tokio::sync::mpsc::UnboundedReceiver<String>) {
+    use warp::Filter;
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let route = warp::post()
+        .and(warp::path("bc"))
+        .and(warp::body::form())
+        .map(move |form: std::collections::HashMap<String, String>| {
+            let _ = tx.send(form.get("logout_token").cloned().unwrap_or_default());
+            warp::reply()
+        });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(warp::serve(route).incoming(listener).run());
+    (format!("http://{addr}/bc"), rx)
+}
+
+#[tokio::test]
+async fn a_session_ended_while_the_server_was_down_is_told_to_the_app_at_the_next_start() {
+    use base64::Engine;
+    use sha2::Digest;
+    let (uri, mut told) = backchannel().await;
+    let redirect = "http://127.0.0.1:9/cb";
+    let site = Site::new(&format!(
+        "{PROVIDER}\n[[oidc_provider.clients]]\nid = \"wiki\"\nredirect_uris = [\"{redirect}\"]\nconsent = \"implicit\"\n\
+         backchannel_logout_uri = \"{uri}\"\n"
+    ));
+    let server = site.start(&[]);
+    server.register("odile").await;
+    let cookie = server.login_cookie("odile").await;
+    let verifier = "a-verifier-of-more-than-forty-three-characters-for-pkce";
+    let challenge = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .encode(sha2::Sha256::digest(verifier.as_bytes()));
+    let browser = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let res = browser
+        .get(server.url("/api/oidc/authorize"))
+        .header("cookie", &cookie)
+        .query(&[
+            ("client_id", "wiki"),
+            ("redirect_uri", redirect),
+            ("response_type", "code"),
+            ("scope", "openid"),
+            ("code_challenge", &challenge),
+            ("code_challenge_method", "S256"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    let to = url::Url::parse(res.headers()["location"].to_str().unwrap()).unwrap();
+    let code = to
+        .query_pairs()
+        .find(|(k, _)| k == "code")
+        .unwrap_or_else(|| panic!("{to}"))
+        .1;
+    let res = token(
+        &server,
+        vec![
+            ("grant_type", "authorization_code".into()),
+            ("client_id", "wiki".into()),
+            ("code", code.into_owned()),
+            ("redirect_uri", redirect.into()),
+            ("code_verifier", verifier.into()),
+        ],
+    )
+    .await;
+    let tokens: Value = res.json().await.unwrap();
+    assert!(tokens["refresh_token"].is_string(), "{tokens}");
+    // Stopped; the operator sets her password offline, which ends her
+    // sessions with no server there to tell the wiki.
+    drop(server);
+    let (status, err) = site.run(
+        &["user", "passwd", "odile", "--password-stdin"],
+        &[],
+        "a new password, set offline\n",
+    );
+    assert!(status.success(), "{err}");
+    let early = tokio::time::timeout(Duration::from_millis(500), told.recv()).await;
+    assert!(early.is_err(), "nobody was there to tell the wiki yet");
+    let server = site.start(&[]);
+    let logout = tokio::time::timeout(Duration::from_secs(10), told.recv())
+        .await
+        .expect("the wiki hears of it within 10 s of the start")
+        .unwrap();
+    assert_eq!(logout.split('.').count(), 3, "a signed logout token");
+    let res = token(
+        &server,
+        vec![
+            ("grant_type", "refresh_token".into()),
+            ("client_id", "wiki".into()),
+            (
+                "refresh_token",
+                tokens["refresh_token"].as_str().unwrap().into(),
+            ),
+        ],
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+    drop(server);
 }
