@@ -198,10 +198,11 @@ async fn verify(
     };
     // The password rules first, so a weak one does not use the code up.
     let password = state.auth.new_password(body.new_password, "newPassword")?;
-    // A session the client came with goes, as at any sign-in.
+    let signed = state.auth.recover(proof, &password, &client).await?;
+    // A session the client came with goes, as at any sign-in, once the
+    // proof held: a wrong code loses nothing.
     if let Some(previous) = previous {
         state.auth.end_replaced(&previous).await?;
     }
-    let signed = state.auth.recover(proof, &password, &client).await?;
     signed_in(&state, None, &signed).await
 }

@@ -134,9 +134,18 @@ async fn a_code_is_refused_for_another_account_and_after_five_wrong_tries() {
     let mails = mailbox.wait_for_subject(RECOVERY, 2).await;
     let code_for = |name: &str| code_in(mails.iter().find(|m| to_of(m).contains(name)).unwrap());
     let (carols, daves) = (code_for("carol"), code_for("dave"));
-    // Dave's code is not Carol's; then four more wrong guesses: five.
-    let res = recover(&app, "carol", &daves, NEW_PASSWORD).await;
+    // Dave's code is not Carol's; then four more wrong guesses: five. The
+    // first comes from a browser signed in as Carol, who stays signed in.
+    let signed_in = app.login_cookie("carol").await;
+    let res = app
+        .post_json(
+            "/api/auth/recovery/verify",
+            &json!({ "login": "carol", "code": daves, "newPassword": NEW_PASSWORD }),
+            Some(&signed_in),
+        )
+        .await;
     expect_error(res, StatusCode::UNAUTHORIZED, "invalid_code").await;
+    assert_eq!(app.me(&signed_in).await.status(), StatusCode::OK);
     for wrong in ["000000", "111111", "222222", "333333"] {
         let wrong = if wrong == carols { "444444" } else { wrong };
         let res = recover(&app, "carol", wrong, NEW_PASSWORD).await;
