@@ -469,6 +469,11 @@ async fn pkce_refuses_a_wrong_or_missing_verifier_and_a_code_past_its_minute() {
         .await
         .unwrap()
         .expect("the code is stored");
+    let left = kept.deadline_ms.saturating_sub(sessiond::store::now_ms());
+    assert!(
+        (50_000..=60_000).contains(&left),
+        "a code lives a minute: {left} ms left"
+    );
     kept.deadline_ms = sessiond::store::now_ms() - 1;
     app.store.put_ticket(&key, &kept).await.unwrap();
     let res = try_exchange(&app, "app", &code, &verifier).await;
@@ -1414,13 +1419,22 @@ async fn check_names_a_grant_its_session_would_not_end() {
 
 /// A logout token receiver: the bodies POSTed to it, as they come.
 async fn backchannel_receiver() -> (String, tokio::sync::mpsc::UnboundedReceiver<String>) {
+    backchannel_receiver_refusing(0).await
+}
+
+/// A back-channel endpoint that answers its first `refuse` posts 503
+/// (each still reported), then 200.
+async fn backchannel_receiver_refusing(
+    refuse: usize,
+) -> (String, tokio::sync::mpsc::UnboundedReceiver<String>) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let refused = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}/backchannel", listener.local_addr().unwrap());
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
     tokio::spawn(async move {
         while let Ok((mut stream, _)) = listener.accept().await {
-            let tx = tx.clone();
+            let (tx, refused) = (tx.clone(), refused.clone());
             tokio::spawn(async move {
                 let mut buf = Vec::new();
                 let mut chunk = [0u8; 4096];
@@ -1444,7 +1458,16 @@ async fn backchannel_receiver() -> (String, tokio::sync::mpsc::UnboundedReceiver
                         .unwrap_or(0);
                     if buf.len() >= end + 4 + length {
                         let _ = tx.send(text[end + 4..end + 4 + length].to_owned());
-                        let _ = stream.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n").await;
+                        let status =
+                            if refused.fetch_add(1, std::sync::atomic::Ordering::SeqCst) < refuse {
+                                "503 Service Unavailable"
+                            } else {
+                                "200 OK"
+                            };
+                        let answer = format!(
+                            "HTTP/1.1 {status}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+                        );
+                        let _ = stream.write_all(answer.as_bytes()).await;
                         return;
                     }
                 }
@@ -1578,4 +1601,59 @@ async fn removing_a_client_ends_its_grants_and_consents_and_nobody_elses() {
             .unwrap(),
         (0, 0)
     );
+}
+
+#[tokio::test]
+async fn a_logout_token_the_app_refuses_is_tried_again() {
+    let (url, mut told) = backchannel_receiver_refusing(2).await;
+    let mut wiki = client("wiki", None, Consent::Implicit);
+    wiki.backchannel_logout_uri = url;
+    let app = provider(vec![wiki]).await;
+    let (cookie, code, verifier) = code_for(&app, "quinn", "wiki").await;
+    exchange(&app, "wiki", &code, &verifier).await;
+    assert_eq!(app.logout(&cookie).await.status(), StatusCode::NO_CONTENT);
+    // Refused twice (503), taken the third time: the same token each time,
+    // and nothing after the one taken.
+    let mut bodies = Vec::new();
+    for _ in 0..3 {
+        let body = tokio::time::timeout(std::time::Duration::from_secs(20), told.recv())
+            .await
+            .expect("tried again within 20 s")
+            .unwrap();
+        bodies.push(body);
+    }
+    assert!(bodies.iter().all(|b| *b == bodies[0]));
+    let more = tokio::time::timeout(std::time::Duration::from_secs(2), told.recv()).await;
+    assert!(more.is_err(), "delivered: no more tries");
+}
+
+#[tokio::test]
+async fn a_refresh_token_lives_no_longer_than_its_session() {
+    use sessiond::store::{now_ms, TicketKey, TicketKind};
+    // Refresh tokens may live 30 days; sessions end a day after sign-in.
+    let app = spawn_app_with(|c| {
+        c.oidc_provider.enabled = true;
+        c.oidc_provider.clients = vec![client("app", None, Consent::Implicit)];
+        c.session.absolute_timeout = std::time::Duration::from_secs(24 * 60 * 60);
+    })
+    .await;
+    let (_, code, verifier) = code_for(&app, "rhea", "app").await;
+    let tokens = exchange(&app, "app", &code, &verifier).await;
+    let res = refresh(&app, "app", tokens["refresh_token"].as_str().unwrap()).await;
+    let tokens: Value = res.json().await.unwrap();
+    let id = tokens["refresh_token"]
+        .as_str()
+        .unwrap()
+        .split('.')
+        .next()
+        .unwrap();
+    let key = TicketKey::Id(TicketKind::OidcGrant, base64_decode(id).try_into().unwrap());
+    let grant = app.store.ticket(&key).await.unwrap().expect("the grant");
+    let day = 24 * 60 * 60 * 1000;
+    assert!(
+        grant.deadline_ms <= now_ms() + day,
+        "the grant is kept past its session: {} ms left",
+        grant.deadline_ms - now_ms()
+    );
+    assert!(grant.deadline_ms > now_ms() + day - 60_000);
 }
