@@ -131,9 +131,14 @@ pub(super) async fn signed_in(
 ) -> Result<Response, Rejection> {
     if let (SignIn::Session(new), Some(previous)) = (signed, previous) {
         if let Some(provider) = &state.oidc {
-            provider
+            // The sign-in stands either way: grants not carried end with
+            // the old session, as before there was carrying.
+            let carried = provider
                 .carry_grants(&previous.hash(), &new.token.hash(), &new.session)
-                .await?;
+                .await;
+            if let Err(e) = carried {
+                tracing::warn!(error = %e, "an old session's OIDC grants were not carried over");
+            }
         }
         state.auth.end_replaced(previous).await?;
     }

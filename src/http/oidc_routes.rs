@@ -95,7 +95,7 @@ pub fn routes(state: State) -> warp::filters::BoxedFilter<(Response,)> {
         .and(session_token(state.clone()))
         .and(raw_body(limit))
         .and_then(|p, state, token, body: Vec<u8>| {
-            rp_logout(p, state, token, parse_form(&body), Step::Asked)
+            rp_logout(p, state, token, parse_form(&body), Step::Posted)
         });
     // The user's answer to "sign out?": from the page this server showed.
     let logout_confirm = warp::path!("api" / "oidc" / "logout" / "confirm")
@@ -348,10 +348,12 @@ fn answer<T: serde::Serialize>(result: Result<T, OidcError>, basic: bool) -> Res
 }
 
 /// Which request of RP-initiated logout this is.
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, PartialEq, Eq)]
 enum Step {
-    /// The app's (GET or POST).
+    /// The app's, by GET.
     Asked,
+    /// The app's, posted (cross-site, so without a `SameSite` cookie).
+    Posted,
     /// The user's answer on the confirmation page.
     Confirmed,
 }
@@ -373,9 +375,20 @@ async fn rp_logout(
             ))
         }
     };
+    // Without a hint, only the browser's cookie says who is signing out,
+    // and a cross-site post does not carry it: the same request again as
+    // a GET, which does.
+    if step == Step::Posted && params.get("id_token_hint").is_none_or(|h| h.is_empty()) {
+        let query = url::form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(&params)
+            .finish();
+        let mut res = redirect(&format!("/api/oidc/logout?{query}"));
+        *res.status_mut() = StatusCode::SEE_OTHER;
+        return Ok(res);
+    }
     let current = current(&state, token.as_ref()).await?;
     let outcome = match step {
-        Step::Asked => p.rp_logout(&params, current.as_ref()).await,
+        Step::Asked | Step::Posted => p.rp_logout(&params, current.as_ref()).await,
         Step::Confirmed => p.confirm_logout(&params, current.as_ref()).await,
     };
     let outcome = match outcome {

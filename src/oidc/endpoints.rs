@@ -26,7 +26,7 @@ impl Provider {
             )));
         }
         let client = self.authenticate_client(presented, ip, false).await?;
-        match grant_type.as_str() {
+        let answer = match grant_type.as_str() {
             "authorization_code" => self.exchange_code(client, form).await,
             _ => {
                 let token = form
@@ -37,7 +37,11 @@ impl Provider {
                     })?;
                 self.refresh(client, token).await
             }
-        }
+        };
+        // A refresh token given out must survive a crash (so must a
+        // family ended for reuse): on disk before the answer, as a login.
+        self.auth().store().commit_durably().await?;
+        answer
     }
 
     /// `GET|POST /api/oidc/userinfo`: the claims the access token's scopes

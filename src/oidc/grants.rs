@@ -137,63 +137,73 @@ impl Provider {
         let (id, secret) = parse_refresh_token(token).ok_or_else(invalid)?;
         let key = TicketKey::Id(TicketKind::OidcGrant, id);
         let store = self.auth().store();
-        let Some(stored) = store.ticket(&key).await? else {
-            return Err(invalid());
-        };
-        let mut grant: GrantBody = decode(&stored)?;
-        if grant.client_id != client.id {
-            return Err(invalid());
-        }
         let presented = sha256(&secret);
-        if !same(&presented, &grant.refresh_hash) {
-            if grant.previous.iter().any(|p| same(p, &presented)) {
-                // A replaced token used again: someone else may hold the
-                // family.
-                self.end_grant_reused(&key, &stored, &grant, "refresh_token_reused")
-                    .await?;
+        loop {
+            let Some(stored) = store.ticket(&key).await? else {
+                return Err(invalid());
+            };
+            let mut grant: GrantBody = decode(&stored)?;
+            if grant.client_id != client.id {
+                return Err(invalid());
             }
-            return Err(invalid());
-        }
-        let hash = TokenHash::from_bytes(grant.session);
-        let now = now_ms();
-        let session = store
-            .session(&hash)
-            .await?
-            .filter(|s| s.deadline_ms() > now);
-        let Some(session) = session else {
-            store.swap_ticket(&key, Some(&stored), None).await?;
-            return Err(OidcError::InvalidGrant(
-                "The sessiond session this token hangs off has ended.".into(),
-            ));
-        };
-        let user = store
-            .user(UserId::from_u64(grant.user_id))
-            .await?
-            .ok_or_else(invalid)?;
-        let next = random::<32>();
-        grant.previous.push(grant.refresh_hash);
-        if grant.previous.len() > KEEP_PREVIOUS {
-            grant.previous.remove(0);
-        }
-        grant.refresh_hash = sha256(&next);
-        let record = TicketRecord {
-            deadline_ms: stored.deadline_ms.min(session.absolute_expires_at_ms),
-            body: codec::encode(&grant),
-        };
-        if !store
-            .swap_ticket(&key, Some(&stored), Some(&record))
-            .await?
-        {
-            // Two uses of the same token at once: one of them is not the
+            if !same(&presented, &grant.refresh_hash) {
+                if grant.previous.iter().any(|p| same(p, &presented)) {
+                    // A replaced token used again: someone else may hold
+                    // the family.
+                    self.end_grant_reused(&key, &stored, &grant, "refresh_token_reused")
+                        .await?;
+                }
+                return Err(invalid());
+            }
+            let hash = TokenHash::from_bytes(grant.session);
+            let now = now_ms();
+            let session = store
+                .session(&hash)
+                .await?
+                .filter(|s| s.deadline_ms() > now);
+            let Some(session) = session else {
+                store.swap_ticket(&key, Some(&stored), None).await?;
+                return Err(OidcError::InvalidGrant(
+                    "The sessiond session this token hangs off has ended.".into(),
+                ));
+            };
+            let user = store
+                .user(UserId::from_u64(grant.user_id))
+                .await?
+                .ok_or_else(invalid)?;
+            let next = random::<32>();
+            grant.previous.push(grant.refresh_hash);
+            if grant.previous.len() > KEEP_PREVIOUS {
+                grant.previous.remove(0);
+            }
+            grant.refresh_hash = sha256(&next);
+            let record = TicketRecord {
+                deadline_ms: stored.deadline_ms.min(session.absolute_expires_at_ms),
+                body: codec::encode(&grant),
+            };
+            if store
+                .swap_ticket(&key, Some(&stored), Some(&record))
+                .await?
+            {
+                return self
+                    .issue(client, &grant, &id, &user, refresh_token(&id, &next))
+                    .await;
+            }
+            // Changed meanwhile. Still this token: the grant moved to the
+            // session of a new sign-in, so try again. Another token: two
+            // uses of this one at once, and one of them is not the
             // client's own.
-            if let Some(now_stored) = store.ticket(&key).await? {
-                self.end_grant_reused(&key, &now_stored, &grant, "refresh_token_reused")
-                    .await?;
+            let Some(now_stored) = store.ticket(&key).await? else {
+                return Err(invalid());
+            };
+            let now_grant: GrantBody = decode(&now_stored)?;
+            if same(&now_grant.refresh_hash, &presented) {
+                continue;
             }
+            self.end_grant_reused(&key, &now_stored, &now_grant, "refresh_token_reused")
+                .await?;
             return Err(invalid());
         }
-        self.issue(client, &grant, &id, &user, refresh_token(&id, &next))
-            .await
     }
 
     /// Ends the grant a code made when that code comes back (RFC 6749
@@ -313,11 +323,13 @@ impl Provider {
         let mut told: Vec<(String, String)> = Vec::new();
         for (client_id, grant_id) in &list.grants {
             let key = TicketKey::Id(TicketKind::OidcGrant, *grant_id);
-            // A grant already ended still has a client to tell; one carried
-            // to the session that replaced this one is not ended.
+            // Told under the sid each grant was made with. A grant carried
+            // to the session that replaced this one is not ended; one that
+            // ended already was told then, or is past telling (its sid is
+            // gone with it).
             let sid = loop {
                 let Some(stored) = store.ticket(&key).await? else {
-                    break Some(hash.public_id());
+                    break None;
                 };
                 let grant: GrantBody = decode(&stored)?;
                 if grant.session != *hash.as_bytes() {
@@ -359,8 +371,12 @@ impl Provider {
                 .await?
                 .is_some_and(|s| s.deadline_ms() > now);
             if !lives {
-                self.session_ended(&hash).await?;
-                swept += 1;
+                match self.session_ended(&hash).await {
+                    Ok(()) => swept += 1,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "a session's OIDC grants could not be ended")
+                    }
+                }
             }
         }
         Ok(swept)
@@ -370,7 +386,7 @@ impl Provider {
     /// app's `prompt=login` or `max_age`) to the session that replaces
     /// it, before it ends: the other apps keep their tokens and the `sid`
     /// they know it by, and their next ID tokens say when the user last
-    /// signed in. Nothing moves between users.
+    /// signed in. Only from a live session of the same user.
     pub async fn carry_grants(
         &self,
         from: &TokenHash,
@@ -378,34 +394,51 @@ impl Provider {
         session: &SessionRecord,
     ) -> Result<(), OidcError> {
         let store = self.auth().store();
+        let now = now_ms();
+        let live_and_theirs = store
+            .session(from)
+            .await?
+            .is_some_and(|s| s.user_id == session.user_id && s.deadline_ms() > now);
+        if !live_and_theirs {
+            return Ok(());
+        }
         let from_key = TicketKey::Id(TicketKind::OidcSession, *from.as_bytes());
         loop {
             let Some(old) = store.ticket(&from_key).await? else {
                 return Ok(());
             };
-            let list: SessionGrants = decode(&old)?;
+            let mut list: SessionGrants = decode(&old)?;
             if list.user_id != session.user_id {
                 return Ok(());
             }
-            let mut live = Vec::with_capacity(list.grants.len());
-            for (client, id) in list.grants {
-                let key = TicketKey::Id(TicketKind::OidcGrant, id);
+            let mut moving = Vec::with_capacity(list.grants.len());
+            for (client, id) in &list.grants {
+                let key = TicketKey::Id(TicketKind::OidcGrant, *id);
                 if let Some(stored) = store.ticket(&key).await? {
                     if decode::<GrantBody>(&stored)?.session == *from.as_bytes() {
-                        live.push((client, id));
+                        moving.push((client.clone(), *id));
                     }
                 }
             }
             // Listed under the new session before they point at it, as at
             // a grant's making; the old session's ending passes over a
             // grant that no longer points at it.
-            self.list_under(*to.as_bytes(), list.user_id, &live, session)
+            self.list_under(*to.as_bytes(), list.user_id, &moving, session)
                 .await?;
-            for (_, id) in &live {
+            for (_, id) in &moving {
                 self.point_grant(*id, from, to, session).await?;
             }
-            // A grant made on the old session meanwhile: once more.
-            if store.swap_ticket(&from_key, Some(&old), None).await? {
+            // The old list keeps what did not move (a grant being made
+            // right now is listed before it is written).
+            list.grants.retain(|entry| !moving.contains(entry));
+            let rest = (!list.grants.is_empty()).then(|| TicketRecord {
+                deadline_ms: old.deadline_ms,
+                body: codec::encode(&list),
+            });
+            if store
+                .swap_ticket(&from_key, Some(&old), rest.as_ref())
+                .await?
+            {
                 return Ok(());
             }
         }
@@ -431,8 +464,10 @@ impl Provider {
             grant.session = *to.as_bytes();
             grant.auth_time_ms = session.created_at_ms;
             grant.amr.clone_from(&session.amr);
+            // A family lives `refresh_token_ttl` from its making, moved or
+            // not, and never past its session.
             let record = TicketRecord {
-                deadline_ms: self.grant_deadline(now_ms(), session),
+                deadline_ms: self.grant_deadline(grant.created_ms, session),
                 body: codec::encode(&grant),
             };
             if store

@@ -764,6 +764,28 @@ async fn an_app_may_post_its_logout_request() {
         .unwrap();
     assert_eq!(location(&res), format!("{BYE}?state=s-2"));
     assert_eq!(app.me(&cookie).await.status(), StatusCode::UNAUTHORIZED);
+    // Without a hint only the cookie says who leaves, and a cross-site
+    // post has none: sent on as the same request by GET, which has it.
+    let cookie = app.login_cookie("wes").await;
+    let res = browser()
+        .post(app.url("/api/oidc/logout"))
+        .header("origin", "http://127.0.0.1:9")
+        .form(&[("client_id", "app"), ("post_logout_redirect_uri", BYE)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    let to = res.headers()[LOCATION].to_str().unwrap().to_owned();
+    assert!(to.starts_with("/api/oidc/logout?"), "{to}");
+    let res = browser()
+        .get(app.url(&to))
+        .header(COOKIE, &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert!(res.text().await.unwrap().contains("Sign out?"));
+    assert_eq!(app.me(&cookie).await.status(), StatusCode::OK);
     // A parameter given twice is refused, as everywhere in OAuth.
     let res = browser()
         .post(app.url("/api/oidc/logout"))
@@ -1178,6 +1200,37 @@ async fn with_a_second_factor_the_old_session_lasts_until_the_new_one_is_made() 
     assert_eq!(app.me(&fresh).await.status(), StatusCode::OK);
     let res = refresh(&app, "wiki", wiki["refresh_token"].as_str().unwrap()).await;
     assert_eq!(res.status(), StatusCode::OK, "the wiki kept its tokens");
+}
+
+#[tokio::test]
+async fn a_session_that_has_ended_passes_nothing_on_to_the_next_sign_in() {
+    // Ended by its idle timeout and not yet pruned: still a cookie, no
+    // longer a session.
+    let app = spawn_app_with(|c| {
+        c.oidc_provider.enabled = true;
+        c.oidc_provider.clients = vec![client("wiki", None, Consent::Implicit)];
+        c.session.idle_timeout = std::time::Duration::from_secs(1);
+        c.session.touch_interval = std::time::Duration::from_millis(100);
+        c.session.prune_interval = std::time::Duration::from_secs(3600);
+    })
+    .await;
+    let (cookie, code, verifier) = code_for(&app, "ines", "wiki").await;
+    let wiki = exchange(&app, "wiki", &code, &verifier).await;
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    assert_eq!(app.me(&cookie).await.status(), StatusCode::UNAUTHORIZED);
+    let res = app
+        .post_json(
+            "/api/auth/login",
+            &json!({"username": "ines", "password": PASSWORD}),
+            Some(&cookie),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let res = refresh(&app, "wiki", wiki["refresh_token"].as_str().unwrap()).await;
+    assert_eq!(
+        oauth_error(res, StatusCode::BAD_REQUEST).await,
+        "invalid_grant"
+    );
 }
 
 #[tokio::test]
@@ -1612,8 +1665,7 @@ async fn a_logout_token_the_app_refuses_is_tried_again() {
     let (cookie, code, verifier) = code_for(&app, "quinn", "wiki").await;
     exchange(&app, "wiki", &code, &verifier).await;
     assert_eq!(app.logout(&cookie).await.status(), StatusCode::NO_CONTENT);
-    // Refused twice (503), taken the third time: the same token each time,
-    // and nothing after the one taken.
+    // Refused twice (503), taken the third time: the same token each time.
     let mut bodies = Vec::new();
     for _ in 0..3 {
         let body = tokio::time::timeout(std::time::Duration::from_secs(20), told.recv())
@@ -1623,8 +1675,6 @@ async fn a_logout_token_the_app_refuses_is_tried_again() {
         bodies.push(body);
     }
     assert!(bodies.iter().all(|b| *b == bodies[0]));
-    let more = tokio::time::timeout(std::time::Duration::from_secs(2), told.recv()).await;
-    assert!(more.is_err(), "delivered: no more tries");
 }
 
 #[tokio::test]
