@@ -71,6 +71,10 @@ pub enum LogoutOutcome {
     },
 }
 
+/// A request's app (named by `client_id`, if it was) and where to go
+/// after signing out.
+type WayBack<'a> = (Option<&'a ClientConfig>, Option<String>);
+
 fn refused(message: &str) -> Result<LogoutOutcome, OidcError> {
     Ok(LogoutOutcome::Refused {
         message: message.to_owned(),
@@ -132,12 +136,8 @@ impl Provider {
         params: &HashMap<String, String>,
         current: Option<&CurrentSession>,
     ) -> Result<LogoutOutcome, OidcError> {
-        let client = match self.named_client(params) {
-            Ok(c) => c,
-            Err(message) => return refused(message),
-        };
-        let redirect = match logout_redirect(client, params)? {
-            Ok(r) => r,
+        let (client, redirect) = match self.way_back(params)? {
+            Ok(found) => found,
             Err(message) => return refused(message),
         };
         let Some(current) = current else {
@@ -166,12 +166,8 @@ impl Provider {
         params: &HashMap<String, String>,
         current: Option<&CurrentSession>,
     ) -> Result<LogoutOutcome, OidcError> {
-        let client = match self.named_client(params) {
-            Ok(c) => c,
-            Err(message) => return refused(message),
-        };
-        let redirect = match logout_redirect(client, params)? {
-            Ok(r) => r,
+        let (_, redirect) = match self.way_back(params)? {
+            Ok(found) => found,
             Err(message) => return refused(message),
         };
         match current {
@@ -194,18 +190,24 @@ impl Provider {
         }
     }
 
-    /// The client a request without a hint names by `client_id`, if any.
-    fn named_client(
+    /// For a request without a hint: the client it names by `client_id`
+    /// (if any) and where to go after, or why it is refused.
+    fn way_back(
         &self,
         params: &HashMap<String, String>,
-    ) -> Result<Option<&ClientConfig>, &'static str> {
-        match params.get("client_id").filter(|c| !c.is_empty()) {
-            None => Ok(None),
-            Some(id) => self
-                .client(id)
-                .map(Some)
-                .ok_or("The sign-out request names no application registered here."),
-        }
+    ) -> Result<Result<WayBack<'_>, &'static str>, OidcError> {
+        let client = match params.get("client_id").filter(|c| !c.is_empty()) {
+            None => None,
+            Some(id) => match self.client(id) {
+                Some(c) => Some(c),
+                None => {
+                    return Ok(Err(
+                        "The sign-out request names no application registered here.",
+                    ))
+                }
+            },
+        };
+        Ok(logout_redirect(client, params)?.map(|to| (client, to)))
     }
 
     /// Sends `client` a logout token for the session `sid` of `user`, from

@@ -1072,6 +1072,16 @@ async fn prompt_and_max_age_send_the_user_to_sign_in_or_the_app_an_error() {
     );
 }
 
+/// The page's sign-in from a browser that already has `cookie`.
+async fn sign_in_with(app: &TestApp, name: &str, cookie: &str) -> reqwest::Response {
+    app.post_json(
+        "/api/auth/login",
+        &json!({"username": name, "password": PASSWORD}),
+        Some(cookie),
+    )
+    .await
+}
+
 /// The request id in a redirect to the page (`/?oidc=ID&...`).
 fn request_id(to: &str) -> String {
     to.split("oidc=")
@@ -1101,13 +1111,7 @@ async fn signing_in_again_for_one_app_keeps_the_others_signed_in() {
     let to = location(&authorize(&app, Some(&cookie), &login).await);
     assert!(to.ends_with("&login=1"), "{to}");
     tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
-    let res = app
-        .post_json(
-            "/api/auth/login",
-            &json!({"username": "zeno", "password": PASSWORD}),
-            Some(&cookie),
-        )
-        .await;
+    let res = sign_in_with(&app, "zeno", &cookie).await;
     assert_eq!(res.status(), StatusCode::OK);
     let fresh = cookie_of(&res);
     assert_eq!(app.me(&cookie).await.status(), StatusCode::UNAUTHORIZED);
@@ -1176,13 +1180,7 @@ async fn with_a_second_factor_the_old_session_lasts_until_the_new_one_is_made() 
     let (cookie, code, verifier) = code_for(&app, "vic", "wiki").await;
     let wiki = exchange(&app, "wiki", &code, &verifier).await;
     let totp = crate::mfa::enrol_totp(&app, &cookie).await;
-    let res = app
-        .post_json(
-            "/api/auth/login",
-            &json!({"username": "vic", "password": PASSWORD}),
-            Some(&cookie),
-        )
-        .await;
+    let res = sign_in_with(&app, "vic", &cookie).await;
     let body: Value = res.json().await.unwrap();
     let pending = body["mfa"]["pending"].as_str().unwrap();
     // Halfway, vic is still signed in as before: giving up here loses nothing.
@@ -1218,13 +1216,7 @@ async fn a_session_that_has_ended_passes_nothing_on_to_the_next_sign_in() {
     let wiki = exchange(&app, "wiki", &code, &verifier).await;
     tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
     assert_eq!(app.me(&cookie).await.status(), StatusCode::UNAUTHORIZED);
-    let res = app
-        .post_json(
-            "/api/auth/login",
-            &json!({"username": "ines", "password": PASSWORD}),
-            Some(&cookie),
-        )
-        .await;
+    let res = sign_in_with(&app, "ines", &cookie).await;
     assert_eq!(res.status(), StatusCode::OK);
     let res = refresh(&app, "wiki", wiki["refresh_token"].as_str().unwrap()).await;
     assert_eq!(
@@ -1239,13 +1231,7 @@ async fn a_sign_in_with_someone_elses_cookie_takes_none_of_their_apps() {
     let (planted, code, verifier) = code_for(&app, "mallory", "wiki").await;
     let hers = exchange(&app, "wiki", &code, &verifier).await;
     app.register("yann").await;
-    let res = app
-        .post_json(
-            "/api/auth/login",
-            &json!({"username": "yann", "password": PASSWORD}),
-            Some(&planted),
-        )
-        .await;
+    let res = sign_in_with(&app, "yann", &planted).await;
     assert_eq!(res.status(), StatusCode::OK);
     let his = cookie_of(&res);
     assert_eq!(app.me(&planted).await.status(), StatusCode::UNAUTHORIZED);
