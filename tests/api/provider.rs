@@ -189,6 +189,16 @@ pub(crate) async fn refresh(app: &TestApp, client: &str, refresh_token: &str) ->
     .await
 }
 
+/// Checks that the refresh token in `tokens` is refused: `invalid_grant`.
+async fn refresh_refused(app: &TestApp, client: &str, tokens: &Value) {
+    let res = refresh(app, client, tokens["refresh_token"].as_str().unwrap()).await;
+    assert_eq!(
+        oauth_error(res, StatusCode::BAD_REQUEST).await,
+        "invalid_grant",
+        "{client}"
+    );
+}
+
 /// The OAuth error of an answer, checked to have `status`.
 pub(crate) async fn oauth_error(res: reqwest::Response, status: StatusCode) -> String {
     assert_eq!(res.status(), status);
@@ -430,11 +440,7 @@ async fn a_code_works_once_for_its_own_client_and_a_second_use_revokes_what_it_g
         oauth_error(res, StatusCode::BAD_REQUEST).await,
         "invalid_grant"
     );
-    let res = refresh(&app, "app", tokens["refresh_token"].as_str().unwrap()).await;
-    assert_eq!(
-        oauth_error(res, StatusCode::BAD_REQUEST).await,
-        "invalid_grant"
-    );
+    refresh_refused(&app, "app", &tokens).await;
 }
 
 #[tokio::test]
@@ -534,11 +540,7 @@ async fn refresh_tokens_die_with_the_session_however_it_ends() {
     let access = tokens["access_token"].as_str().unwrap().to_owned();
     assert_eq!(userinfo(access.clone()).await.status(), StatusCode::OK);
     assert_eq!(app.logout(&cookie).await.status(), StatusCode::NO_CONTENT);
-    let res = refresh(&app, "app", tokens["refresh_token"].as_str().unwrap()).await;
-    assert_eq!(
-        oauth_error(res, StatusCode::BAD_REQUEST).await,
-        "invalid_grant"
-    );
+    refresh_refused(&app, "app", &tokens).await;
     // Its access token too, before its five minutes are up.
     assert_eq!(
         oauth_error(userinfo(access).await, StatusCode::UNAUTHORIZED).await,
@@ -558,11 +560,7 @@ async fn refresh_tokens_die_with_the_session_however_it_ends() {
         )
         .await;
     assert_eq!(res.status(), StatusCode::OK);
-    let res = refresh(&app, "app", tokens["refresh_token"].as_str().unwrap()).await;
-    assert_eq!(
-        oauth_error(res, StatusCode::BAD_REQUEST).await,
-        "invalid_grant"
-    );
+    refresh_refused(&app, "app", &tokens).await;
 
     // A password change ends every session of the user (the caller gets
     // a fresh one), and every token they gave apps.
@@ -582,11 +580,7 @@ async fn refresh_tokens_die_with_the_session_however_it_ends() {
     assert_eq!(res.status(), StatusCode::NO_CONTENT);
     assert_eq!(app.me(&other).await.status(), StatusCode::UNAUTHORIZED);
     for tokens in [first, second] {
-        let res = refresh(&app, "app", tokens["refresh_token"].as_str().unwrap()).await;
-        assert_eq!(
-            oauth_error(res, StatusCode::BAD_REQUEST).await,
-            "invalid_grant"
-        );
+        refresh_refused(&app, "app", &tokens).await;
     }
 }
 
@@ -648,11 +642,7 @@ async fn rp_logout_ends_the_session_only_for_a_valid_hint_and_a_registered_uri()
     .await;
     assert_eq!(location(&res), format!("{BYE}?state=s-9"));
     assert_eq!(app.me(&cookie).await.status(), StatusCode::UNAUTHORIZED);
-    let res = refresh(&app, "app", tokens["refresh_token"].as_str().unwrap()).await;
-    assert_eq!(
-        oauth_error(res, StatusCode::BAD_REQUEST).await,
-        "invalid_grant"
-    );
+    refresh_refused(&app, "app", &tokens).await;
 }
 
 #[tokio::test]
@@ -720,11 +710,7 @@ async fn without_an_id_token_the_user_is_asked_before_being_signed_out() {
     assert_eq!(location(&res), format!("{BYE}?state=s-1"));
     assert!(set_cookie_of(&res).contains("Max-Age=0"));
     assert_eq!(app.me(&cookie).await.status(), StatusCode::UNAUTHORIZED);
-    let res = refresh(&app, "app", tokens["refresh_token"].as_str().unwrap()).await;
-    assert_eq!(
-        oauth_error(res, StatusCode::BAD_REQUEST).await,
-        "invalid_grant"
-    );
+    refresh_refused(&app, "app", &tokens).await;
     // Signed in to nothing: straight back. A URI of no named client, or
     // not the named one's: refused.
     assert_eq!(location(&ask(None, back).await), format!("{BYE}?state=s-1"));
@@ -960,11 +946,7 @@ async fn consent_once_is_asked_once_listed_on_the_account_and_revocable() {
         .send(reqwest::Method::DELETE, "/api/auth/apps/app", &cookie, None)
         .await;
     assert_eq!(res.status(), StatusCode::OK);
-    let res = refresh(&app, "app", tokens["refresh_token"].as_str().unwrap()).await;
-    assert_eq!(
-        oauth_error(res, StatusCode::BAD_REQUEST).await,
-        "invalid_grant"
-    );
+    refresh_refused(&app, "app", &tokens).await;
     let apps: Value = app
         .get("/api/auth/apps", Some(&cookie))
         .await
@@ -1155,22 +1137,10 @@ async fn signing_in_again_for_one_app_keeps_the_others_signed_in() {
         .unwrap();
     assert_eq!(res.status(), StatusCode::OK);
     assert_eq!(app.me(&fresh).await.status(), StatusCode::UNAUTHORIZED);
-    let body = tokio::time::timeout(std::time::Duration::from_secs(10), told.recv())
-        .await
-        .expect("a logout token within 10 s")
-        .unwrap();
-    let form: HashMap<String, String> = url::form_urlencoded::parse(body.as_bytes())
-        .into_owned()
-        .collect();
-    let (_, logout) = verify(&app, &form["logout_token"], Some("wiki")).await;
+    let (_, logout) = next_logout_token(&app, &mut told, "wiki").await;
     assert_eq!(logout["sid"], first["sid"]);
     for (client, tokens) in [("wiki", &wiki), ("bank", &bank)] {
-        let res = refresh(&app, client, tokens["refresh_token"].as_str().unwrap()).await;
-        assert_eq!(
-            oauth_error(res, StatusCode::BAD_REQUEST).await,
-            "invalid_grant",
-            "{client}"
-        );
+        refresh_refused(&app, client, tokens).await;
     }
 }
 
@@ -1218,11 +1188,7 @@ async fn a_session_that_has_ended_passes_nothing_on_to_the_next_sign_in() {
     assert_eq!(app.me(&cookie).await.status(), StatusCode::UNAUTHORIZED);
     let res = sign_in_with(&app, "ines", &cookie).await;
     assert_eq!(res.status(), StatusCode::OK);
-    let res = refresh(&app, "wiki", wiki["refresh_token"].as_str().unwrap()).await;
-    assert_eq!(
-        oauth_error(res, StatusCode::BAD_REQUEST).await,
-        "invalid_grant"
-    );
+    refresh_refused(&app, "wiki", &wiki).await;
 }
 
 #[tokio::test]
@@ -1242,11 +1208,7 @@ async fn a_sign_in_with_someone_elses_cookie_takes_none_of_their_apps() {
         .await
         .unwrap();
     assert_eq!(apps["apps"], json!([]));
-    let res = refresh(&app, "wiki", hers["refresh_token"].as_str().unwrap()).await;
-    assert_eq!(
-        oauth_error(res, StatusCode::BAD_REQUEST).await,
-        "invalid_grant"
-    );
+    refresh_refused(&app, "wiki", &hers).await;
 }
 
 #[tokio::test]
@@ -1457,6 +1419,23 @@ async fn check_names_a_grant_its_session_would_not_end() {
 }
 
 /// A logout token receiver: the bodies POSTed to it, as they come.
+/// The next logout token the back-channel endpoint gets (within 10 s),
+/// checked as the app `aud` checks it.
+async fn next_logout_token(
+    app: &TestApp,
+    told: &mut tokio::sync::mpsc::UnboundedReceiver<String>,
+    aud: &str,
+) -> (jsonwebtoken::Header, Value) {
+    let body = tokio::time::timeout(std::time::Duration::from_secs(10), told.recv())
+        .await
+        .expect("a logout token within 10 s")
+        .unwrap();
+    let form: HashMap<String, String> = url::form_urlencoded::parse(body.as_bytes())
+        .into_owned()
+        .collect();
+    verify(app, &form["logout_token"], Some(aud)).await
+}
+
 async fn backchannel_receiver() -> (String, tokio::sync::mpsc::UnboundedReceiver<String>) {
     backchannel_receiver_refusing(0).await
 }
@@ -1547,14 +1526,7 @@ async fn instances_on_one_redis_share_keys_and_whichever_ends_the_session_tells_
     let (_, id) = verify(&app, issued["id_token"].as_str().unwrap(), Some("app")).await;
     // Signed out on the other instance: the app hears it once.
     assert_eq!(other.logout(&cookie).await.status(), StatusCode::NO_CONTENT);
-    let body = tokio::time::timeout(std::time::Duration::from_secs(10), tokens.recv())
-        .await
-        .expect("a logout token within 10 s")
-        .unwrap();
-    let form: HashMap<String, String> = url::form_urlencoded::parse(body.as_bytes())
-        .into_owned()
-        .collect();
-    let (header, logout) = verify(&app, &form["logout_token"], Some("app")).await;
+    let (header, logout) = next_logout_token(&app, &mut tokens, "app").await;
     assert_eq!(header.typ.as_deref(), Some("logout+jwt"));
     assert_eq!(logout["sid"], id["sid"]);
     assert_eq!(logout["sub"], id["sub"]);
@@ -1562,11 +1534,7 @@ async fn instances_on_one_redis_share_keys_and_whichever_ends_the_session_tells_
     assert!(logout.get("nonce").is_none());
     let again = tokio::time::timeout(std::time::Duration::from_secs(1), tokens.recv()).await;
     assert!(again.is_err(), "told once, not once per instance");
-    let res = refresh(&app, "app", issued["refresh_token"].as_str().unwrap()).await;
-    assert_eq!(
-        oauth_error(res, StatusCode::BAD_REQUEST).await,
-        "invalid_grant"
-    );
+    refresh_refused(&app, "app", &issued).await;
 }
 
 #[tokio::test]
@@ -1610,11 +1578,7 @@ async fn removing_a_client_ends_its_grants_and_consents_and_nobody_elses() {
         .await
         .unwrap();
     assert_eq!(removed, (1, 1));
-    let res = refresh(&app, "gone", gone["refresh_token"].as_str().unwrap()).await;
-    assert_eq!(
-        oauth_error(res, StatusCode::BAD_REQUEST).await,
-        "invalid_grant"
-    );
+    refresh_refused(&app, "gone", &gone).await;
     assert_eq!(
         refresh(&app, "kept", kept["refresh_token"].as_str().unwrap())
             .await
