@@ -883,14 +883,7 @@ async fn consent_once_is_asked_once_listed_on_the_account_and_revocable() {
     let res = authorize(&app, Some(&cookie), &request("app", &challenge)).await;
     let to = location(&res);
     assert!(to.contains("/?oidc=") && to.ends_with("&consent=1"), "{to}");
-    let id = to
-        .split("oidc=")
-        .nth(1)
-        .unwrap()
-        .split('&')
-        .next()
-        .unwrap()
-        .to_owned();
+    let id = request_id(&to);
     let view: Value = app
         .get(&format!("/api/oidc/consent?request={id}"), Some(&cookie))
         .await
@@ -903,13 +896,7 @@ async fn consent_once_is_asked_once_listed_on_the_account_and_revocable() {
         view["scopes"],
         json!(["openid", "profile", "email", "groups"])
     );
-    let res = app
-        .post_json(
-            "/api/oidc/consent",
-            &json!({"request": id, "approve": true}),
-            Some(&cookie),
-        )
-        .await;
+    let res = answer_consent(&app, &cookie, &id, true).await;
     assert_eq!(res.status(), StatusCode::OK);
     let back: Value = res.json().await.unwrap();
     let to = url::Url::parse(back["redirect"].as_str().unwrap()).unwrap();
@@ -921,13 +908,7 @@ async fn consent_once_is_asked_once_listed_on_the_account_and_revocable() {
         .into_owned();
     let tokens = exchange(&app, "app", &code, &verifier).await;
     // The answer was single use.
-    let res = app
-        .post_json(
-            "/api/oidc/consent",
-            &json!({"request": id, "approve": true}),
-            Some(&cookie),
-        )
-        .await;
+    let res = answer_consent(&app, &cookie, &id, true).await;
     expect_error(res, StatusCode::NOT_FOUND, "not_found").await;
     // Asked once: the next sign-in goes straight back.
     let (_, challenge) = pkce();
@@ -979,21 +960,8 @@ async fn consent_once_is_asked_once_listed_on_the_account_and_revocable() {
     );
     // Declining sends the app access_denied.
     let res = authorize(&app, Some(&cookie), &request("app", &challenge)).await;
-    let id = location(&res)
-        .split("oidc=")
-        .nth(1)
-        .unwrap()
-        .split('&')
-        .next()
-        .unwrap()
-        .to_owned();
-    let res = app
-        .post_json(
-            "/api/oidc/consent",
-            &json!({"request": id, "approve": false}),
-            Some(&cookie),
-        )
-        .await;
+    let id = request_id(&location(&res));
+    let res = answer_consent(&app, &cookie, &id, false).await;
     let back: Value = res.json().await.unwrap();
     assert!(back["redirect"]
         .as_str()
@@ -1030,14 +998,7 @@ async fn prompt_and_max_age_send_the_user_to_sign_in_or_the_app_an_error() {
     let to = location(&res);
     assert!(to.ends_with("&login=1"), "{to}");
     // The page signs in again and resumes the request: a code.
-    let id = to
-        .split("oidc=")
-        .nth(1)
-        .unwrap()
-        .split('&')
-        .next()
-        .unwrap()
-        .to_owned();
+    let id = request_id(&to);
     let fresh = app.login_cookie("yara").await;
     let res = authorize(&app, Some(&fresh), &[("resume", &id)]).await;
     assert!(query_of(&res).contains_key("code"));
@@ -1059,6 +1020,16 @@ async fn sign_in_with(app: &TestApp, name: &str, cookie: &str) -> reqwest::Respo
     app.post_json(
         "/api/auth/login",
         &json!({"username": name, "password": PASSWORD}),
+        Some(cookie),
+    )
+    .await
+}
+
+/// The user's answer on the consent screen for the waiting request `id`.
+async fn answer_consent(app: &TestApp, cookie: &str, id: &str, approve: bool) -> reqwest::Response {
+    app.post_json(
+        "/api/oidc/consent",
+        &json!({"request": id, "approve": approve}),
         Some(cookie),
     )
     .await
@@ -1172,14 +1143,12 @@ async fn with_a_second_factor_the_old_session_lasts_until_the_new_one_is_made() 
 
 #[tokio::test]
 async fn a_session_that_has_ended_passes_nothing_on_to_the_next_sign_in() {
-    // Ended by its idle timeout and not yet pruned: still a cookie, no
-    // longer a session.
+    // Ended by its idle timeout: its cookie no longer carries anything over.
     let app = spawn_app_with(|c| {
         c.oidc_provider.enabled = true;
         c.oidc_provider.clients = vec![client("wiki", None, Consent::Implicit)];
         c.session.idle_timeout = std::time::Duration::from_secs(1);
         c.session.touch_interval = std::time::Duration::from_millis(100);
-        c.session.prune_interval = std::time::Duration::from_secs(3600);
     })
     .await;
     let (cookie, code, verifier) = code_for(&app, "ines", "wiki").await;
@@ -1547,21 +1516,8 @@ async fn removing_a_client_ends_its_grants_and_consents_and_nobody_elses() {
     let cookie = app.register_and_login("eve").await;
     let (verifier, challenge) = pkce();
     let res = authorize(&app, Some(&cookie), &request("gone", &challenge)).await;
-    let id = location(&res)
-        .split("oidc=")
-        .nth(1)
-        .unwrap()
-        .split('&')
-        .next()
-        .unwrap()
-        .to_owned();
-    let res = app
-        .post_json(
-            "/api/oidc/consent",
-            &json!({"request": id, "approve": true}),
-            Some(&cookie),
-        )
-        .await;
+    let id = request_id(&location(&res));
+    let res = answer_consent(&app, &cookie, &id, true).await;
     let back: Value = res.json().await.unwrap();
     let to = url::Url::parse(back["redirect"].as_str().unwrap()).unwrap();
     let code = to
